@@ -1,0 +1,63 @@
+"""One exception hierarchy for fslog.
+
+Every message says what went wrong, where (file, byte position, offset, line number)
+and, where there is one, what to do next. The CLI prints ``str(error)`` on one line
+and exits 1; the library never prints and never exits.
+"""
+
+from __future__ import annotations
+
+
+class FslogError(Exception):
+    """Base class of every error fslog raises on purpose."""
+
+
+class InvalidNameError(FslogError):
+    """A topic, group or other name that fslog refuses before touching any file."""
+
+
+class TopicExistsError(FslogError):
+    pass
+
+
+class UnknownTopicError(FslogError):
+    pass
+
+
+class ConfigError(FslogError):
+    """An unknown configuration key or a value of the wrong kind."""
+
+
+class RecordTooLargeError(FslogError):
+    pass
+
+
+class CorruptRecordError(FslogError):
+    """Bytes in the middle of a log that are not a valid batch.
+
+    ``path``, ``position`` and ``offset`` name the place (offset may be None when the
+    batch header itself is unreadable).
+    """
+
+    def __init__(self, message: str, path: str | None = None, position: int | None = None,
+                 offset: int | None = None):
+        super().__init__(message)
+        self.path = path
+        self.position = position
+        self.offset = offset
+
+
+class OffsetOutOfRangeError(FslogError):
+    pass
+
+
+class InvalidInputError(FslogError):
+    """A line of producer input that cannot become a record."""
+
+    def __init__(self, message: str, line: int | None = None):
+        super().__init__(message)
+        self.line = line
+
+
+class UnsafePathError(FslogError):
+    """A path under the root that is a symlink or otherwise points outside the root."""

@@ -1,0 +1,145 @@
+"""Every on-disk name and path rule of fslog, in one place.
+
+Layout under the root directory (the "broker")::
+
+    ROOT/
+      topics/
+        orders/                       a topic
+          topic.json                  partition count and config overrides
+          orders-0/                   partition 0 (Kafka's "<topic>-<partition>" name)
+            .lock                     the partition's writer lock (flock)
+            00000000000000000000.log  segment: RecordBatch v2 batches
+            00000000000000000000.index      offset index (sparse)
+            00000000000000000000.timeindex  time index (sparse)
+      groups/                         consumer groups (registry, committed offsets)
+
+Segment files are named by their base offset, zero-padded to 20 digits so that ``ls``
+sorts them numerically, exactly as Kafka names them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from .errors import InvalidNameError, UnsafePathError
+
+LOG_SUFFIX = ".log"
+INDEX_SUFFIX = ".index"
+TIMEINDEX_SUFFIX = ".timeindex"
+CLEANED_SUFFIX = ".cleaned"
+DELETED_SUFFIX = ".deleted"
+TOPICS_DIR = "topics"
+GROUPS_DIR = "groups"
+TOPIC_CONFIG_FILE = "topic.json"
+LOCK_FILE = ".lock"
+
+_NAME_RE = re.compile(r"[A-Za-z0-9._-]+\Z")
+MAX_NAME_LENGTH = 249
+_SEGMENT_RE = re.compile(r"(\d{20})\.log\Z")
+
+# Files and directories are created with these modes (the umask still applies):
+# never world-writable, even under a permissive umask.
+DIR_MODE = 0o755
+FILE_MODE = 0o644
+
+
+def validate_name(name: str, kind: str = "topic") -> str:
+    """Return ``name`` if it is a valid Kafka-style name, else raise InvalidNameError."""
+    if not isinstance(name, str) or name == "":
+        raise InvalidNameError(f"{kind} name is empty: use 1 to {MAX_NAME_LENGTH} characters from [A-Za-z0-9._-]")
+    if name in (".", ".."):
+        raise InvalidNameError(f"{kind} name {name!r} is not allowed: '.' and '..' are reserved")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidNameError(
+            f"{kind} name is {len(name)} characters long: the limit is {MAX_NAME_LENGTH}")
+    if not _NAME_RE.match(name):
+        bad = sorted({c for c in name if not re.match(r"[A-Za-z0-9._-]", c)})
+        shown = ", ".join(repr(c) for c in bad[:5])
+        raise InvalidNameError(
+            f"{kind} name {name!r} contains {shown}: use only letters, digits, '.', '_' and '-'")
+    return name
+
+
+def segment_name(base_offset: int, suffix: str = LOG_SUFFIX) -> str:
+    """``00000000000000000042.log`` for base offset 42."""
+    return f"{base_offset:020d}{suffix}"
+
+
+def parse_segment_name(filename: str) -> int | None:
+    """Base offset of a ``.log`` file name, or None if the name is not a segment."""
+    m = _SEGMENT_RE.match(filename)
+    return int(m.group(1)) if m else None
+
+
+def topics_dir(root: str) -> str:
+    return os.path.join(root, TOPICS_DIR)
+
+
+def groups_dir(root: str) -> str:
+    return os.path.join(root, GROUPS_DIR)
+
+
+def topic_dir(root: str, topic: str) -> str:
+    return os.path.join(topics_dir(root), validate_name(topic, "topic"))
+
+
+def partition_dir_name(topic: str, partition: int) -> str:
+    return f"{topic}-{partition}"
+
+
+def partition_dir(root: str, topic: str, partition: int) -> str:
+    return os.path.join(topic_dir(root, topic), partition_dir_name(topic, partition))
+
+
+def default_root() -> str:
+    """``$FSLOG_ROOT``, else ``$XDG_DATA_HOME/fslog``, else ``~/.local/share/fslog``."""
+    env = os.environ.get("FSLOG_ROOT")
+    if env:
+        return env
+    xdg = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(xdg, "fslog")
+
+
+def check_real_dir(path: str, root: str) -> None:
+    """Refuse a directory under the root that is a symlink or resolves outside the root."""
+    if os.path.islink(path):
+        raise UnsafePathError(
+            f"{path} is a symbolic link: fslog does not follow links under its root; remove it")
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if real != real_root and not real.startswith(real_root + os.sep):
+        raise UnsafePathError(f"{path} resolves outside the root {root}: refusing to use it")
+
+
+def makedirs(path: str) -> bool:
+    """Create ``path`` (and parents) with DIR_MODE; return True if it was created."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        return False
+    os.makedirs(path, mode=DIR_MODE, exist_ok=True)
+    return True
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: temp file, fsync, rename, fsync dir."""
+    directory = os.path.dirname(path) or "."
+    tmp = f"{path}.tmp.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(directory)

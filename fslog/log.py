@@ -1,0 +1,107 @@
+"""The root directory: Kafka's LogManager. Creates, lists, opens and deletes topics.
+
+Topic creation is atomic: the topic is assembled in ``ROOT/tmp/`` and renamed into
+``ROOT/topics/``, so a concurrent reader or a second creator sees either no topic or a
+complete one. Safe to use from any number of processes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+from . import files
+from .config import parse_config
+from .errors import FslogError, TopicExistsError, UnknownTopicError
+from .topic import Topic, write_topic_meta
+
+MAX_PARTITIONS = 10000
+
+
+class Log:
+    """``Log(root)``: the entry point of the library. ``root=None`` uses the default root."""
+
+    def __init__(self, root: str | None = None):
+        self.root = os.path.abspath(os.path.expanduser(root or files.default_root()))
+        try:
+            for d in (self.root, files.topics_dir(self.root), os.path.join(self.root, "tmp")):
+                files.makedirs(d)
+        except OSError as e:
+            raise FslogError(f"cannot create the fslog root {self.root}: {e.strerror}") from None
+        files.check_real_dir(files.topics_dir(self.root), self.root)
+
+    def __repr__(self) -> str:
+        return f"Log({self.root!r})"
+
+    def topics(self) -> list[str]:
+        names = []
+        for name in sorted(os.listdir(files.topics_dir(self.root))):
+            try:
+                files.validate_name(name)
+            except FslogError:
+                continue
+            if os.path.isfile(os.path.join(files.topics_dir(self.root), name, files.TOPIC_CONFIG_FILE)):
+                names.append(name)
+        return names
+
+    def topic(self, name: str) -> Topic:
+        return Topic(self.root, name)
+
+    def exists(self, name: str) -> bool:
+        files.validate_name(name, "topic")
+        return os.path.lexists(files.topic_dir(self.root, name))
+
+    def create_topic(self, name: str, partitions: int = 1, config: dict | None = None,
+                     if_not_exists: bool = False) -> Topic:
+        files.validate_name(name, "topic")
+        if not 1 <= partitions <= MAX_PARTITIONS:
+            raise FslogError(f"--partitions {partitions}: use a number from 1 to {MAX_PARTITIONS}")
+        overrides = parse_config(dict(config or {}))
+        final = files.topic_dir(self.root, name)
+        if os.path.lexists(final):
+            if if_not_exists:
+                return self.topic(name)
+            raise TopicExistsError(f"topic {name!r} already exists (use --if-not-exists to accept that)")
+        staging = os.path.join(self.root, "tmp", f"create-{os.getpid()}-{time.monotonic_ns()}")
+        files.makedirs(staging)
+        try:
+            write_topic_meta(staging, partitions, overrides)
+            for i in range(partitions):
+                os.mkdir(os.path.join(staging, files.partition_dir_name(name, i)), files.DIR_MODE)
+            files.fsync_dir(staging)
+            try:
+                os.rename(staging, final)
+            except OSError:
+                if os.path.lexists(final):
+                    if if_not_exists:
+                        return self.topic(name)
+                    raise TopicExistsError(
+                        f"topic {name!r} already exists (use --if-not-exists to accept that)") from None
+                raise
+            files.fsync_dir(files.topics_dir(self.root))
+        finally:
+            if os.path.isdir(staging):
+                shutil.rmtree(staging, ignore_errors=True)
+        return self.topic(name)
+
+    def delete_topic(self, name: str) -> None:
+        files.validate_name(name, "topic")
+        path = files.topic_dir(self.root, name)
+        if not os.path.lexists(path):
+            raise UnknownTopicError(f"topic {name!r} does not exist in {self.root}")
+        if os.path.islink(path):
+            os.unlink(path)  # never follow a link out of the root
+            return
+        trash = os.path.join(self.root, "tmp", f"delete-{name}-{os.getpid()}-{time.monotonic_ns()}")
+        os.rename(path, trash)
+        files.fsync_dir(files.topics_dir(self.root))
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def producer(self, topic: str, **kwargs):
+        from .producer import Producer
+        return Producer(self, topic, **kwargs)
+
+    def reader(self, topic: str, **kwargs):
+        from .reader import TopicReader
+        return TopicReader(self.topic(topic), **kwargs)

@@ -1,0 +1,204 @@
+"""A partition: a directory of segments in offset order, its writer lock, appends and rolls.
+
+Appending is serialized across processes by the partition's lock file (``.lock``, an
+flock through filelock). Under the lock the writer looks at the directory again (another
+process may have appended or rolled since), recovers the active segment's tail if it
+changed behind its back, assigns offsets, writes whole batches and extends the indexes.
+Offsets are therefore dense and unique however many producers share the partition.
+
+Reading needs no lock: see ``reader.py``. A ``Partition`` object is not thread-safe; the
+producer serializes its use.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from filelock import FileLock
+
+from . import batch as rb
+from . import files
+from .config import TopicConfig
+from .errors import RecordTooLargeError
+from .segment import SegmentReader, SegmentWriter
+
+
+class Partition:
+    def __init__(self, root: str, topic: str, number: int, config: TopicConfig):
+        self.root = root
+        self.topic = topic
+        self.number = number
+        self.config = config
+        self.path = files.partition_dir(root, topic, number)
+        self._lock = FileLock(os.path.join(self.path, files.LOCK_FILE), mode=files.FILE_MODE)
+        self._writer: SegmentWriter | None = None
+        self._unsynced: list[int] = []  # fds of segments written and not yet fsynced
+
+    def __repr__(self) -> str:
+        return f"Partition({self.topic!r}, {self.number})"
+
+    # ------------------------------------------------------------ layout
+    def segment_bases(self) -> list[int]:
+        """Base offsets of the segments, oldest first."""
+        try:
+            names = os.listdir(self.path)
+        except FileNotFoundError:
+            return []
+        bases = [b for b in map(files.parse_segment_name, names) if b is not None]
+        bases.sort()
+        return bases
+
+    def create_dir(self) -> None:
+        if files.makedirs(self.path):
+            files.fsync_dir(os.path.dirname(self.path))
+        files.check_real_dir(self.path, self.root)
+
+    # ------------------------------------------------------------ inspection (no lock)
+    def start_offset(self) -> int:
+        """Kafka's log start offset: the first offset still in the log."""
+        bases = self.segment_bases()
+        if not bases:
+            return 0
+        seg = SegmentReader(self.path, bases[0])
+        try:
+            for _pos, h, _d in seg.batches(0):
+                return h.base_offset
+            return bases[0] if len(bases) == 1 else bases[1]
+        finally:
+            seg.close()
+
+    def end_offset(self) -> int:
+        """Kafka's log-end offset: the offset the next appended record will get."""
+        bases = self.segment_bases()
+        if not bases:
+            return 0
+        seg = SegmentReader(self.path, bases[-1])
+        try:
+            return seg.next_offset()
+        finally:
+            seg.close()
+
+    def size_bytes(self) -> int:
+        total = 0
+        for b in self.segment_bases():
+            try:
+                total += os.stat(os.path.join(self.path, files.segment_name(b))).st_size
+            except FileNotFoundError:
+                pass
+        return total
+
+    # ------------------------------------------------------------ appends (under the lock)
+    def _active(self) -> SegmentWriter:
+        """The active segment's writer, reopened if another process changed the log."""
+        bases = self.segment_bases()
+        w = self._writer
+        if w is not None:
+            if bases and bases[-1] == w.base_offset:
+                st = os.fstat(w.fd)
+                if st.st_size == w.size and st.st_nlink > 0:
+                    return w
+            self._retire(w)
+            self._writer = None
+        if not bases:
+            self.create_dir()
+            base = 0
+            created = True
+        else:
+            base = bases[-1]
+            created = False
+        w = SegmentWriter(self.path, base, self.config.index_interval_bytes)
+        if created:
+            files.fsync_dir(self.path)
+        self._writer = w
+        return w
+
+    def _retire(self, w: SegmentWriter) -> None:
+        """Close a writer, keeping its data fd until the next sync."""
+        self._unsynced.append(os.dup(w.fd))
+        w.close()
+
+    def _should_roll(self, w: SegmentWriter, size: int, incoming: int, now_ms: int) -> bool:
+        """Roll before a batch of ``incoming`` bytes when the segment (``size`` bytes so far)
+        would grow past segment.bytes, or its first record is older than segment.ms."""
+        if size == 0:
+            return False
+        if size + incoming > self.config.segment_bytes:
+            return True
+        return w.first_timestamp is not None and now_ms - w.first_timestamp >= self.config.segment_ms
+
+    def _roll(self, w: SegmentWriter) -> SegmentWriter:
+        w.seal()
+        base = w.next_offset
+        self._retire(w)
+        nw = SegmentWriter(self.path, base, self.config.index_interval_bytes)
+        files.fsync_dir(self.path)
+        self._writer = nw
+        return nw
+
+    def append(self, batches: list[bytearray]) -> list[tuple[int, int]]:
+        """Append encoded batches; return (first offset, last offset) of each.
+
+        Each batch is written whole; base offsets are assigned here. The data is visible
+        to readers on return, and durable after ``sync()``.
+        """
+        limit = self.config.max_message_bytes
+        for b in batches:
+            if len(b) > limit:
+                raise RecordTooLargeError(
+                    f"a batch of {len(b)} bytes exceeds max.message.bytes={limit} of topic "
+                    f"{self.topic!r}; raise it with --config max.message.bytes=N")
+        out: list[tuple[int, int]] = []
+        with self._lock:
+            w = self._active()
+            now_ms = int(time.time() * 1000)
+            chunk = bytearray()
+            heads: list[tuple[int, rb.BatchHeader]] = []
+            nxt = w.next_offset
+            for b in batches:
+                if self._should_roll(w, w.size + len(chunk), len(b), now_ms):
+                    if chunk:
+                        w.append(chunk, heads)
+                        chunk, heads = bytearray(), []
+                    if w.size:
+                        w = self._roll(w)
+                        nxt = w.next_offset
+                rb.set_base_offset(b, nxt)
+                h = rb.read_header(b, 0)
+                heads.append((len(chunk), h))
+                chunk += b
+                out.append((nxt, h.last_offset))
+                nxt = h.next_offset
+            if chunk:
+                w.append(chunk, heads)
+        return out
+
+    def sync(self) -> None:
+        """fsync every segment this object appended to since the last sync."""
+        w = self._writer
+        if w is not None and w.fd >= 0:
+            os.fsync(w.fd)
+        pending, self._unsynced = self._unsynced, []
+        for fd in pending:
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def recover(self) -> int:
+        """Open the active segment under the lock (truncating a torn tail, rebuilding
+        missing or inconsistent indexes); return how many torn bytes were dropped."""
+        with self._lock:
+            if self._writer is not None:
+                self._retire(self._writer)
+                self._writer = None
+            if not self.segment_bases():
+                return 0
+            w = self._active()
+            return w.truncated_bytes
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._retire(self._writer)
+            self._writer = None
+        self.sync()

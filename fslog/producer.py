@@ -1,0 +1,280 @@
+"""The producer: buffers records per partition, encodes whole batches, appends, fsyncs.
+
+``send`` and ``send_values`` only buffer; batches are appended when a partition's buffer
+reaches ``batch_bytes``, when ``linger_ms`` has passed (the background sender thread), on
+``drain()`` and on ``flush()``. ``flush()`` returns once every record sent before it is
+on disk (fsync): that is the acknowledgement. While the producer is open, the sender
+thread also fsyncs at least once a second.
+
+Keyed records go to ``murmur2(key) % partitions`` like Kafka's Java client; keyless ones
+are spread a batch at a time over the partitions (Kafka's sticky partitioner). Records of
+one values-only batch share its timestamp: the time they were handed to ``send_values``.
+
+Thread-safe: ``send``/``flush`` may be called from several threads.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from . import batch as rb
+from .errors import FslogError, RecordTooLargeError, UnknownTopicError
+from .partitioner import StickyPartitioner
+
+DEFAULT_BATCH_BYTES = 512 * 1024
+RECORD_OVERHEAD = 24  # upper bound on a record's framing bytes besides key/value/headers
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class _Pending:
+    """One batch being filled: values-only (shared timestamp) or general records."""
+
+    __slots__ = ("timestamp", "values", "records", "nbytes")
+
+    def __init__(self, timestamp: int | None):
+        self.timestamp = timestamp  # set for values-only batches
+        self.values: list[bytes] = []
+        self.records: list[tuple] = []
+        self.nbytes = rb.HEADER_SIZE
+
+    def encode(self) -> bytearray:
+        if self.timestamp is not None:
+            return rb.encode_values(self.values, self.timestamp)
+        return rb.encode_records(self.records)
+
+
+class PartitionStats:
+    __slots__ = ("records", "bytes", "first_offset", "last_offset")
+
+    def __init__(self):
+        self.records = 0
+        self.bytes = 0
+        self.first_offset: int | None = None
+        self.last_offset: int | None = None
+
+    def as_dict(self) -> dict:
+        return {"records": self.records, "bytes": self.bytes,
+                "first_offset": self.first_offset, "last_offset": self.last_offset}
+
+
+class Producer:
+    def __init__(self, log, topic: str, *, create: bool = True, partitions: int | None = None,
+                 linger_ms: float = 5, batch_bytes: int = DEFAULT_BATCH_BYTES,
+                 background: bool = True):
+        self.log = log
+        self.created = False
+        try:
+            self.topic = log.topic(topic)
+        except UnknownTopicError:
+            if not create:
+                raise
+            n = partitions or int(os.environ.get("FSLOG_DEFAULT_PARTITIONS", "1") or 1)
+            self.topic = log.create_topic(topic, partitions=n, if_not_exists=True)
+            self.created = True
+        self.linger = linger_ms / 1000.0
+        cfg = self.topic.config
+        # A batch never exceeds max.message.bytes, nor segment.bytes (so that tiny test
+        # segments roll as often as their size says).
+        self.max_batch = max(1024, min(batch_bytes, cfg.max_message_bytes, cfg.segment_bytes))
+        self._sticky = StickyPartitioner(self.topic.partition_count, start=os.getpid())
+        self._sticky_current = self._sticky.next()
+        self._pending: dict[int, list[_Pending]] = {}
+        self._pending_bytes: dict[int, int] = {}
+        self._dirty: set[int] = set()
+        self.stats: dict[int, PartitionStats] = {}
+        self._lock = threading.RLock()
+        self._closed = False
+        self._last_sync = time.monotonic()
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._background = background
+        self._error: BaseException | None = None
+
+    # ------------------------------------------------------------ sending
+    def _check_partition(self, partition: int | None) -> None:
+        if partition is not None and not 0 <= partition < self.topic.partition_count:
+            raise FslogError(
+                f"topic {self.topic.name!r} has partitions 0..{self.topic.partition_count - 1}; "
+                f"there is no partition {partition}")
+
+    def _record_limit_check(self, size: int) -> None:
+        limit = self.topic.config.max_message_bytes
+        if size + rb.HEADER_SIZE > limit:
+            raise RecordTooLargeError(
+                f"record of about {size} bytes does not fit max.message.bytes={limit} of topic "
+                f"{self.topic.name!r}")
+
+    def _open_batch(self, partition: int, timestamp: int | None, size: int) -> _Pending:
+        batches = self._pending.setdefault(partition, [])
+        if batches:
+            cur = batches[-1]
+            if cur.timestamp == timestamp and cur.nbytes + size <= self.max_batch:
+                return cur
+            if partition == self._sticky_current:
+                self._sticky_current = self._sticky.next()
+        cur = _Pending(timestamp)
+        batches.append(cur)
+        return cur
+
+    def send(self, value: bytes | None, key: bytes | None = None,
+             headers: list[tuple[str, bytes | None]] | None = None,
+             partition: int | None = None, timestamp: int | None = None) -> int:
+        """Buffer one record; return the partition it goes to."""
+        if self._error:
+            raise self._error
+        self._check_partition(partition)
+        size = (len(value) if value is not None else 0) + (len(key) if key is not None else 0) \
+            + RECORD_OVERHEAD
+        if headers:
+            size += sum(len(k) + (len(v) if v is not None else 0) + 10 for k, v in headers)
+        self._record_limit_check(size)
+        with self._lock:
+            if partition is None:
+                partition = self.topic.partition_for(key) if key is not None else self._sticky_current
+            if key is None and not headers and timestamp is None and value is not None:
+                cur = self._open_batch(partition, now_ms(), size)
+                cur.values.append(value)
+            else:
+                ts = now_ms() if timestamp is None else timestamp
+                cur = self._open_batch(partition, None, size)
+                cur.records.append((key, value, ts, list(headers or ())))
+            cur.nbytes += size
+            self._after_buffer(partition, size)
+        return partition
+
+    def send_values(self, values: list[bytes], partition: int | None = None,
+                    timestamp: int | None = None) -> None:
+        """Buffer keyless, headerless records that share one timestamp: the fast path."""
+        if self._error:
+            raise self._error
+        self._check_partition(partition)
+        ts = now_ms() if timestamp is None else timestamp
+        limit = self.topic.config.max_message_bytes - rb.HEADER_SIZE - RECORD_OVERHEAD
+        with self._lock:
+            i = 0
+            n = len(values)
+            while i < n:
+                p = self._sticky_current if partition is None else partition
+                cur = self._open_batch(p, ts, 0)
+                room = self.max_batch - cur.nbytes
+                j = i
+                used = 0
+                while j < n:
+                    sz = len(values[j]) + RECORD_OVERHEAD
+                    if sz > limit:
+                        self._record_limit_check(sz)
+                    if used + sz > room and (used or cur.values):
+                        break
+                    used += sz
+                    j += 1
+                cur.values.extend(values[i:j] if (i or j != n) else values)
+                cur.nbytes += used
+                self._after_buffer(p, used)
+                if j < n:  # the batch is full: the next one starts fresh
+                    self._pending.setdefault(p, []).append(_Pending(ts))
+                    if partition is None:
+                        self._sticky_current = self._sticky.next()
+                i = j
+
+    def _after_buffer(self, partition: int, size: int) -> None:
+        total = self._pending_bytes.get(partition, 0) + size
+        self._pending_bytes[partition] = total
+        if total >= self.max_batch:
+            self._drain_partition(partition)
+        elif self._background and self._thread is None:
+            self._start_sender()
+
+    # ------------------------------------------------------------ appending
+    def _drain_partition(self, partition: int) -> None:
+        pend = self._pending.pop(partition, None)
+        self._pending_bytes[partition] = 0
+        if not pend:
+            return
+        encoded = [b.encode() for b in pend if b.values or b.records]
+        if not encoded:
+            return
+        part = self.topic.partition(partition)
+        ranges = part.append(encoded)
+        self._dirty.add(partition)
+        st = self.stats.get(partition)
+        if st is None:
+            st = self.stats[partition] = PartitionStats()
+        for data, (first, last) in zip(encoded, ranges):
+            if st.first_offset is None:
+                st.first_offset = first
+            st.last_offset = last
+            st.records += last - first + 1
+            st.bytes += len(data)
+
+    def drain(self) -> None:
+        """Append every buffered record (visible to readers; not yet fsynced)."""
+        with self._lock:
+            for p in list(self._pending):
+                self._drain_partition(p)
+
+    def sync(self) -> None:
+        """fsync everything appended so far."""
+        with self._lock:
+            for p in sorted(self._dirty):
+                self.topic.partition(p).sync()
+            self._dirty.clear()
+            self._last_sync = time.monotonic()
+
+    def flush(self) -> None:
+        """Append and fsync every record sent so far: on return they are acknowledged."""
+        if self._error:
+            raise self._error
+        with self._lock:
+            self.drain()
+            self.sync()
+
+    def maybe_sync(self, interval: float = 1.0) -> None:
+        """fsync if there is unsynced data older than ``interval`` seconds."""
+        if self._dirty and time.monotonic() - self._last_sync >= interval:
+            self.sync()
+
+    @property
+    def buffered(self) -> int:
+        return sum(self._pending_bytes.values())
+
+    # ------------------------------------------------------------ background sender
+    def _start_sender(self) -> None:
+        self._thread = threading.Thread(target=self._sender, name="fslog-sender", daemon=True)
+        self._thread.start()
+
+    def _sender(self) -> None:
+        while not self._closed:
+            self._wake.wait(self.linger)
+            self._wake.clear()
+            try:
+                with self._lock:
+                    if self._closed:
+                        return
+                    self.drain()
+                    self.maybe_sync(1.0)
+            except BaseException as e:  # surfaced on the next send/flush
+                self._error = e
+                return
+
+    def close(self) -> None:
+        """Flush, stop the sender thread, release files."""
+        try:
+            if not self._closed:
+                self.flush()
+        finally:
+            self._closed = True
+            self._wake.set()
+            if self._thread is not None and self._thread is not threading.current_thread():
+                self._thread.join(timeout=5)
+            self.topic.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

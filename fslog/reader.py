@@ -1,0 +1,242 @@
+"""Reading partitions: Kafka's fetch path, over memory-mapped segments, with no locks.
+
+``PartitionReader`` walks one partition from an offset, across segment rolls, and hands
+out whole checked batches. ``TopicReader`` interleaves the partitions of a topic, knows
+where to stop (the log-end offsets seen at start, or never when following) and turns
+batches into ``ConsumerRecord`` s for library users.
+
+Readers never see a batch that is not completely written: see ``segment.py``. Readers
+are not thread-safe; use one per thread.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, NamedTuple
+
+from . import batch as rb
+from .errors import CorruptRecordError, OffsetOutOfRangeError
+from .partition import Partition
+from .segment import SegmentReader
+
+
+class ConsumerRecord(NamedTuple):
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+
+
+class FetchedBatch(NamedTuple):
+    partition: int
+    header: rb.BatchHeader
+    data: bytes          # the whole batch, starting at its header
+    min_offset: int      # records below this offset were already delivered / not wanted
+    path: str
+    position: int
+
+    def records(self) -> list[rb.Record]:
+        recs = rb.decode_records(self.data, 0, self.header, self.path)
+        if self.header.base_offset < self.min_offset:
+            recs = [r for r in recs if r.offset >= self.min_offset]
+        return recs
+
+    def values(self) -> list:
+        h = self.header
+        if h.last_offset_delta + 1 != h.record_count:
+            # offsets with gaps (a compacted batch): go through the full decoder
+            return [r.value for r in self.records()]
+        try:
+            vals = rb.decode_values(self.data, 0, h)
+        except CorruptRecordError as e:
+            raise CorruptRecordError(f"{self.path}: {e}", self.path, self.position,
+                                     h.base_offset) from None
+        skip = self.min_offset - h.base_offset
+        return vals[skip:] if skip > 0 else vals
+
+
+class PartitionReader:
+    """Reads one partition from ``offset`` onward. ``next_offset`` is the next to deliver."""
+
+    def __init__(self, partition: Partition, offset: int):
+        self.partition = partition
+        self.next_offset = offset
+        self.skipped = 0  # records skipped because they were deleted by retention
+        self._seg: SegmentReader | None = None
+        self._pos = 0
+        self._seek(offset)
+
+    def _seek(self, offset: int) -> None:
+        bases = self.partition.segment_bases()
+        if self._seg is not None:
+            self._seg.close()
+            self._seg = None
+        if not bases:
+            return
+        start = bases[0]
+        if offset < start:
+            self.skipped += start - offset
+            offset = start
+            self.next_offset = offset
+        base = max(b for b in bases if b <= offset)
+        self._seg = SegmentReader(self.partition.path, base)
+        self._pos = self._seg.position_for(offset)
+
+    def close(self) -> None:
+        if self._seg is not None:
+            self._seg.close()
+            self._seg = None
+
+    def fetch(self, max_bytes: int = 4 << 20) -> list[FetchedBatch]:
+        """Complete batches available now, from ``next_offset``, up to about ``max_bytes``."""
+        out: list[FetchedBatch] = []
+        total = 0
+        if self._seg is None:
+            if not self.partition.segment_bases():
+                return out
+            self._seek(self.next_offset)
+            if self._seg is None:
+                return out
+        seg = self._seg
+        while total < max_bytes:
+            got = seg.read_batch(self._pos)
+            if got is None:
+                if seg.refresh():
+                    continue
+                newer = [b for b in self.partition.segment_bases() if b > seg.base_offset]
+                if not newer:
+                    break
+                if seg.refresh():  # bytes appended before the roll
+                    continue
+                seg.close()
+                try:
+                    seg = self._seg = SegmentReader(self.partition.path, newer[0])
+                except FileNotFoundError:  # deleted by retention meanwhile
+                    self._seg = None
+                    self._seek(self.next_offset)
+                    if self._seg is None:
+                        break
+                    seg = self._seg
+                    continue
+                self._pos = 0
+                if newer[0] > self.next_offset:
+                    # offsets removed between segments (retention / compaction)
+                    self.next_offset = newer[0]
+                continue
+            h, data = got
+            pos = self._pos
+            self._pos += len(data)
+            if h.next_offset <= self.next_offset:
+                continue
+            out.append(FetchedBatch(self.partition.number, h, data, self.next_offset,
+                                    seg.path, pos))
+            total += len(data)
+            self.next_offset = h.next_offset
+        return out
+
+
+def resolve_start(partition: Partition, start) -> int:
+    """Turn a start spec into an offset: 'beginning', 'end', an int (negative: from the end),
+    or ('last', N), or ('time', ms)."""
+    if start in (None, "beginning", "earliest"):
+        return partition.start_offset()
+    if start in ("end", "latest"):
+        return partition.end_offset()
+    if isinstance(start, tuple):
+        kind, n = start
+        if kind == "last":
+            end = partition.end_offset()
+            return max(partition.start_offset(), end - n)
+        if kind == "time":
+            return offset_for_time(partition, n)
+        raise ValueError(f"unknown start {start!r}")
+    offset = int(start)
+    if offset < 0:
+        end = partition.end_offset()
+        return max(partition.start_offset(), end + offset)
+    end = partition.end_offset()
+    if offset > end:
+        raise OffsetOutOfRangeError(
+            f"offset {offset} is past the end of {partition.topic}/{partition.number} "
+            f"(log-end offset {end}); use --offset end to wait for new records")
+    return offset
+
+
+def offset_for_time(partition: Partition, timestamp_ms: int) -> int:
+    """First offset whose record timestamp is >= ``timestamp_ms`` (the log-end offset if none)."""
+    for base in partition.segment_bases():
+        try:
+            seg = SegmentReader(partition.path, base)
+        except FileNotFoundError:
+            continue
+        try:
+            pos = seg.position_for_time(timestamp_ms)
+            for _p, h, data in seg.batches(pos):
+                if h.max_timestamp < timestamp_ms:
+                    continue
+                for r in rb.decode_records(data, 0, h, seg.path):
+                    if r.timestamp >= timestamp_ms:
+                        return r.offset
+        finally:
+            seg.close()
+    return partition.end_offset()
+
+
+class TopicReader:
+    """Reads a topic's partitions, interleaved batch by batch.
+
+    ``start``: a spec for ``resolve_start`` applied to every partition, or a dict
+    {partition: spec}. ``stop_at_end``: stop at the log-end offsets seen at creation.
+    """
+
+    def __init__(self, topic, partitions: list[int] | None = None, start="beginning",
+                 stop_at_end: bool = True):
+        self.topic = topic
+        numbers = list(range(topic.partition_count)) if partitions is None else list(partitions)
+        self.readers: dict[int, PartitionReader] = {}
+        self.stop_offsets: dict[int, int] | None = None
+        if stop_at_end:
+            self.stop_offsets = {n: topic.partition(n).end_offset() for n in numbers}
+        for n in numbers:
+            p = topic.partition(n)
+            spec = start.get(n, "beginning") if isinstance(start, dict) else start
+            self.readers[n] = PartitionReader(p, resolve_start(p, spec))
+
+    def caught_up(self) -> bool:
+        if self.stop_offsets is None:
+            return False
+        return all(r.next_offset >= self.stop_offsets[n] for n, r in self.readers.items())
+
+    def fetch(self, max_bytes: int = 4 << 20) -> list[FetchedBatch]:
+        """One round over the partitions; batches beyond a stop offset are trimmed later."""
+        out: list[FetchedBatch] = []
+        for n, r in self.readers.items():
+            if self.stop_offsets is not None and r.next_offset >= self.stop_offsets[n]:
+                continue
+            out.extend(r.fetch(max_bytes))
+        return out
+
+    def records(self) -> Iterator[ConsumerRecord]:
+        """Every record up to the stop offsets (or what is there now, when following)."""
+        name = self.topic.name
+        while True:
+            batches = self.fetch()
+            if not batches:
+                return
+            for b in batches:
+                stop = self.stop_offsets[b.partition] if self.stop_offsets is not None else None
+                for r in b.records():
+                    if stop is not None and r.offset >= stop:
+                        break
+                    yield ConsumerRecord(name, b.partition, r.offset, r.timestamp, r.key,
+                                         r.value, r.headers)
+            if self.caught_up():
+                return
+
+    __iter__ = records
+
+    def close(self) -> None:
+        for r in self.readers.values():
+            r.close()

@@ -1,0 +1,371 @@
+"""One log segment: a ``.log`` of RecordBatch v2 batches with its two index sidecars.
+
+``SegmentReader`` maps a segment for reading; it takes no lock and may run in any number
+of processes while a writer appends. It treats bytes past the last complete batch as
+"not yet written": a batch that runs past the end of the file, or that ends exactly at
+the end of the file with a bad CRC (a write still in progress, or torn by a crash), is
+never returned. A bad batch with more data after it is corruption and raises
+``CorruptRecordError`` naming the file, position and offset.
+
+``SegmentWriter`` appends to the active segment. Only one may exist per partition at a
+time, across processes: callers hold the partition lock (``partition.py``). Opening one
+recovers the tail: batches after the last offset-index entry are checked (length, magic,
+CRC) and a torn or invalid tail is truncated; missing or inconsistent indexes are rebuilt
+from the log. Index files are only ever grown in place; when they must shrink they are
+rewritten beside and renamed over, so a reader's mapping of the old file stays valid.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+
+from . import batch as rb
+from . import files
+from .errors import CorruptRecordError
+from .index import (OFFSET_ENTRY, TIME_ENTRY, IndexView, IndexWriter, open_offset_index,
+                    open_time_index)
+
+
+class SegmentReader:
+    """Read-only view of one segment. Not thread-safe; cheap to create."""
+
+    def __init__(self, directory: str, base_offset: int):
+        self.directory = directory
+        self.base_offset = base_offset
+        self.path = os.path.join(directory, files.segment_name(base_offset))
+        self._fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+        self._map: mmap.mmap | None = None
+        self.size = 0
+        self._index: IndexView | None = None
+        self.refresh()
+
+    # -- mapping
+    def refresh(self) -> bool:
+        """Remap if the file grew; return True if there are new bytes."""
+        size = os.fstat(self._fd).st_size
+        if size == self.size:
+            return False
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        self.size = size
+        if size:
+            self._map = mmap.mmap(self._fd, size, prot=mmap.PROT_READ)
+        return True
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        if self._index is not None:
+            self._index.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    # -- batches
+    def read_batch(self, pos: int) -> tuple[rb.BatchHeader, bytes] | None:
+        """The checked batch at ``pos`` and its bytes, or None if not (yet) complete."""
+        size = self.size
+        if size - pos < rb.HEADER_SIZE:
+            return None
+        m = self._map
+        h = rb.read_header(m, pos)
+        if h.magic != rb.MAGIC or h.batch_length < rb.HEADER_SIZE - rb.LOG_OVERHEAD:
+            if self._is_tail_garbage(pos):
+                return None
+            raise CorruptRecordError(
+                f"{self.path}: position {pos}: not a RecordBatch v2 header (magic {h.magic}, "
+                f"length {h.batch_length}); run 'fslog verify' for details",
+                self.path, pos, None)
+        end = pos + h.size
+        if end > size:
+            return None
+        data = m[pos:end]
+        if rb.crc32c(memoryview(data)[rb.CRC_START:]) != h.crc:
+            if end == size:
+                return None  # a write in progress, or a torn tail the next writer drops
+            raise CorruptRecordError(
+                f"{self.path}: position {pos}: CRC mismatch in the batch at offset "
+                f"{h.base_offset}; run 'fslog verify' for details", self.path, pos, h.base_offset)
+        return h, data
+
+    def _is_tail_garbage(self, pos: int) -> bool:
+        # A header that is unreadable because a crash tore it: nothing valid can follow
+        # a torn write, so garbage that runs to the end of the file is a torn tail.
+        return self.size - pos < 4096 + rb.HEADER_SIZE and self.size == os.fstat(self._fd).st_size
+
+    def batches(self, pos: int = 0):
+        """Yield (position, header, bytes) from ``pos`` to the last complete batch."""
+        while True:
+            got = self.read_batch(pos)
+            if got is None:
+                return
+            h, data = got
+            yield pos, h, data
+            pos += len(data)
+
+    # -- lookups
+    @property
+    def index(self) -> IndexView:
+        if self._index is None:
+            self._index = open_offset_index(
+                os.path.join(self.directory, files.segment_name(self.base_offset, files.INDEX_SUFFIX)))
+        return self._index
+
+    def position_for(self, offset: int) -> int:
+        """Position of the batch that holds ``offset``, or of the first batch after it.
+
+        Index lookup (greatest entry <= offset), then a scan of batch headers. An index
+        entry that does not point at the right batch is ignored (scan from the start).
+        """
+        pos = 0
+        e = self.index.lookup(offset - self.base_offset)
+        if e is not None:
+            rel, p = e
+            if p + rb.HEADER_SIZE <= self.size and \
+                    rb.peek_offset_and_length(self._map, p)[0] == self.base_offset + rel:
+                pos = p
+        m = self._map
+        while pos + rb.HEADER_SIZE <= self.size:
+            base, length = rb.peek_offset_and_length(m, pos)
+            h = rb.read_header(m, pos)
+            if h.next_offset > offset:
+                return pos
+            pos += length + rb.LOG_OVERHEAD
+        return pos
+
+    def position_for_time(self, timestamp: int) -> int:
+        """Position of the first batch that may hold a record with timestamp >= ``timestamp``."""
+        tindex = open_time_index(
+            os.path.join(self.directory, files.segment_name(self.base_offset, files.TIMEINDEX_SUFFIX)))
+        try:
+            start_offset = self.base_offset
+            e = tindex.lookup(timestamp - 1)  # greatest entry with ts < timestamp
+            if e is not None:
+                start_offset = self.base_offset + e[1]
+        finally:
+            tindex.close()
+        pos = self.position_for(start_offset)
+        for p, h, _data in self.batches(pos):
+            if h.max_timestamp >= timestamp:
+                return p
+        return self.size
+
+    def next_offset(self) -> int:
+        """Offset after the last complete batch (the log-end offset if this is the active segment)."""
+        nxt = self.base_offset
+        last = self.index.last()
+        pos = 0
+        if last is not None and last[1] + rb.HEADER_SIZE <= self.size and \
+                rb.peek_offset_and_length(self._map, last[1])[0] == self.base_offset + last[0]:
+            pos = last[1]
+        for _p, h, _d in self.batches(pos):
+            nxt = h.next_offset
+        return nxt
+
+
+def _scan(fd: int, path: str, start: int, size: int):
+    """Yield (position, header) of valid batches from ``start``; stop at the first bad one.
+
+    Returns (via StopIteration value) the position where valid data ends.
+    """
+    pos = start
+    if size == 0:
+        return pos
+    with mmap.mmap(fd, size, prot=mmap.PROT_READ) as m:
+        while True:
+            try:
+                h = rb.check_batch(m, pos, size, path)
+            except (rb.Incomplete, CorruptRecordError):
+                return pos
+            yield pos, h
+            pos += h.size
+
+
+class SegmentWriter:
+    """The active segment of a partition, open for appends. Caller holds the partition lock."""
+
+    def __init__(self, directory: str, base_offset: int, index_interval: int):
+        self.directory = directory
+        self.base_offset = base_offset
+        self.index_interval = index_interval
+        self.path = os.path.join(directory, files.segment_name(base_offset))
+        self.index_path = os.path.join(directory, files.segment_name(base_offset, files.INDEX_SUFFIX))
+        self.timeindex_path = os.path.join(directory, files.segment_name(base_offset, files.TIMEINDEX_SUFFIX))
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW,
+                          files.FILE_MODE)
+        self.index = IndexWriter(self.index_path, OFFSET_ENTRY)
+        self.timeindex = IndexWriter(self.timeindex_path, TIME_ENTRY)
+        self.size = 0
+        self.next_offset = base_offset
+        self.max_timestamp = rb.NO_TIMESTAMP
+        self.first_timestamp: int | None = None
+        self.last_index_position = 0
+        self.truncated_bytes = 0
+        self.recover()
+
+    # -- recovery
+    def recover(self) -> None:
+        """Check the tail, truncate a torn one, bring the indexes in line with the log."""
+        size = os.fstat(self.fd).st_size
+        entries_ok, start = self._check_index_tail(size)
+        if not entries_ok:
+            self.rebuild_indexes()
+            return
+        last_t = self.timeindex.last()
+        self.max_timestamp = last_t[0] if last_t else rb.NO_TIMESTAMP
+        last_rel = self.index.last()
+        self.last_index_position = last_rel[1] if last_rel else 0
+        if start == 0 and size:
+            self.next_offset = self.base_offset
+        else:
+            self.next_offset = self.base_offset + (last_rel[0] if last_rel else 0)
+        new_entries: list[tuple[int, int]] = []
+        new_times: list[tuple[int, int]] = []
+        gen = _scan(self.fd, self.path, start, size)
+        end = start
+        while True:
+            try:
+                pos, h = next(gen)
+            except StopIteration as stop:
+                end = stop.value if stop.value is not None else start
+                break
+            if pos == 0:
+                self.first_timestamp = h.base_timestamp
+            self._note_batch(pos, h, new_entries, new_times)
+        if end < size:
+            os.ftruncate(self.fd, end)
+            self.truncated_bytes = size - end
+        self.size = end
+        self.index.append_many(new_entries)
+        self.timeindex.append_many(new_times)
+        if self.first_timestamp is None and end:
+            self.first_timestamp = rb.read_header(os.pread(self.fd, rb.HEADER_SIZE, 0), 0).base_timestamp
+
+    def _check_index_tail(self, size: int) -> tuple[bool, int]:
+        """(index consistent?, position to scan from)."""
+        last = self.index.last()
+        if last is None:
+            # No offset entries: fine for a segment still smaller than one interval;
+            # otherwise the index was lost and both are rebuilt from the log.
+            return self.timeindex.entries == 0 and size <= self.index_interval * 2, 0
+        rel, pos = last
+        if pos <= 0 or pos + rb.HEADER_SIZE > size or rel <= 0:
+            return False, 0
+        base, _len = rb.peek_offset_and_length(os.pread(self.fd, 12, pos), 0)
+        if base != self.base_offset + rel:
+            return False, 0
+        tlast = self.timeindex.last()
+        if tlast is not None and not (0 <= tlast[1] <= rel):
+            return False, 0
+        return True, pos
+
+    def _note_batch(self, pos: int, h: rb.BatchHeader, entries: list, times: list) -> None:
+        """Update in-memory state for a batch at ``pos``; collect index entries it earns."""
+        if pos and pos - self.last_index_position >= self.index_interval:
+            rel = h.base_offset - self.base_offset
+            entries.append((rel, pos))
+            self.last_index_position = pos
+            ts = max(self.max_timestamp, h.max_timestamp)
+            last_t = times[-1][0] if times else (self.timeindex.last() or (rb.NO_TIMESTAMP, 0))[0]
+            if ts > last_t:
+                times.append((ts, rel))
+        if h.max_timestamp > self.max_timestamp:
+            self.max_timestamp = h.max_timestamp
+        self.next_offset = h.next_offset
+
+    def rebuild_indexes(self) -> None:
+        """Rebuild both indexes from the whole .log (truncating a torn tail)."""
+        size = os.fstat(self.fd).st_size
+        self.last_index_position = 0
+        self.max_timestamp = rb.NO_TIMESTAMP
+        self.next_offset = self.base_offset
+        self.first_timestamp = None
+        entries: list[tuple[int, int]] = []
+        times: list[tuple[int, int]] = []
+        self.index.close()
+        self.timeindex.close()
+        gen = _scan(self.fd, self.path, 0, size)
+        end = 0
+        # Fresh writers against empty files; write_entries below renames into place.
+        self.index = _EmptyWriter(OFFSET_ENTRY)
+        self.timeindex = _EmptyWriter(TIME_ENTRY)
+        while True:
+            try:
+                pos, h = next(gen)
+            except StopIteration as stop:
+                end = stop.value if stop.value is not None else 0
+                break
+            if pos == 0:
+                self.first_timestamp = h.base_timestamp
+            self._note_batch(pos, h, entries, times)
+        if end < size:
+            os.ftruncate(self.fd, end)
+            self.truncated_bytes = size - end
+        self.size = end
+        self.index = _replace_index(self.index_path, OFFSET_ENTRY, entries)
+        self.timeindex = _replace_index(self.timeindex_path, TIME_ENTRY, times)
+
+    # -- appends
+    def append(self, data: bytes | bytearray, headers: list[tuple[int, rb.BatchHeader]]) -> None:
+        """Write ``data`` (whole batches, offsets already set) at the end, then index it.
+
+        ``headers`` lists (position within data, header) of each batch in ``data``.
+        """
+        view = memoryview(data)
+        written = 0
+        while written < len(view):
+            written += os.write(self.fd, view[written:])
+        entries: list[tuple[int, int]] = []
+        times: list[tuple[int, int]] = []
+        start = self.size
+        for rel_pos, h in headers:
+            if start + rel_pos == 0:
+                self.first_timestamp = h.base_timestamp
+            self._note_batch(start + rel_pos, h, entries, times)
+        self.size = start + len(data)
+        self.index.append_many(entries)
+        self.timeindex.append_many(times)
+
+    def seal(self) -> None:
+        """Before a roll: record the segment's greatest timestamp in its time index."""
+        last = self.timeindex.last()
+        if self.size and self.max_timestamp > (last[0] if last else rb.NO_TIMESTAMP):
+            # offset of the last batch start is not tracked; the last offset is a safe bound
+            self.timeindex.append(self.max_timestamp, self.next_offset - 1 - self.base_offset)
+
+    def sync(self) -> None:
+        os.fsync(self.fd)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        self.index.close()
+        self.timeindex.close()
+
+
+class _EmptyWriter:
+    """Stands in for an index writer during a rebuild."""
+
+    def __init__(self, entry):
+        self.entries = 0
+
+    def last(self):
+        return None
+
+    def close(self):
+        pass
+
+
+def _replace_index(path: str, entry, entries: list[tuple[int, int]]) -> IndexWriter:
+    tmp = path + ".rebuild"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, files.FILE_MODE)
+    try:
+        os.write(fd, b"".join(entry.pack(a, b) for a, b in entries))
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    return IndexWriter(path, entry)

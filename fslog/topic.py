@@ -1,0 +1,90 @@
+"""A topic: a directory holding ``topic.json`` (partition count, config overrides) and one
+directory per partition. Knows where a record goes (``partitioner.py``).
+
+``Topic`` objects are cheap views; several processes may hold them at once. Creation and
+deletion live in ``log.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from . import files
+from .config import TopicConfig, parse_config
+from .errors import FslogError, UnknownTopicError
+from .partition import Partition
+from .partitioner import partition_for_key
+
+
+class Topic:
+    def __init__(self, root: str, name: str):
+        self.root = root
+        self.name = files.validate_name(name, "topic")
+        self.path = files.topic_dir(root, name)
+        cfg_path = os.path.join(self.path, files.TOPIC_CONFIG_FILE)
+        if not os.path.lexists(self.path):
+            raise UnknownTopicError(
+                f"topic {name!r} does not exist in {root}: create it with "
+                f"'fslog topic create {name}' (or produce to it)")
+        files.check_real_dir(self.path, root)
+        try:
+            with open(cfg_path, "rb") as f:
+                meta = json.loads(f.read())
+            self.partition_count = int(meta["partitions"])
+            overrides = meta.get("config", {})
+        except FileNotFoundError:
+            raise UnknownTopicError(f"topic {name!r}: {cfg_path} is missing") from None
+        except (ValueError, KeyError, TypeError) as e:
+            raise FslogError(f"{cfg_path} is unreadable ({e}); restore it or recreate the topic") from None
+        self.config = TopicConfig(overrides)
+        self._partitions: dict[int, Partition] = {}
+
+    def __repr__(self) -> str:
+        return f"Topic({self.name!r}, partitions={self.partition_count})"
+
+    def partition(self, number: int) -> Partition:
+        if not 0 <= number < self.partition_count:
+            raise FslogError(
+                f"topic {self.name!r} has partitions 0..{self.partition_count - 1}; there is no partition {number}")
+        p = self._partitions.get(number)
+        if p is None:
+            p = self._partitions[number] = Partition(self.root, self.name, number, self.config)
+        return p
+
+    def partitions(self) -> list[Partition]:
+        return [self.partition(i) for i in range(self.partition_count)]
+
+    def partition_for(self, key: bytes) -> int:
+        return partition_for_key(key, self.partition_count)
+
+    def end_offsets(self) -> dict[int, int]:
+        return {p.number: p.end_offset() for p in self.partitions()}
+
+    def describe(self) -> dict:
+        parts = []
+        for p in self.partitions():
+            parts.append({
+                "partition": p.number,
+                "start_offset": p.start_offset(),
+                "end_offset": p.end_offset(),
+                "size_bytes": p.size_bytes(),
+                "segments": len(p.segment_bases()),
+            })
+        return {"name": self.name, "partitions": parts, "config": self.config.effective(),
+                "overrides": dict(self.config.overrides)}
+
+    def set_config(self, overrides: dict) -> None:
+        """Replace the stored overrides (validated) atomically."""
+        parsed = parse_config(overrides)
+        write_topic_meta(self.path, self.partition_count, parsed)
+        self.config = TopicConfig(parsed)
+
+    def close(self) -> None:
+        for p in self._partitions.values():
+            p.close()
+
+
+def write_topic_meta(path: str, partitions: int, overrides: dict) -> None:
+    data = json.dumps({"partitions": partitions, "config": overrides}, indent=2, sort_keys=True)
+    files.write_atomic(os.path.join(path, files.TOPIC_CONFIG_FILE), data.encode() + b"\n")
