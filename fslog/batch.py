@@ -42,7 +42,14 @@ from __future__ import annotations
 import struct
 from typing import Iterable, NamedTuple, Sequence
 
-from crc32c import crc32c
+import google_crc32c
+
+
+def crc32c(data, crc: int = 0) -> int:
+    """CRC-32C (Castagnoli) of ``data`` (bytes), continuing from ``crc``. C-backed."""
+    if crc:
+        return google_crc32c.extend(crc, data)
+    return google_crc32c.value(data)
 
 from .errors import CorruptRecordError
 
@@ -111,8 +118,13 @@ def _zigzag_varint(n: int) -> bytes:
 
 # Precomputed encodings of small non-negative numbers: the hot path of encoding is
 # a table lookup per field.
-_TABLE_SIZE = 1 << 15
-_ZZ: list[bytes] = [_zigzag_varint(i) for i in range(_TABLE_SIZE)]
+_TABLE_SIZE = 1 << 14
+_ZZ: list[bytes] = (
+    [bytes((2 * i,)) for i in range(64)]
+    + [bytes(((2 * i) & 0x7F | 0x80, (2 * i) >> 7)) for i in range(64, 8192)]
+    + [bytes(((2 * i) & 0x7F | 0x80, ((2 * i) >> 7) & 0x7F | 0x80, (2 * i) >> 14))
+       for i in range(8192, _TABLE_SIZE)]
+)
 
 
 def zigzag_varint(n: int) -> bytes:
@@ -150,7 +162,7 @@ def read_varint(buf, pos: int) -> tuple[int, int]:
 def _finish(body: bytes | bytearray, count: int, base_timestamp: int, max_timestamp: int,
             base_offset: int) -> bytearray:
     after_crc = _AFTER_CRC.pack(0, count - 1, base_timestamp, max_timestamp, -1, -1, -1, count)
-    crc = crc32c(body, crc32c(after_crc))
+    crc = crc32c(bytes(body), crc32c(after_crc))
     out = bytearray(_HEADER.pack(base_offset, HEADER_SIZE - LOG_OVERHEAD + len(body), 0, MAGIC,
                                  crc, 0, count - 1, base_timestamp, max_timestamp, -1, -1, -1,
                                  count))
@@ -226,7 +238,7 @@ def encode_records(records: Sequence[tuple[bytes | None, bytes | None, int,
     if offset_deltas is not None:
         # lastOffsetDelta is the last record's delta, not count - 1; recompute the CRC.
         struct.pack_into(">i", out, 23, offset_deltas[-1])
-        struct.pack_into(">I", out, 17, crc32c(memoryview(out)[CRC_START:]))
+        struct.pack_into(">I", out, 17, crc32c(bytes(out[CRC_START:])))
     return out
 
 
@@ -246,7 +258,7 @@ def peek_offset_and_length(buf, pos: int) -> tuple[int, int]:
 
 
 def crc_ok(buf, pos: int, header: BatchHeader) -> bool:
-    return crc32c(memoryview(buf)[pos + CRC_START:pos + header.size]) == header.crc
+    return crc32c(bytes(buf[pos + CRC_START:pos + header.size])) == header.crc
 
 
 class Incomplete(Exception):

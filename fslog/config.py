@@ -6,8 +6,7 @@ the default below. Values are validated when set, with messages that list what i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from .errors import ConfigError
 
@@ -47,8 +46,7 @@ def _policy(key: str, raw: object) -> str:
     return ",".join(parts)
 
 
-@dataclass(frozen=True)
-class ConfigKey:
+class ConfigKey(NamedTuple):
     name: str
     default: object
     parse: Callable[[str, object], object]

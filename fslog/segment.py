@@ -83,7 +83,7 @@ class SegmentReader:
         if end > size:
             return None
         data = m[pos:end]
-        if rb.crc32c(memoryview(data)[rb.CRC_START:]) != h.crc:
+        if rb.crc32c(data[rb.CRC_START:]) != h.crc:
             if end == size:
                 return None  # a write in progress, or a torn tail the next writer drops
             raise CorruptRecordError(

@@ -1,0 +1,92 @@
+"""Output formats of ``fslog consume``.
+
+- raw (default): the value bytes and a newline; a null value is an empty line.
+- json: one object per line: topic, partition, offset, timestamp (ms), key, value,
+  headers ([{"key", "value"}], lossless and ready for jq's from_entries). Keys and
+  values are text; bytes that are not UTF-8 are base64-encoded and flagged with
+  "key_encoding"/"value_encoding": "base64" (headers: "encoding": "base64").
+- a kcat-like template: %t topic, %p partition, %o offset, %k key, %s value, %S value
+  size, %K key size, %T timestamp (ms), %h headers (k=v,...), %% a percent sign, and \\n,
+  \\t, \\\\ escapes. A newline is added if the template has none.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+
+def _text(b: bytes | None) -> tuple[str | None, bool]:
+    if b is None:
+        return None, False
+    try:
+        return b.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return base64.b64encode(b).decode("ascii"), True
+
+
+def json_line(topic: str, partition: int, r) -> bytes:
+    key, kb64 = _text(r.key)
+    value, vb64 = _text(r.value)
+    doc = {"topic": topic, "partition": partition, "offset": r.offset,
+           "timestamp": r.timestamp, "key": key, "value": value}
+    if kb64:
+        doc["key_encoding"] = "base64"
+    if vb64:
+        doc["value_encoding"] = "base64"
+    hs = []
+    for hk, hv in r.headers:
+        t, b64 = _text(hv)
+        h = {"key": hk, "value": t}
+        if b64:
+            h["encoding"] = "base64"
+        hs.append(h)
+    doc["headers"] = hs
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
+_TOKEN = re.compile(r"%[tpokKsSTh%]|\\[nt\\]")
+
+
+class Template:
+    def __init__(self, fmt: str):
+        if "\\n" not in fmt and "\n" not in fmt:
+            fmt += "\\n"
+        self.parts: list = []
+        pos = 0
+        for m in _TOKEN.finditer(fmt):
+            if m.start() > pos:
+                self.parts.append(fmt[pos:m.start()].encode("utf-8"))
+            tok = m.group(0)
+            lit = {"%%": b"%", "\\n": b"\n", "\\t": b"\t", "\\\\": b"\\"}.get(tok)
+            self.parts.append(lit if lit is not None else tok[1])
+            pos = m.end()
+        if pos < len(fmt):
+            self.parts.append(fmt[pos:].encode("utf-8"))
+
+    def render(self, topic: str, partition: int, r) -> bytes:
+        out = []
+        for p in self.parts:
+            if isinstance(p, bytes):
+                out.append(p)
+            elif p == "s":
+                out.append(r.value if r.value is not None else b"")
+            elif p == "k":
+                out.append(r.key if r.key is not None else b"")
+            elif p == "o":
+                out.append(str(r.offset).encode())
+            elif p == "p":
+                out.append(str(partition).encode())
+            elif p == "t":
+                out.append(topic.encode())
+            elif p == "T":
+                out.append(str(r.timestamp).encode())
+            elif p == "S":
+                out.append(str(len(r.value) if r.value is not None else -1).encode())
+            elif p == "K":
+                out.append(str(len(r.key) if r.key is not None else -1).encode())
+            elif p == "h":
+                out.append(b",".join(k.encode() + b"=" + (v if v is not None else b"")
+                                     for k, v in r.headers))
+        return b"".join(out)

@@ -1,0 +1,74 @@
+"""Entry point of the ``fslog`` command: global options and error handling.
+
+Expected failures (``FslogError``, OS errors such as a full disk) become one line on
+stderr and exit 1; usage errors exit 2; a closed stdout pipe ends quietly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from . import consume, produce, topic, verify
+
+app = typer.Typer(
+    name="fslog",
+    help="Apache Kafka's model over a log kept in ordinary files: topics, partitions, "
+         "producers and consumers, with no server.\n\n"
+         "Example: fslog produce orders < events.jsonl; fslog consume orders --format json",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+        sys.stdout.write(f"fslog {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    root: str = typer.Option(
+        None, "--root", envvar="FSLOG_ROOT", metavar="DIR",
+        help="The log's root directory [default: $XDG_DATA_HOME/fslog, ~/.local/share/fslog]."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    ctx.obj = {"root": root}
+
+
+app.add_typer(topic.app, name="topic")
+app.command("produce", help=produce.HELP, no_args_is_help=False)(produce.produce)
+app.command("consume", help=consume.HELP)(consume.consume)
+app.command("verify", help=verify.HELP)(verify.verify)
+
+
+def run() -> None:
+    from ..errors import FslogError
+    from .output import err, quiet_broken_pipe
+    try:
+        app()
+    except FslogError as e:
+        err(str(e))
+        sys.exit(1)
+    except BrokenPipeError:
+        quiet_broken_pipe()
+        sys.exit(0)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except OSError as e:
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        err(f"{e.strerror or e}{where}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    run()

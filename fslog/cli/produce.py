@@ -1,0 +1,118 @@
+"""``fslog produce TOPIC``: stdin lines → records."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import List, Optional
+
+import typer
+
+HELP = """Append stdin to a topic, one record per line (the newline stripped, bytes kept).
+
+Exits 0 once every record read is on disk (fsynced). A topic that does not exist is
+created. Keyed records land in the partition Kafka's clients would pick.
+
+Examples:
+
+  fslog produce orders < events.jsonl
+
+  tail -F app.log | fslog produce logs
+
+  fslog produce orders --format json --key-field user_id < orders.jsonl
+"""
+
+
+def _parse_headers(items: list[str]) -> list[tuple[str, bytes]]:
+    from ..errors import FslogError
+    out = []
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise FslogError(f"--header {item!r}: expected KEY=VALUE")
+        out.append((k, v.encode("utf-8", "surrogateescape")))
+    return out
+
+
+def produce(
+    ctx: typer.Context,
+    topic: str = typer.Argument(..., help="Topic to append to (created if missing)."),
+    fmt: str = typer.Option("raw", "--format", "-f", help="raw: any bytes per line; json: each line must be a JSON document."),
+    key_field: Optional[str] = typer.Option(None, "--key-field", "-k", metavar="FIELD",
+                                            help="With --format json: take the key from this top-level field."),
+    key_separator: Optional[str] = typer.Option(None, "--key-separator", "-K", metavar="SEP",
+                                                help="Lines are KEY SEP VALUE (kafka-console-producer's parse.key)."),
+    partition: Optional[int] = typer.Option(None, "--partition", "-p", min=0, help="Write every record to this partition."),
+    header: Optional[List[str]] = typer.Option(None, "--header", "-H", metavar="K=V", help="Add a header to every record (repeatable)."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip bad lines (reported on stderr) instead of stopping."),
+    null_marker: Optional[str] = typer.Option(None, "--null-marker", metavar="STR", help="A value equal to STR is written as null (a tombstone)."),
+    partitions: Optional[int] = typer.Option(None, "--partitions", min=1, help="Partitions of the topic if this creates it [default: 1, or $FSLOG_DEFAULT_PARTITIONS]."),
+    linger_ms: float = typer.Option(5.0, "--linger-ms", min=0, help="Longest wait before appending records that arrived (like Kafka's linger.ms)."),
+    json_: bool = typer.Option(False, "--json", help="Print a JSON summary (records, bytes, offsets per partition) to stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on stderr."),
+) -> None:
+    from ..errors import FslogError
+    from ..ingest import LineIngester
+    from .common import open_log
+    from .output import err, print_json
+
+    if fmt not in ("raw", "json"):
+        raise FslogError(f"--format {fmt!r}: use raw or json")
+    if key_field is not None and fmt != "json":
+        raise FslogError("--key-field needs --format json")
+    if key_separator == "":
+        raise FslogError("--key-separator must not be empty")
+    log = open_log(ctx)
+    producer = log.producer(topic, partitions=partitions, background=False, linger_ms=linger_ms)
+    if producer.created:
+        err(f"created topic {topic!r} with {producer.topic.partition_count} partition"
+            f"{'s' if producer.topic.partition_count != 1 else ''}")
+    if partition is not None and partition >= producer.topic.partition_count:
+        raise FslogError(f"--partition {partition}: topic {topic!r} has partitions "
+                         f"0..{producer.topic.partition_count - 1}")
+    ing = LineIngester(
+        producer, fmt=fmt, key_field=key_field,
+        key_separator=key_separator.encode("utf-8") if key_separator is not None else None,
+        partition=partition, headers=_parse_headers(header or []), skip_invalid=skip_invalid,
+        null_marker=null_marker.encode("utf-8") if null_marker is not None else None,
+        linger_ms=linger_ms)
+
+    def _on_signal(signum, frame):
+        ing.stop()
+        if ing.waiting:  # blocked on stdin: unblock; otherwise the loop stops by itself
+            raise _Stopped()
+
+    old_int = signal.signal(signal.SIGINT, _on_signal)
+    old_term = signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        try:
+            ing.run(sys.stdin.fileno())
+        except _Stopped:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            producer.flush()
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+        for line, reason in ing.skipped[:1000]:
+            err(f"skipped line {line}: {reason}")
+        if len(ing.skipped) > 1000:
+            err(f"... and {len(ing.skipped) - 1000} more skipped lines")
+    producer.close()
+    stats = producer.stats
+    summary = {
+        "topic": topic,
+        "records": sum(s.records for s in stats.values()),
+        "bytes": sum(s.bytes for s in stats.values()),
+        "partitions": [dict(partition=p, **stats[p].as_dict()) for p in sorted(stats)],
+        "skipped_lines": [line for line, _ in ing.skipped],
+    }
+    if json_:
+        print_json(summary)
+    elif not quiet and sys.stderr.isatty():
+        err(f"produced {summary['records']} records ({summary['bytes']} bytes) to {topic!r}")
+
+
+class _Stopped(Exception):
+    pass

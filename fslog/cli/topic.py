@@ -1,0 +1,86 @@
+"""``fslog topic create|list|describe|delete``."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from .common import open_log
+from .output import err, print_json, print_table
+
+app = typer.Typer(help="Create, list, inspect and delete topics.", no_args_is_help=True)
+
+
+@app.command("create", help="Create a topic.\n\nExample: fslog topic create orders --partitions 3 "
+                            "--config retention.ms=86400000")
+def create(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Topic name: [A-Za-z0-9._-], 1 to 249 characters."),
+    partitions: int = typer.Option(1, "--partitions", "-p", min=1, help="Number of partitions."),
+    config: Optional[List[str]] = typer.Option(None, "--config", "-c", metavar="KEY=VALUE",
+                                               help="Topic config (repeatable), e.g. segment.bytes=1048576."),
+    if_not_exists: bool = typer.Option(False, "--if-not-exists", help="Succeed if the topic exists already."),
+) -> None:
+    from ..config import parse_assignments
+    log = open_log(ctx)
+    existed = log.exists(name)
+    t = log.create_topic(name, partitions=partitions, config=parse_assignments(config or []),
+                         if_not_exists=if_not_exists)
+    if existed:
+        err(f"topic {name!r} already exists ({t.partition_count} partitions)")
+    else:
+        err(f"created topic {name!r} with {partitions} partition{'s' if partitions != 1 else ''}")
+
+
+@app.command("list", help="List topics.\n\nExample: fslog topic list --json")
+def list_(
+    ctx: typer.Context,
+    json_: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    log = open_log(ctx)
+    rows = []
+    for name in log.topics():
+        t = log.topic(name)
+        ends = t.end_offsets()
+        rows.append({"name": name, "partitions": t.partition_count,
+                     "records": sum(ends.values())})
+    if json_:
+        print_json(rows)
+        return
+    print_table(["TOPIC", "PARTITIONS", "END OFFSETS (SUM)"],
+                [[r["name"], r["partitions"], r["records"]] for r in rows])
+
+
+@app.command("describe", help="Show a topic's partitions (start and log-end offsets, sizes, "
+                              "segments) and its config.\n\nExample: fslog topic describe orders --json")
+def describe(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Topic name."),
+    json_: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    log = open_log(ctx)
+    d = log.topic(name).describe()
+    if json_:
+        print_json(d)
+        return
+    print_table(["PARTITION", "START OFFSET", "END OFFSET", "RECORDS", "SIZE (BYTES)", "SEGMENTS"],
+                [[p["partition"], p["start_offset"], p["end_offset"],
+                  p["end_offset"] - p["start_offset"], p["size_bytes"], p["segments"]]
+                 for p in d["partitions"]], title=f"topic {name}")
+    print_table(["CONFIG", "VALUE", "SOURCE"],
+                [[k, v, "topic" if k in d["overrides"] else "default"]
+                 for k, v in d["config"].items()])
+
+
+@app.command("delete", help="Delete a topic and all its data.\n\nExample: fslog topic delete orders")
+def delete(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Topic name."),
+    if_exists: bool = typer.Option(False, "--if-exists", help="Succeed if the topic does not exist."),
+) -> None:
+    log = open_log(ctx)
+    if if_exists and not log.exists(name):
+        return
+    log.delete_topic(name)
+    err(f"deleted topic {name!r}")

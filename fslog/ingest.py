@@ -1,0 +1,229 @@
+"""Turning lines of bytes into records: what ``fslog produce`` does with its stdin.
+
+``LineIngester`` reads a file descriptor in large chunks, splits lines, converts each line
+into a record according to the options (raw value, JSON with a key field, ``key SEP value``)
+and hands them to a ``Producer``. It numbers lines so that bad input is reported by line.
+
+Timing, for a pipe that stays open (``tail -F app.log | fslog produce logs``): records are
+appended within ``linger_ms`` of arriving and fsynced at least every ``sync_interval``
+seconds. At the end (EOF or ``stop()``) everything is appended and fsynced: the return of
+``run()`` is the acknowledgement.
+
+Bad input: with ``skip_invalid`` the line is skipped and its number recorded; otherwise
+everything before it is appended and fsynced and ``InvalidInputError`` names the line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import stat
+import time
+
+from .errors import InvalidInputError
+
+CHUNK = 1 << 20
+
+
+class LineIngester:
+    def __init__(self, producer, *, fmt: str = "raw", key_field: str | None = None,
+                 key_separator: bytes | None = None, partition: int | None = None,
+                 headers: list[tuple[str, bytes]] | None = None, skip_invalid: bool = False,
+                 null_marker: bytes | None = None, linger_ms: float = 5.0,
+                 sync_interval: float = 1.0):
+        self.producer = producer
+        self.fmt = fmt
+        self.key_field = key_field
+        self.key_separator = key_separator
+        self.partition = partition
+        self.headers = headers or []
+        self.skip_invalid = skip_invalid
+        self.null_marker = null_marker
+        self.linger = linger_ms / 1000.0
+        self.sync_interval = sync_interval
+        self.lines = 0          # lines read so far
+        self.records = 0        # records handed to the producer
+        self.skipped: list[tuple[int, str]] = []  # (line number, reason)
+        self._stop = False
+        self.waiting = False  # True while blocked in select/read (safe to interrupt)
+        self.max_line = producer.topic.config.max_message_bytes
+        self._simple = (fmt == "raw" and key_separator is None and not self.headers
+                        and null_marker is None)
+
+    def stop(self) -> None:
+        """Ask ``run`` to finish after the current chunk (from a signal handler; if the
+        loop is blocked waiting for input, the handler should also raise to unblock it)."""
+        self._stop = True
+
+    # ------------------------------------------------------------ the loop
+    def run(self, fd: int) -> None:
+        try:
+            regular = stat.S_ISREG(os.fstat(fd).st_mode)
+        except OSError:
+            regular = False
+        prod = self.producer
+        partial = b""
+        first_buffered = None
+        while not self._stop:
+            if not regular:
+                timeout = None
+                if prod.buffered:
+                    timeout = max(0.0, self.linger - (time.monotonic() - first_buffered))
+                elif prod._dirty:
+                    timeout = max(0.0, self.sync_interval - (time.monotonic() - prod._last_sync))
+                if timeout is not None:
+                    self.waiting = True
+                    try:
+                        ready = select.select([fd], [], [], timeout)[0]
+                    finally:
+                        self.waiting = False
+                    if not ready:
+                        if prod.buffered:
+                            prod.drain()
+                            first_buffered = None
+                        prod.maybe_sync(self.sync_interval)
+                        continue
+            if self._stop:
+                break
+            self.waiting = True
+            try:
+                data = os.read(fd, CHUNK)
+            finally:
+                self.waiting = False
+            if not data:
+                break
+            lines = data.split(b"\n")
+            if partial:
+                lines[0] = partial + lines[0]
+            partial = lines.pop()
+            if len(partial) > self.max_line:
+                self._fail(self.lines + 1 + len(lines),
+                           f"line is longer than max.message.bytes={self.max_line} bytes",
+                           pending=lines)
+                # skipping: drop the rest of this over-long line
+                partial = self._skip_long_line(fd)
+                first_buffered = first_buffered or time.monotonic()
+                continue
+            if lines:
+                if first_buffered is None:
+                    first_buffered = time.monotonic()
+                self._handle(lines)
+            if not regular and prod.buffered and first_buffered is not None and \
+                    time.monotonic() - first_buffered >= self.linger:
+                prod.drain()
+                first_buffered = None
+            prod.maybe_sync(self.sync_interval)
+        if partial and not self._stop:
+            self._handle([partial])
+        prod.flush()
+
+    def _skip_long_line(self, fd: int) -> bytes:
+        """Read and discard until the end of the current line; return what follows it."""
+        while True:
+            data = os.read(fd, CHUNK)
+            if not data:
+                return b""
+            i = data.find(b"\n")
+            if i >= 0:
+                self.lines += 1
+                rest = data[i + 1:]
+                lines = rest.split(b"\n")
+                partial = lines.pop()
+                if lines:
+                    self._handle(lines)
+                return partial
+
+    # ------------------------------------------------------------ conversion
+    def _fail(self, line: int, reason: str, pending: list[bytes] | None = None) -> None:
+        if self.skip_invalid:
+            if pending:
+                self._handle(pending)
+            self.skipped.append((line, reason))
+            self.lines += 1 if pending is None else 0
+            return
+        if pending:
+            self._handle(pending)
+        self.producer.flush()
+        raise InvalidInputError(
+            f"line {line}: {reason}; the {self.records} records before it are written and "
+            f"durable, nothing after it was written (use --skip-invalid to skip bad lines)", line)
+
+    def _handle(self, lines: list[bytes]) -> None:
+        prod = self.producer
+        if self._simple:
+            limit = self.max_line - 100
+            if any(len(x) > limit for x in lines):
+                for i, x in enumerate(lines):
+                    if len(x) > limit:
+                        good = lines[:i]
+                        if good:
+                            prod.send_values(good, self.partition)
+                            self.records += len(good)
+                            self.lines += len(good)
+                        self.lines += 1
+                        self._fail(self.lines, f"record of {len(x)} bytes is larger than "
+                                   f"max.message.bytes={self.max_line}")
+                        self._handle(lines[i + 1:])
+                        return
+            prod.send_values(lines, self.partition)
+            self.records += len(lines)
+            self.lines += len(lines)
+            return
+        for line in lines:
+            self.lines += 1
+            got = self._convert(line)
+            if got is None:
+                continue
+            key, value = got
+            try:
+                prod.send(value, key=key, headers=self.headers, partition=self.partition)
+            except Exception as e:  # RecordTooLargeError
+                from .errors import RecordTooLargeError
+                if isinstance(e, RecordTooLargeError):
+                    self._fail(self.lines, str(e))
+                    continue
+                raise
+            self.records += 1
+
+    def _convert(self, line: bytes) -> tuple[bytes | None, bytes | None] | None:
+        key = None
+        value: bytes | None = line
+        if self.key_separator is not None:
+            i = line.find(self.key_separator)
+            if i < 0:
+                self._fail(self.lines, f"no key separator {self.key_separator.decode(errors='replace')!r} "
+                           "in the line (expected KEY SEPARATOR VALUE)")
+                return None
+            key, value = line[:i], line[i + len(self.key_separator):]
+        if self.fmt == "json":
+            text = value.strip() if value is not None else b""
+            if not text:
+                return None  # blank lines are not records in JSON mode
+            try:
+                doc = json.loads(text)
+            except ValueError as e:
+                msg = getattr(e, "msg", str(e))
+                col = getattr(e, "colno", None)
+                self._fail(self.lines, f"not valid JSON ({msg}{f' at column {col}' if col else ''})")
+                return None
+            if self.key_field is not None:
+                if not isinstance(doc, dict):
+                    self._fail(self.lines, f"--key-field {self.key_field}: the line is a JSON "
+                               f"{type(doc).__name__}, not an object")
+                    return None
+                if self.key_field not in doc:
+                    self._fail(self.lines, f"--key-field {self.key_field}: the field is missing")
+                    return None
+                k = doc[self.key_field]
+                if isinstance(k, str):
+                    key = k.encode("utf-8")
+                elif isinstance(k, (int, float)) and not isinstance(k, bool):
+                    key = json.dumps(k).encode()
+                else:
+                    self._fail(self.lines, f"--key-field {self.key_field}: the field is "
+                               f"{json.dumps(k)[:40]}, not a string or number")
+                    return None
+        if self.null_marker is not None and value == self.null_marker:
+            value = None
+        return key, value
