@@ -153,7 +153,7 @@ class LineIngester:
         prod = self.producer
         if self._simple:
             limit = self.max_line - 100
-            if any(len(x) > limit for x in lines):
+            if max(map(len, lines)) > limit:
                 for i, x in enumerate(lines):
                     if len(x) > limit:
                         good = lines[:i]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from itertools import accumulate
 
 from . import batch as rb
 from .errors import FslogError, RecordTooLargeError, UnknownTopicError
@@ -158,20 +159,28 @@ class Producer:
         with self._lock:
             i = 0
             n = len(values)
+            if n and max(map(len, values)) > limit:
+                big = max(values, key=len)
+                self._record_limit_check(len(big) + RECORD_OVERHEAD)
+            # cumulative sizes, to cut the values into batches without a Python loop per record
+            sizes = list(accumulate(map(len, values)))
             while i < n:
                 p = self._sticky_current if partition is None else partition
                 cur = self._open_batch(p, ts, 0)
                 room = self.max_batch - cur.nbytes
-                j = i
-                used = 0
-                while j < n:
-                    sz = len(values[j]) + RECORD_OVERHEAD
-                    if sz > limit:
-                        self._record_limit_check(sz)
-                    if used + sz > room and (used or cur.values):
-                        break
-                    used += sz
-                    j += 1
+                before = sizes[i - 1] if i else 0
+                # largest j with (sizes[j-1] - before) + (j - i) * OVERHEAD <= room
+                lo, hi = i, n
+                while lo < hi:
+                    mid = (lo + hi + 1) >> 1
+                    if sizes[mid - 1] - before + (mid - i) * RECORD_OVERHEAD <= room:
+                        lo = mid
+                    else:
+                        hi = mid - 1
+                j = lo
+                if j == i and not cur.values:
+                    j = i + 1  # a record bigger than a batch still goes alone
+                used = sizes[j - 1] - before + (j - i) * RECORD_OVERHEAD if j > i else 0
                 cur.values.extend(values[i:j] if (i or j != n) else values)
                 cur.nbytes += used
                 self._after_buffer(p, used)
