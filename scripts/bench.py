@@ -1,0 +1,221 @@
+"""fslog benchmark: records/s through the CLI and the library, beside references measured
+in the same run on the same data (this machine is shared and noisy: compare ratios).
+
+Each case runs as its own process; wall time covers the whole process (startup included),
+peak memory is the child's max RSS. Every case is run --repeat times; the best is kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+FSLOG = [sys.executable, "-m", "fslog.cli.main"]
+PY = sys.executable
+
+LINE_COPY = r"""
+import os, sys
+src, dst = sys.argv[1], sys.argv[2]
+with open(src, "rb") as f, open(dst, "wb") as out:
+    for line in f:
+        out.write(line)
+    out.flush()
+    os.fsync(out.fileno())
+"""
+
+LIB_PRODUCE = r"""
+import sys, fslog
+root, src = sys.argv[1], sys.argv[2]
+log = fslog.Log(root)
+with open(src, "rb") as f, log.producer("lib") as p:
+    for line in f:
+        p.send(line[:-1])
+    p.flush()
+"""
+
+LIB_PRODUCE_BULK = r"""
+import sys, fslog
+root, src = sys.argv[1], sys.argv[2]
+log = fslog.Log(root)
+with open(src, "rb") as f, log.producer("libbulk") as p:
+    while True:
+        lines = f.readlines(1 << 20)
+        if not lines:
+            break
+        p.send_values([l[:-1] for l in lines])
+    p.flush()
+"""
+
+LIB_READ = r"""
+import sys, fslog
+root, topic = sys.argv[1], sys.argv[2]
+n = 0
+for rec in fslog.Log(root).reader(topic):
+    n += 1
+print(n, file=sys.stderr)
+"""
+
+
+def run(cmd, stdin=None, stdout=None, env=None):
+    """Run one process; return (seconds, peak RSS in MB)."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdin=stdin, stdout=stdout or subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, env=env)
+    _, status, ru = os.wait4(p.pid, 0)
+    dt = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    err = p.stderr.read().decode(errors="replace")
+    p.stderr.close()
+    if p.returncode != 0:
+        raise SystemExit(f"benchmark step failed ({p.returncode}): {' '.join(cmd)}\n{err}")
+    return dt, ru.ru_maxrss / 1024.0
+
+
+def best_of(k, fn):
+    results = [fn() for _ in range(k)]
+    return min(results, key=lambda r: r[0])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--out", default=os.path.join(REPO, "bench-results", "latest.json"))
+    args = ap.parse_args()
+
+    work = tempfile.mkdtemp(prefix="fslog-bench.")
+    try:
+        data = os.path.join(work, "data.jsonl")
+        subprocess.run([PY, os.path.join(HERE, "gen-sample-data"), "--bench", str(args.records), data],
+                       check=True)
+        size = os.path.getsize(data)
+        n = args.records
+        rows = []
+
+        def add(name, kind, seconds, rss, records=n, nbytes=size, note=""):
+            rows.append({"case": name, "kind": kind, "records": records, "seconds": round(seconds, 4),
+                         "records_per_s": round(records / seconds), "mb_per_s": round(nbytes / seconds / 1e6, 1),
+                         "peak_rss_mb": round(rss, 1), "note": note})
+            print(f"  {name:<44} {records / seconds:>12,.0f} records/s", file=sys.stderr)
+
+        print(f"benchmark: {n:,} records, {size / 1e6:.1f} MB, best of {args.repeat}", file=sys.stderr)
+        # references
+        def cat():
+            out = os.path.join(work, "cat.out")
+            with open(data, "rb") as f, open(out, "wb") as o:
+                r = run(["cat"], stdin=f, stdout=o)
+            os.unlink(out)
+            return r
+        add("cat > file (I/O ceiling)", "reference", *best_of(args.repeat, cat))
+
+        def line_copy():
+            out = os.path.join(work, "copy.out")
+            r = run([PY, "-c", LINE_COPY, data, out])
+            os.unlink(out)
+            return r
+        ref = best_of(args.repeat, line_copy)
+        add("python line copy + fsync", "reference", *ref)
+
+        def fresh_root():
+            root = os.path.join(work, "root")
+            shutil.rmtree(root, ignore_errors=True)
+            return root
+
+        env = dict(os.environ)
+
+        def cli_produce():
+            root = fresh_root()
+            with open(data, "rb") as f:
+                return run(FSLOG + ["--root", root, "produce", "bench"], stdin=f, env=env)
+        add("fslog produce (CLI, stdin -> durable log)", "fslog", *best_of(args.repeat, cli_produce))
+        root = os.path.join(work, "root")
+
+        def cli_consume(fmt):
+            def go():
+                with open(os.devnull, "wb") as o:
+                    return run(FSLOG + ["--root", root, "consume", "bench", "--format", fmt], stdout=o, env=env)
+            return go
+        add("fslog consume (CLI, log -> stdout)", "fslog", *best_of(args.repeat, cli_consume("raw")))
+        add("fslog consume --format json (CLI)", "fslog", *best_of(args.repeat, cli_consume("json")))
+
+        def startup():
+            r = subprocess.run([PY, "-c", "pass"])
+            t0 = time.perf_counter()
+            p = subprocess.run(FSLOG + ["--root", root, "produce", "one"], input=b"hello\n",
+                               capture_output=True)
+            dt = time.perf_counter() - t0
+            if p.returncode:
+                raise SystemExit(p.stderr.decode())
+            return dt, 0.0
+        st = best_of(max(args.repeat, 5), startup)
+        rows.append({"case": "fslog produce of one record (startup)", "kind": "fslog", "records": 1,
+                     "seconds": round(st[0], 4), "records_per_s": None, "mb_per_s": None,
+                     "peak_rss_mb": None, "note": f"{st[0] * 1000:.0f} ms"})
+        print(f"  {'fslog produce of one record (startup)':<44} {st[0] * 1000:>9.0f} ms", file=sys.stderr)
+
+        def lib(script, *extra):
+            def go():
+                return run([PY, "-c", script, *extra], env=env)
+            return go
+        add("library Producer.send + flush", "fslog",
+            *best_of(args.repeat, lambda: (shutil.rmtree(os.path.join(root, "topics", "lib"), ignore_errors=True), lib(LIB_PRODUCE, root, data)())[1]))
+        add("library Producer.send_values + flush", "fslog",
+            *best_of(args.repeat, lambda: (shutil.rmtree(os.path.join(root, "topics", "libbulk"), ignore_errors=True), lib(LIB_PRODUCE_BULK, root, data)())[1]))
+        add("library TopicReader iteration", "fslog", *best_of(args.repeat, lib(LIB_READ, root, "bench")))
+
+        ref_rate = n / ref[0]
+        for r in rows:
+            r["ratio_to_line_copy"] = round(r["records_per_s"] / ref_rate, 2) if r["records_per_s"] else None
+        machine = {"python": platform.python_version(), "system": platform.system(),
+                   "machine": platform.machine(), "cpus": os.cpu_count(),
+                   "processor": _cpu_model()}
+        result = {"records": n, "bytes": size, "repeat": args.repeat, "machine": machine,
+                  "date": time.strftime("%Y-%m-%d"), "rows": rows}
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=2)
+        print(markdown(result))
+        print(f"\n(written to {os.path.relpath(args.out, REPO)})", file=sys.stderr)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def markdown(result) -> str:
+    m = result["machine"]
+    lines = [f"{result['records']:,} records of ~{result['bytes'] / result['records']:.0f} bytes; "
+             f"{m['cpus']} cores ({m['processor']}), Python {m['python']}; best of {result['repeat']}.",
+             "",
+             "| case | records/s | MB/s | vs. line copy | peak RSS MB |",
+             "|---|---:|---:|---:|---:|"]
+    for r in result["rows"]:
+        if r["records_per_s"] is None:
+            lines.append(f"| {r['case']} | {r['note']} | | | |")
+            continue
+        lines.append(f"| {r['case']} | {r['records_per_s']:,} | {r['mb_per_s']} | "
+                     f"{r['ratio_to_line_copy']}x | {r['peak_rss_mb']} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
