@@ -93,7 +93,9 @@ class Log:
         if os.path.islink(path):
             os.unlink(path)  # never follow a link out of the root
             return
-        trash = os.path.join(self.root, "tmp", f"delete-{name}-{os.getpid()}-{time.monotonic_ns()}")
+        # name[:200]: a 249-character name would make the trash name too long (ENAMETOOLONG)
+        trash = os.path.join(self.root, "tmp",
+                             f"delete-{name[:200]}-{os.getpid()}-{time.monotonic_ns()}")
         os.rename(path, trash)
         files.fsync_dir(files.topics_dir(self.root))
         shutil.rmtree(trash, ignore_errors=True)

@@ -25,6 +25,7 @@ from .errors import FslogError, RecordTooLargeError, UnknownTopicError
 from .partitioner import StickyPartitioner
 
 DEFAULT_BATCH_BYTES = 512 * 1024
+STICKY_BATCH_BYTES = 64 * 1024
 RECORD_OVERHEAD = 24  # upper bound on a record's framing bytes besides key/value/headers
 
 
@@ -82,6 +83,10 @@ class Producer:
         # A batch never exceeds max.message.bytes, nor segment.bytes (so that tiny test
         # segments roll as often as their size says).
         self.max_batch = max(1024, min(batch_bytes, cfg.max_message_bytes, cfg.segment_bytes))
+        # Keyless records switch partition every ``sticky_batch`` bytes, so that a file of
+        # lines is spread over a multi-partition topic (Kafka's batch.size plays this role).
+        self.sticky_batch = self.max_batch if self.topic.partition_count == 1 else \
+            min(self.max_batch, STICKY_BATCH_BYTES)
         self._sticky = StickyPartitioner(self.topic.partition_count, start=os.getpid())
         self._sticky_current = self._sticky.next()
         self._pending: dict[int, list[_Pending]] = {}
@@ -110,11 +115,12 @@ class Producer:
                 f"record of about {size} bytes does not fit max.message.bytes={limit} of topic "
                 f"{self.topic.name!r}")
 
-    def _open_batch(self, partition: int, timestamp: int | None, size: int) -> _Pending:
+    def _open_batch(self, partition: int, timestamp: int | None, size: int,
+                    limit: int | None = None) -> _Pending:
         batches = self._pending.setdefault(partition, [])
         if batches:
             cur = batches[-1]
-            if cur.timestamp == timestamp and cur.nbytes + size <= self.max_batch:
+            if cur.timestamp == timestamp and cur.nbytes + size <= (limit or self.max_batch):
                 return cur
             if partition == self._sticky_current:
                 self._sticky_current = self._sticky.next()
@@ -135,14 +141,19 @@ class Producer:
             size += sum(len(k) + (len(v) if v is not None else 0) + 10 for k, v in headers)
         self._record_limit_check(size)
         with self._lock:
+            limit = None
             if partition is None:
-                partition = self.topic.partition_for(key) if key is not None else self._sticky_current
+                if key is not None:
+                    partition = self.topic.partition_for(key)
+                else:
+                    partition = self._sticky_current
+                    limit = self.sticky_batch
             if key is None and not headers and timestamp is None and value is not None:
-                cur = self._open_batch(partition, now_ms(), size)
+                cur = self._open_batch(partition, now_ms(), size, limit)
                 cur.values.append(value)
             else:
                 ts = now_ms() if timestamp is None else timestamp
-                cur = self._open_batch(partition, None, size)
+                cur = self._open_batch(partition, None, size, limit)
                 cur.records.append((key, value, ts, list(headers or ())))
             cur.nbytes += size
             self._after_buffer(partition, size)
@@ -166,8 +177,8 @@ class Producer:
             sizes = list(accumulate(map(len, values)))
             while i < n:
                 p = self._sticky_current if partition is None else partition
-                cur = self._open_batch(p, ts, 0)
-                room = self.max_batch - cur.nbytes
+                cur = self._open_batch(p, ts, 0, None if partition is not None else self.sticky_batch)
+                room = (self.max_batch if partition is not None else self.sticky_batch) - cur.nbytes
                 before = sizes[i - 1] if i else 0
                 # largest j with (sizes[j-1] - before) + (j - i) * OVERHEAD <= room
                 lo, hi = i, n

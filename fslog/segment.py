@@ -73,7 +73,7 @@ class SegmentReader:
         m = self._map
         h = rb.read_header(m, pos)
         if h.magic != rb.MAGIC or h.batch_length < rb.HEADER_SIZE - rb.LOG_OVERHEAD:
-            if self._is_tail_garbage(pos):
+            if self._is_tail_garbage(pos) or self._shrunk():
                 return None
             raise CorruptRecordError(
                 f"{self.path}: position {pos}: not a RecordBatch v2 header (magic {h.magic}, "
@@ -84,12 +84,16 @@ class SegmentReader:
             return None
         data = m[pos:end]
         if rb.crc32c(data[rb.CRC_START:]) != h.crc:
-            if end == size:
+            if end == size or self._shrunk():
                 return None  # a write in progress, or a torn tail the next writer drops
             raise CorruptRecordError(
                 f"{self.path}: position {pos}: CRC mismatch in the batch at offset "
                 f"{h.base_offset}; run 'fslog verify' for details", self.path, pos, h.base_offset)
         return h, data
+
+    def _shrunk(self) -> bool:
+        # A writer truncated a torn tail under this mapping: the caller refreshes.
+        return os.fstat(self._fd).st_size < self.size
 
     def _is_tail_garbage(self, pos: int) -> bool:
         # A header that is unreadable because a crash tore it: nothing valid can follow
@@ -124,7 +128,7 @@ class SegmentReader:
         e = self.index.lookup(offset - self.base_offset)
         if e is not None:
             rel, p = e
-            if p + rb.HEADER_SIZE <= self.size and \
+            if 0 <= p and p + rb.HEADER_SIZE <= self.size and \
                     rb.peek_offset_and_length(self._map, p)[0] == self.base_offset + rel:
                 pos = p
         m = self._map
@@ -148,6 +152,12 @@ class SegmentReader:
         finally:
             tindex.close()
         pos = self.position_for(start_offset)
+        if e is not None:
+            # The entry says no record up to the batch holding start_offset reaches e[0];
+            # an entry the log does not bear out is ignored (scan the whole segment).
+            got = self.read_batch(pos)
+            if got is None or got[0].base_offset > start_offset or got[0].max_timestamp > e[0]:
+                pos = 0
         for p, h, _data in self.batches(pos):
             if h.max_timestamp >= timestamp:
                 return p
@@ -158,7 +168,7 @@ class SegmentReader:
         nxt = self.base_offset
         last = self.index.last()
         pos = 0
-        if last is not None and last[1] + rb.HEADER_SIZE <= self.size and \
+        if last is not None and 0 <= last[1] and last[1] + rb.HEADER_SIZE <= self.size and \
                 rb.peek_offset_and_length(self._map, last[1])[0] == self.base_offset + last[0]:
             pos = last[1]
         for _p, h, _d in self.batches(pos):

@@ -1,18 +1,25 @@
-"""``fslog consume TOPIC``: records → stdout."""
+"""``fslog consume TOPIC...``: records → stdout, alone or as a member of a group."""
 
 from __future__ import annotations
 
 import signal
 import sys
 import time
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
-HELP = """Write a topic's records to stdout (by default each value and a newline).
+HELP = """Write records to stdout (by default each value and a newline).
 
-Starts at the beginning and exits once caught up with the end each partition had at
-start (like kcat -e); --follow keeps waiting for new records.
+Without --group: reads every partition from the start (or --offset/--last/--from-time)
+and exits once caught up with the end each partition had at start (like kcat -e).
+
+With --group G: joins consumer group G, reads only the partitions assigned to this
+member, each from the group's committed offset, and commits what it has written and
+flushed (at least every second and at exit): at-least-once. Members share a topic's
+partitions; a member that joins, leaves or dies triggers a rebalance.
+
+--follow keeps waiting for new records until SIGINT/SIGTERM or --idle-timeout.
 
 Examples:
 
@@ -20,16 +27,20 @@ Examples:
 
   fslog consume orders --format json --last 10
 
-  fslog consume orders --follow --format '%p@%o %k %s'
+  fslog consume orders --group notify --follow
+
+  0 * * * *  fslog consume orders --group nightly >> nightly.jsonl
 """
 
 
 def consume(
     ctx: typer.Context,
-    topic: str = typer.Argument(..., help="Topic to read."),
-    partition: Optional[int] = typer.Option(None, "--partition", "-p", min=0, help="Read only this partition."),
+    topics: List[str] = typer.Argument(..., metavar="TOPIC...", help="Topic(s) to read."),
+    group: Optional[str] = typer.Option(None, "--group", "-g", help="Consume as a member of this consumer group."),
+    partition: Optional[int] = typer.Option(None, "--partition", "-p", min=0, help="Read only this partition (not with --group)."),
     offset: Optional[str] = typer.Option(None, "--offset", "-o", metavar="N|beginning|end|-N",
-                                         help="Start offset (per partition): N, beginning, end, or -N for N before the end."),
+                                         help="Start offset (per partition): N, beginning, end, or -N for N before the end. "
+                                              "With --group: 'end' makes a group without committed offsets start at the end."),
     from_beginning: bool = typer.Option(False, "--from-beginning", help="Start at the beginning (the default; for Kafka users)."),
     last: Optional[int] = typer.Option(None, "--last", "-n", min=0, metavar="N", help="Start N records before the end of each partition."),
     from_time: Optional[str] = typer.Option(None, "--from-time", metavar="TIME", help="Start at the first record at or after TIME (ISO-8601, or 1h, 30m, 2d ago)."),
@@ -37,6 +48,7 @@ def consume(
     follow: bool = typer.Option(False, "--follow", "-F", help="Keep waiting for new records until SIGINT/SIGTERM or --idle-timeout."),
     idle_timeout: Optional[float] = typer.Option(None, "--idle-timeout", min=0, metavar="SECONDS", help="With --follow: exit 0 after this long without new records."),
     fmt: str = typer.Option("raw", "--format", "-f", help="raw (values), json, or a template like '%t/%p@%o %k %s'."),
+    session_timeout: float = typer.Option(10.0, "--session-timeout", min=0.5, metavar="SECONDS", help="With --group: a member whose heartbeats stop for this long is evicted."),
 ) -> None:
     from ..errors import FslogError
     from ..timeparse import parse_time_ms
@@ -61,86 +73,111 @@ def consume(
         start = ("last", last)
     if from_time is not None:
         start = ("time", parse_time_ms(from_time))
+    if group is not None:
+        if partition is not None:
+            raise FslogError("--partition cannot be used with --group: the group assigns partitions")
+        if start not in ("beginning", "end"):
+            raise FslogError("with --group, the start comes from the group's committed offsets; "
+                             "only --offset end is accepted (to reset a group: fslog group reset)")
 
     log = open_log(ctx)
-    t = log.topic(topic)
-    if partition is not None and partition >= t.partition_count:
-        raise FslogError(f"--partition {partition}: topic {topic!r} has partitions 0..{t.partition_count - 1}")
-    from ..reader import TopicReader
-    reader = TopicReader(t, partitions=None if partition is None else [partition], start=start,
-                         stop_at_end=not follow)
-    for n, r in reader.readers.items():
-        if r.skipped:
-            err(f"{topic}/{n}: {r.skipped} records before offset {r.next_offset} were deleted by retention")
+    for name in topics:
+        t = log.topic(name)
+        if partition is not None and partition >= t.partition_count:
+            raise FslogError(f"--partition {partition}: topic {name!r} has partitions 0..{t.partition_count - 1}")
 
     if fmt == "raw":
         write_batch = _raw_writer()
     elif fmt == "json":
         from .formats import json_line
-        write_batch = _record_writer(lambda p, r: json_line(topic, p, r))
+        write_batch = _record_writer(json_line)
     else:
         from .formats import Template
-        tpl = Template(fmt)
-        write_batch = _record_writer(lambda p, r: tpl.render(topic, p, r))
+        write_batch = _record_writer(Template(fmt).render)
 
-    stopping = []
+    stopping: list[int] = []
+    state = {"waiting": False}
 
     def _on_signal(signum, frame):
         stopping.append(signum)
-        if waiting:
+        if state["waiting"]:
             raise _Stopped()
 
-    waiting = False
     old_term = signal.signal(signal.SIGTERM, _on_signal)
     old_int = signal.signal(signal.SIGINT, _on_signal)
+    try:
+        if group is not None:
+            from ..consumer import GroupConsumer
+            source = GroupConsumer(log, group, topics, start=start, follow=follow,
+                                   session_timeout=session_timeout)
+        else:
+            from ..consumer import Consumer
+            source = Consumer(log, topics, partitions=None if partition is None else [partition],
+                              start=start, follow=follow)
+    except _Stopped:
+        return
     out = sys.stdout.buffer
     remaining = max_messages
     waiter = None
     try:
+        for w in source.warnings:
+            err(w)
+        source.warnings.clear()
         last_data = time.monotonic()
-        while not stopping:
-            batches = reader.fetch()
+        while not stopping and remaining != 0:
+            batches = source.fetch()
+            for w in source.warnings:
+                err(w)
+            source.warnings.clear()
             if batches:
-                for b in batches:
-                    stop = reader.stop_offsets[b.partition] if reader.stop_offsets is not None else None
-                    remaining = write_batch(out, b, stop, remaining)
+                done = []
+                for topic, b, stop in batches:
+                    remaining, nxt = write_batch(out, topic, b, stop, remaining)
+                    done.append((topic, b.partition, nxt))
                     if remaining == 0:
                         break
                 out.flush()
+                for topic, p, nxt in done:  # written and flushed: now they may be committed
+                    source.delivered(topic, p, nxt)
+                source.maybe_commit()
                 last_data = time.monotonic()
-                if remaining == 0:
-                    break
                 continue
-            if not follow:
-                if reader.caught_up():
-                    break
-                # records up to the stop offsets are not all complete yet (a write in
-                # progress): wait a moment for them
-                time.sleep(0.005)
-                continue
-            if waiter is None:
+            source.maybe_commit()
+            if not follow and source.caught_up():
+                break
+            if waiter is None and follow:
                 from ..follow import AppendWaiter
-                waiter = AppendWaiter([p.path for p in (t.partition(n) for n in reader.readers)])
-                continue  # re-check after the watch is in place
-            timeout = None
-            if idle_timeout is not None:
-                timeout = idle_timeout - (time.monotonic() - last_data)
-                if timeout <= 0:
+                waiter = AppendWaiter(source.watch_paths())
+                continue  # re-check once the watches are in place
+            timeout = 0.05 if (source.pending() or not follow) else None
+            if idle_timeout is not None and follow:
+                left = idle_timeout - (time.monotonic() - last_data)
+                if left <= 0:
                     break
-            waiting = True
+                timeout = left if timeout is None else min(timeout, left)
+            state["waiting"] = True
             try:
-                waiter.wait(timeout)
+                if waiter is not None:
+                    waiter.wait(timeout)
+                else:
+                    time.sleep(timeout or 0.05)
             except _Stopped:
                 break
             finally:
-                waiting = False
+                state["waiting"] = False
     finally:
-        signal.signal(signal.SIGTERM, old_term)
-        signal.signal(signal.SIGINT, old_int)
-        if waiter is not None:
-            waiter.close()
-        reader.close()
-    out.flush()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            if waiter is not None:
+                waiter.close()
+            try:
+                out.flush()
+            finally:
+                source.close()  # commits what was delivered; leaves the group
+        finally:
+            signal.signal(signal.SIGTERM, old_term)
+            signal.signal(signal.SIGINT, old_int)
 
 
 class _Stopped(Exception):
@@ -148,28 +185,40 @@ class _Stopped(Exception):
 
 
 def _raw_writer():
-    def write(out, b, stop, remaining):
+    def write(out, topic, b, stop, remaining):
+        """Write a batch's values; return (remaining, next offset after what was written)."""
+        h = b.header
         vals = b.values()
-        if stop is not None:
-            first = max(b.header.base_offset, b.min_offset)
-            if b.header.next_offset > stop:
-                vals = vals[:max(0, stop - first)] if b.header.last_offset_delta + 1 == b.header.record_count \
-                    else [r.value for r in b.records() if r.offset < stop]
-        if remaining is not None and len(vals) > remaining:
-            vals = vals[:remaining]
+        first = max(h.base_offset, b.min_offset)
+        dense = h.last_offset_delta + 1 == h.record_count
+        if not dense:
+            recs = [r for r in b.records() if stop is None or r.offset < stop]
+            if remaining is not None:
+                recs = recs[:remaining]
+            if not recs:
+                return remaining, b.min_offset
+            vals = [r.value for r in recs]
+            nxt = recs[-1].offset + 1
+        else:
+            if stop is not None and h.next_offset > stop:
+                vals = vals[:max(0, stop - first)]
+            if remaining is not None and len(vals) > remaining:
+                vals = vals[:remaining]
+            nxt = first + len(vals)
         if not vals:
-            return remaining
+            return remaining, nxt
         if None in vals:
             vals = [v if v is not None else b"" for v in vals]
         out.write(b"\n".join(vals))
         out.write(b"\n")
-        return None if remaining is None else remaining - len(vals)
+        return (None if remaining is None else remaining - len(vals)), nxt
     return write
 
 
 def _record_writer(render):
-    def write(out, b, stop, remaining):
+    def write(out, topic, b, stop, remaining):
         chunks = []
+        nxt = b.min_offset
         for r in b.records():
             if stop is not None and r.offset >= stop:
                 break
@@ -177,8 +226,9 @@ def _record_writer(render):
                 if remaining == 0:
                     break
                 remaining -= 1
-            chunks.append(render(b.partition, r))
+            chunks.append(render(topic, b.partition, r))
+            nxt = r.offset + 1
         if chunks:
             out.write(b"".join(chunks))
-        return remaining
+        return remaining, nxt
     return write

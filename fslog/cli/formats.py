@@ -65,6 +65,9 @@ class Template:
         if pos < len(fmt):
             self.parts.append(fmt[pos:].encode("utf-8"))
 
+    def __call__(self, topic: str, partition: int, r) -> bytes:
+        return self.render(topic, partition, r)
+
     def render(self, topic: str, partition: int, r) -> bytes:
         out = []
         for p in self.parts:

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from . import consume, produce, topic, verify
+from . import consume, group, produce, status, topic, verify
 
 app = typer.Typer(
     name="fslog",
@@ -49,6 +49,8 @@ app.add_typer(topic.app, name="topic")
 app.command("produce", help=produce.HELP, no_args_is_help=False)(produce.produce)
 app.command("consume", help=consume.HELP)(consume.consume)
 app.command("verify", help=verify.HELP)(verify.verify)
+app.add_typer(group.app, name="group")
+app.command("status", help=status.HELP)(status.status)
 
 
 def run() -> None:

@@ -1,0 +1,89 @@
+"""``fslog group list|describe|reset|delete``."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from .common import open_log
+from .output import err, print_json, print_table
+
+app = typer.Typer(help="Inspect and manage consumer groups (like kafka-consumer-groups).",
+                  no_args_is_help=True)
+
+
+@app.command("list", help="List consumer groups with their live members and total lag.\n\n"
+                          "Example: fslog group list --json")
+def list_(ctx: typer.Context, json_: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    from ..group_admin import groups_overview
+    rows = groups_overview(open_log(ctx))
+    if json_:
+        print_json(rows)
+        return
+    print_table(["GROUP", "GENERATION", "MEMBERS", "TOPICS", "LAG"],
+                [[r["group"], r["generation"], r["members"], ",".join(r["topics"]), r["lag"]]
+                 for r in rows])
+
+
+@app.command("describe", help="Per partition: committed offset, log-end offset, lag and owning "
+                              "member.\n\nExample: fslog group describe notify --json")
+def describe(ctx: typer.Context, group: str = typer.Argument(..., help="Group name."),
+             json_: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    from ..group_admin import describe_group
+    d = describe_group(open_log(ctx), group)
+    if json_:
+        print_json(d)
+        return
+    rows = []
+    for p in d["partitions"]:
+        m = p["member"]
+        rows.append([p["topic"], p["partition"], "-" if p["committed"] is None else p["committed"],
+                     p["end_offset"], p["lag"], m["member_id"] if m else "-",
+                     m["pid"] if m else "-", m["host"] if m else "-"])
+    print_table(["TOPIC", "PARTITION", "COMMITTED", "END OFFSET", "LAG", "MEMBER", "PID", "HOST"],
+                rows, title=f"group {group}, generation {d['generation']}, {len(d['members'])} live member(s)")
+
+
+@app.command("reset", help="Move a group's committed offsets. Prints the plan; changes nothing "
+                           "without --execute. Refused while the group has live members.\n\n"
+                           "Example: fslog group reset nightly --topic orders --to-datetime 2026-11-24T00:00:00Z --execute")
+def reset(
+    ctx: typer.Context,
+    group: str = typer.Argument(..., help="Group name."),
+    topic: str = typer.Option(..., "--topic", "-t", help="Topic whose offsets to move."),
+    to_earliest: bool = typer.Option(False, "--to-earliest", help="To the log start offset."),
+    to_latest: bool = typer.Option(False, "--to-latest", help="To the log-end offset (skip everything)."),
+    to_offset: Optional[int] = typer.Option(None, "--to-offset", help="To this offset (clamped to the log)."),
+    to_datetime: Optional[str] = typer.Option(None, "--to-datetime", metavar="TIME", help="To the first record at or after TIME (ISO-8601 or 1h, 2d ago)."),
+    shift_by: Optional[int] = typer.Option(None, "--shift-by", help="Move by N (negative: back)."),
+    execute: bool = typer.Option(False, "--execute", help="Apply the plan."),
+    json_: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+) -> None:
+    from ..group_admin import reset_offsets, reset_plan
+    from ..timeparse import parse_time_ms
+    log = open_log(ctx)
+    plan = reset_plan(log, group, topic, to_earliest=to_earliest, to_latest=to_latest,
+                      to_offset=to_offset,
+                      to_datetime_ms=parse_time_ms(to_datetime) if to_datetime else None,
+                      shift_by=shift_by)
+    if execute:
+        reset_offsets(log, group, plan)
+    if json_:
+        print_json({"group": group, "executed": execute, "plan": plan})
+    else:
+        print_table(["TOPIC", "PARTITION", "OLD OFFSET", "NEW OFFSET"],
+                    [[r["topic"], r["partition"], "-" if r["old"] is None else r["old"], r["new"]]
+                     for r in plan])
+    if execute:
+        err(f"reset {len(plan)} partition(s) of group {group!r}")
+    else:
+        err("nothing changed: add --execute to apply this plan")
+
+
+@app.command("delete", help="Delete a group and its committed offsets (refused while members are "
+                            "live).\n\nExample: fslog group delete nightly")
+def delete(ctx: typer.Context, group: str = typer.Argument(..., help="Group name.")) -> None:
+    from ..group_admin import delete_group
+    delete_group(open_log(ctx), group)
+    err(f"deleted group {group!r}")

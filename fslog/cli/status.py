@@ -1,0 +1,45 @@
+"""``fslog status``: the root, its topics, and every live member of every group."""
+
+from __future__ import annotations
+
+import typer
+
+HELP = """Show the root, its topics with log-end offsets, and the live members of every
+consumer group (ZooKeeper's "which servers are running").
+
+Example: fslog status --json
+"""
+
+
+def status(ctx: typer.Context, json_: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    from ..group_admin import describe_group
+    from ..registry import list_groups
+    from .common import open_log
+    from .output import print_json, print_table
+    log = open_log(ctx)
+    topics = []
+    for name in log.topics():
+        t = log.topic(name)
+        topics.append({"name": name, "partitions": t.partition_count,
+                       "end_offsets": [p.end_offset() for p in t.partitions()]})
+    groups = []
+    for g in list_groups(log.root):
+        d = describe_group(log, g)
+        groups.append({"group": g, "generation": d["generation"], "members": d["members"],
+                       "lag": sum(p["lag"] for p in d["partitions"])})
+    doc = {"root": log.root, "topics": topics, "groups": groups}
+    if json_:
+        print_json(doc)
+        return
+    print(f"root: {log.root}")
+    print_table(["TOPIC", "PARTITIONS", "LOG-END OFFSETS"],
+                [[t["name"], t["partitions"], " ".join(map(str, t["end_offsets"]))] for t in topics])
+    rows = []
+    for g in groups:
+        if not g["members"]:
+            rows.append([g["group"], g["generation"], "-", "-", "-", "-", g["lag"]])
+        for m in g["members"]:
+            parts = ",".join(f"{a['topic']}/{a['partition']}" for a in m["assigned"])
+            rows.append([g["group"], g["generation"], m["member_id"], m["pid"], m["host"],
+                         parts or "-", g["lag"]])
+    print_table(["GROUP", "GENERATION", "MEMBER", "PID", "HOST", "PARTITIONS", "LAG"], rows)

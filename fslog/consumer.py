@@ -1,0 +1,210 @@
+"""Consumers: what ``fslog consume`` reads from, with or without a group.
+
+Both kinds hand out ``(topic, FetchedBatch, stop)`` tuples from ``fetch()``, where ``stop``
+is the offset at which this run ends for that partition (None when following), and learn
+from ``delivered()`` how far output has really been written and flushed.
+
+``Consumer`` reads whole topics from a start spec; it commits nothing.
+
+``GroupConsumer`` joins a group (``group.py``), reads only its assigned partitions, each
+from the group's committed offset, takes a partition's owner lock before reading it and
+releases it on revocation after committing. Commits are at-least-once: only offsets the
+caller reported as delivered are committed, at least every ``commit_interval`` seconds,
+on revocation and on ``close()``. Not thread-safe (one per consuming thread).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from .group import GroupMember
+from .reader import PartitionReader, TopicReader
+from .registry import ProcessLock
+
+
+class Consumer:
+    def __init__(self, log, topics: list[str], partitions: list[int] | None = None,
+                 start="beginning", follow: bool = False):
+        self.log = log
+        self.readers = [TopicReader(log.topic(t), partitions=partitions, start=start,
+                                    stop_at_end=not follow) for t in topics]
+        self.warnings: list[str] = []
+        for tr in self.readers:
+            for n, r in tr.readers.items():
+                if r.skipped:
+                    self.warnings.append(
+                        f"{tr.topic.name}/{n}: {r.skipped} records before offset {r.next_offset} "
+                        f"were deleted by retention")
+
+    def fetch(self):
+        out = []
+        for tr in self.readers:
+            name = tr.topic.name
+            for b in tr.fetch():
+                stop = tr.stop_offsets[b.partition] if tr.stop_offsets is not None else None
+                out.append((name, b, stop))
+        return out
+
+    def delivered(self, topic: str, partition: int, next_offset: int) -> None:
+        pass
+
+    def maybe_commit(self, force: bool = False) -> None:
+        pass
+
+    def caught_up(self) -> bool:
+        return all(tr.caught_up() for tr in self.readers)
+
+    def watch_paths(self) -> list[str]:
+        return [p.path for tr in self.readers for p in (tr.topic.partition(n) for n in tr.readers)]
+
+    def check(self) -> None:
+        pass
+
+    def pending(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        for tr in self.readers:
+            tr.close()
+
+
+class _Owned:
+    __slots__ = ("reader", "lock", "stop", "delivered", "committed")
+
+    def __init__(self, reader, lock, stop, committed):
+        self.reader = reader
+        self.lock = lock
+        self.stop = stop
+        self.delivered = committed
+        self.committed = committed
+
+
+class GroupConsumer:
+    def __init__(self, log, group: str, topics: list[str], start="beginning",
+                 follow: bool = False, session_timeout: float = 10.0,
+                 heartbeat_interval: float = 1.0, commit_interval: float = 1.0):
+        self.log = log
+        self.topics = {t: log.topic(t) for t in topics}
+        self.follow = follow
+        self.start = start
+        self.commit_interval = commit_interval
+        self.member = GroupMember(log, group, topics, session_timeout, heartbeat_interval)
+        self.registry = self.member.registry
+        self.owned: dict[tuple[str, int], _Owned] = {}
+        self.wanted: set[tuple[str, int]] = set()
+        self.generation = -1
+        self.warnings: list[str] = []
+        self._stamp = None
+        self._last_commit = time.monotonic()
+        self.member.join()
+        self._sync()
+
+    # ------------------------------------------------------------ assignment
+    def _sync(self) -> None:
+        """Follow the registry: release revoked partitions, take newly assigned ones."""
+        stamp = self.registry.stamp()
+        if stamp != self._stamp or any(tp not in self.owned for tp in self.wanted):
+            self._stamp = stamp
+            self.generation, self.wanted = self.member.assignment()
+        for tp in [tp for tp in self.owned if tp not in self.wanted]:
+            self._release(tp)
+        for tp in sorted(self.wanted):
+            if tp not in self.owned:
+                self._take(tp)
+
+    def _take(self, tp: tuple[str, int]) -> None:
+        topic, p = tp
+        lock = ProcessLock(self.registry.owner_lock_path(topic, p))
+        if not lock.try_acquire():
+            return  # the previous owner has not let go yet; retried on the next fetch
+        try:
+            part = self.topics[topic].partition(p)
+            committed = self.registry.committed(topic, p)
+            end = part.end_offset()
+            if committed is None:
+                if self.start in ("end", "latest"):
+                    offset = end
+                else:
+                    offset = part.start_offset()
+            else:
+                offset = min(committed, end)
+            reader = PartitionReader(part, offset)
+            if reader.skipped:
+                self.warnings.append(
+                    f"{topic}/{p}: {reader.skipped} records before offset {reader.next_offset} were "
+                    f"deleted by retention before group {self.member.group!r} read them")
+            base = committed if committed is not None else reader.next_offset
+            self.owned[tp] = _Owned(reader, lock, None if self.follow else end, base)
+        except BaseException:
+            lock.release()
+            raise
+
+    def _release(self, tp: tuple[str, int]) -> None:
+        o = self.owned.pop(tp)
+        try:
+            self._commit_one(tp, o)
+        finally:
+            o.reader.close()
+            o.lock.release()
+
+    # ------------------------------------------------------------ reading
+    def fetch(self):
+        self.check()
+        self._sync()
+        out = []
+        for (topic, p), o in list(self.owned.items()):
+            if o.stop is not None and o.reader.next_offset >= o.stop:
+                continue
+            for b in o.reader.fetch():
+                out.append((topic, b, o.stop))
+        return out
+
+    def delivered(self, topic: str, partition: int, next_offset: int) -> None:
+        o = self.owned.get((topic, partition))
+        if o is not None and next_offset > o.delivered:
+            o.delivered = next_offset
+
+    def _commit_one(self, tp, o: _Owned) -> None:
+        if o.delivered != o.committed:
+            self.registry.commit(tp[0], tp[1], o.delivered, self.member.member_id)
+            o.committed = o.delivered
+
+    def maybe_commit(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self._last_commit < self.commit_interval:
+            return
+        for tp, o in self.owned.items():
+            self._commit_one(tp, o)
+        self._last_commit = time.monotonic()
+
+    def caught_up(self) -> bool:
+        """Without --follow: every assigned partition is owned and read to its stop offset."""
+        if self.follow:
+            return False
+        self._sync()
+        if any(tp not in self.owned for tp in self.wanted):
+            return False
+        return all(o.reader.next_offset >= o.stop and o.delivered >= min(o.stop, o.reader.next_offset)
+                   for o in self.owned.values())
+
+    def watch_paths(self) -> list[str]:
+        paths = [self.registry.path]
+        for t in self.topics.values():
+            paths.extend(p.path for p in t.partitions())
+        return paths
+
+    def pending(self) -> bool:
+        """True while an assigned partition waits for its previous owner to let go."""
+        return any(tp not in self.owned for tp in self.wanted)
+
+    def check(self) -> None:
+        if self.member.error is not None:
+            raise self.member.error
+
+    def close(self) -> None:
+        """Commit what was delivered, release partitions, leave the group."""
+        try:
+            for tp in list(self.owned):
+                self._release(tp)
+        finally:
+            self.member.leave()

@@ -1,0 +1,222 @@
+"""The group registry: ZooKeeper's role, played by one small lease file per group.
+
+Layout::
+
+    ROOT/groups/G/
+      .lock                    flock: serializes changes of registry.json
+      registry.json            {"group", "generation", "members": {member id: {...}}}
+      members/<member id>      flock held by the member's process for its whole life
+      owners/<topic>-<p>.lock  flock held by the member reading that partition
+      offsets/<topic>/<p>      committed offset of a partition: {"offset", "member", ...}
+
+``registry.json`` is only changed under ``.lock`` and always written atomically (temp file,
+fsync, rename), so a reader — or a member killed mid-write — never sees half a file.
+A member record holds its id, host, pid, start time, last heartbeat, topics and assigned
+partitions. A member is dead when nobody holds its ``members/<id>`` lock (its process is
+gone: the kernel dropped the lock) or when its heartbeat is older than its session timeout
+(a hung process). Every change of members bumps the generation and recomputes the
+assignment (``assignor.py``) — every member runs the same code under the same lock.
+
+Thread-safe; any number of processes.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import socket
+import threading
+import time
+
+from filelock import FileLock
+
+from . import files
+from .errors import FslogError
+
+REGISTRY_FILE = "registry.json"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class ProcessLock:
+    """A non-blocking flock on a file: held by this process until ``release``."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.fd = -1
+
+    def try_acquire(self) -> bool:
+        if self.fd >= 0:
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, files.FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                return False
+            raise
+        self.fd = fd
+        return True
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self.fd)
+                self.fd = -1
+
+    @property
+    def held(self) -> bool:
+        return self.fd >= 0
+
+
+def is_locked_by_someone(path: str) -> bool:
+    """True if another open file (any process) holds an flock on ``path``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return True
+        raise
+    finally:
+        os.close(fd)  # closing drops our probe lock if we got it
+    return False
+
+
+def group_dir(root: str, group: str) -> str:
+    return os.path.join(files.groups_dir(root), files.validate_name(group, "group"))
+
+
+class Registry:
+    def __init__(self, root: str, group: str, create: bool = True):
+        self.root = root
+        self.group = group
+        self.path = group_dir(root, group)
+        if create:
+            for d in (files.groups_dir(root), self.path, os.path.join(self.path, "members"),
+                      os.path.join(self.path, "owners"), os.path.join(self.path, "offsets")):
+                files.makedirs(d)
+        elif not os.path.isdir(self.path):
+            raise FslogError(f"group {group!r} does not exist in {root} (see 'fslog group list')")
+        files.check_real_dir(self.path, root)
+        self.file = os.path.join(self.path, REGISTRY_FILE)
+        self._flock = FileLock(os.path.join(self.path, ".lock"), mode=files.FILE_MODE)
+        self._tlock = threading.RLock()
+
+    # ------------------------------------------------------------ reading
+    def read(self) -> dict:
+        try:
+            with open(self.file, "rb") as f:
+                state = json.loads(f.read())
+            if not isinstance(state, dict) or not isinstance(state.get("members"), dict):
+                raise ValueError("not a registry")
+            return state
+        except FileNotFoundError:
+            return {"group": self.group, "generation": 0, "members": {}}
+        except ValueError:
+            # Never written torn (atomic rename), but a hand-edited or damaged file must not
+            # wedge the group: start afresh; members re-register on their next heartbeat.
+            return {"group": self.group, "generation": 0, "members": {}, "damaged": True}
+
+    def stamp(self) -> tuple | None:
+        """Cheap change detector: (inode, mtime, size) of registry.json."""
+        try:
+            st = os.stat(self.file)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def member_lock_path(self, member_id: str) -> str:
+        return os.path.join(self.path, "members", member_id)
+
+    def owner_lock_path(self, topic: str, partition: int) -> str:
+        return os.path.join(self.path, "owners", f"{topic}-{partition}.lock")
+
+    def is_alive(self, member: dict, at_ms: int | None = None) -> bool:
+        at_ms = now_ms() if at_ms is None else at_ms
+        if not is_locked_by_someone(self.member_lock_path(member["member_id"])):
+            return False
+        return at_ms - member.get("last_heartbeat", 0) <= member.get("session_timeout_ms", 10000)
+
+    def live_members(self) -> list[dict]:
+        state = self.read()
+        t = now_ms()
+        return [m for m in state["members"].values() if self.is_alive(m, t)]
+
+    # ------------------------------------------------------------ changing
+    def update(self, change) -> dict:
+        """Apply ``change(state) -> bool`` under the group lock; write if it returned True."""
+        with self._tlock, self._flock:
+            state = self.read()
+            state.pop("damaged", None)
+            if change(state):
+                state["updated_at"] = now_ms()
+                data = json.dumps(state, indent=1, sort_keys=True).encode() + b"\n"
+                files.write_atomic(self.file, data)
+            return state
+
+    # ------------------------------------------------------------ committed offsets
+    def _offset_path(self, topic: str, partition: int) -> str:
+        return os.path.join(self.path, "offsets", files.validate_name(topic), str(int(partition)))
+
+    def committed(self, topic: str, partition: int) -> int | None:
+        try:
+            with open(self._offset_path(topic, partition), "rb") as f:
+                return int(json.loads(f.read())["offset"])
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError):
+            raise FslogError(
+                f"{self._offset_path(topic, partition)}: committed offset is unreadable; "
+                f"fix it with 'fslog group reset {self.group} --topic {topic} ... --execute'") from None
+
+    def commit(self, topic: str, partition: int, offset: int, member_id: str | None = None) -> None:
+        path = self._offset_path(topic, partition)
+        files.makedirs(os.path.dirname(path))
+        doc = {"offset": int(offset), "member": member_id, "committed_at": now_ms()}
+        files.write_atomic(path, json.dumps(doc).encode() + b"\n")
+
+    def committed_all(self) -> dict[tuple[str, int], int]:
+        out = {}
+        base = os.path.join(self.path, "offsets")
+        if not os.path.isdir(base):
+            return out
+        for topic in sorted(os.listdir(base)):
+            tdir = os.path.join(base, topic)
+            if not os.path.isdir(tdir):
+                continue
+            for name in os.listdir(tdir):
+                if name.isdigit():
+                    c = self.committed(topic, int(name))
+                    if c is not None:
+                        out[(topic, int(name))] = c
+        return out
+
+
+def new_member_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+
+
+def list_groups(root: str) -> list[str]:
+    d = files.groups_dir(root)
+    if not os.path.isdir(d):
+        return []
+    out = []
+    for name in sorted(os.listdir(d)):
+        try:
+            files.validate_name(name, "group")
+        except FslogError:
+            continue
+        if os.path.isdir(os.path.join(d, name)):
+            out.append(name)
+    return out
