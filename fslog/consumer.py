@@ -61,6 +61,8 @@ class Consumer:
     def check(self) -> None:
         pass
 
+    poll_interval = None
+
     def pending(self) -> bool:
         return False
 
@@ -188,10 +190,15 @@ class GroupConsumer:
                    for o in self.owned.values())
 
     def watch_paths(self) -> list[str]:
-        paths = [self.registry.path]
+        # Not the group directory: its registry is replaced by rename every heartbeat, and
+        # watchdog holds back events behind a rename while it pairs moves, which would
+        # delay appends. The consumer polls the registry instead (``poll_interval``).
+        paths = []
         for t in self.topics.values():
             paths.extend(p.path for p in t.partitions())
         return paths
+
+    poll_interval = 0.25  # how often a waiting member looks at the registry
 
     def pending(self) -> bool:
         """True while an assigned partition waits for its previous owner to let go."""

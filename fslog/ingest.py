@@ -5,8 +5,9 @@ into a record according to the options (raw value, JSON with a key field, ``key 
 and hands them to a ``Producer``. It numbers lines so that bad input is reported by line.
 
 Timing, for a pipe that stays open (``tail -F app.log | fslog produce logs``): records are
-appended within ``linger_ms`` of arriving and fsynced at least every ``sync_interval``
-seconds. At the end (EOF or ``stop()``) everything is appended and fsynced: the return of
+appended as soon as the input pauses, and at the latest ``linger_ms`` after they arrived
+while input keeps coming (so a fast stream still makes large batches); they are fsynced at
+least every ``sync_interval`` seconds. At the end (EOF or ``stop()``) everything is appended and fsynced: the return of
 ``run()`` is the acknowledgement.
 
 Bad input: with ``skip_invalid`` the line is skipped and its number recorded; otherwise
@@ -69,7 +70,7 @@ class LineIngester:
             if not regular:
                 timeout = None
                 if prod.buffered:
-                    timeout = max(0.0, self.linger - (time.monotonic() - first_buffered))
+                    timeout = 0.0  # append as soon as the input pauses: no idle waiting
                 elif prod._dirty:
                     timeout = max(0.0, self.sync_interval - (time.monotonic() - prod._last_sync))
                 if timeout is not None:

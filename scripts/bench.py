@@ -81,6 +81,52 @@ def run(cmd, stdin=None, stdout=None, env=None):
     return dt, ru.ru_maxrss / 1024.0
 
 
+def latency(root: str, seconds: float = 5.0, rate: int = 1000) -> dict:
+    """End-to-end latency: a following group member, a producer fed through a pipe at
+    ``rate`` records/s; each record carries its send time (CLOCK_MONOTONIC, shared by all
+    processes of the machine) and the consumer's stdout is timestamped on arrival."""
+    import threading
+    subprocess.run(FSLOG + ["--root", root, "topic", "create", "lat", "--if-not-exists"],
+                   check=True, capture_output=True)
+    cons = subprocess.Popen(FSLOG + ["--root", root, "consume", "lat", "--group", "lat", "--follow",
+                                     "--offset", "end"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    samples: list[int] = []
+
+    def reader():
+        for line in cons.stdout:
+            samples.append(time.monotonic_ns() - int(line.split(b" ", 1)[0]))
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+    time.sleep(1.0)  # let the member join and take its partition
+    prod = subprocess.Popen(FSLOG + ["--root", root, "produce", "lat"], stdin=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # the producer's startup is not part of the latency
+    total = int(seconds * rate)
+    t0 = time.monotonic()
+    for i in range(total):
+        due = t0 + i / rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        prod.stdin.write(b"%d %d\n" % (time.monotonic_ns(), i))
+        prod.stdin.flush()
+    prod.stdin.close()
+    prod.wait()
+    deadline = time.monotonic() + 10
+    while len(samples) < total and time.monotonic() < deadline:
+        time.sleep(0.05)
+    cons.terminate()
+    cons.wait()
+    got = sorted(samples)
+    if not got:
+        raise SystemExit("latency benchmark: the consumer received nothing")
+
+    def pct(q):
+        return got[min(len(got) - 1, int(q * len(got)))] / 1e6
+    return {"records": total, "received": len(got), "rate": rate, "p50_ms": round(pct(0.50), 2),
+            "p99_ms": round(pct(0.99), 2), "max_ms": round(got[-1] / 1e6, 2)}
+
+
 def best_of(k, fn):
     results = [fn() for _ in range(k)]
     return min(results, key=lambda r: r[0])
@@ -173,6 +219,10 @@ def main() -> None:
             *best_of(args.repeat, lambda: (shutil.rmtree(os.path.join(root, "topics", "libbulk"), ignore_errors=True), lib(LIB_PRODUCE_BULK, root, data)())[1]))
         add("library TopicReader iteration", "fslog", *best_of(args.repeat, lib(LIB_READ, root, "bench")))
 
+        lat = latency(os.path.join(work, "latroot"))
+        print(f"  end-to-end latency at {lat['rate']} records/s: p50 {lat['p50_ms']} ms, "
+              f"p99 {lat['p99_ms']} ms ({lat['received']}/{lat['records']} received)", file=sys.stderr)
+
         ref_rate = n / ref[0]
         for r in rows:
             r["ratio_to_line_copy"] = round(r["records_per_s"] / ref_rate, 2) if r["records_per_s"] else None
@@ -180,7 +230,7 @@ def main() -> None:
                    "machine": platform.machine(), "cpus": os.cpu_count(),
                    "processor": _cpu_model()}
         result = {"records": n, "bytes": size, "repeat": args.repeat, "machine": machine,
-                  "date": time.strftime("%Y-%m-%d"), "rows": rows}
+                  "date": time.strftime("%Y-%m-%d"), "rows": rows, "latency": lat}
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:
             json.dump(result, f, indent=2)
@@ -214,6 +264,11 @@ def markdown(result) -> str:
             continue
         lines.append(f"| {r['case']} | {r['records_per_s']:,} | {r['mb_per_s']} | "
                      f"{r['ratio_to_line_copy']}x | {r['peak_rss_mb']} |")
+    lat = result.get("latency")
+    if lat:
+        lines += ["", f"End-to-end latency (produce → a following group member's stdout) at "
+                      f"{lat['rate']} records/s: p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms, "
+                      f"max {lat['max_ms']} ms ({lat['received']:,} of {lat['records']:,} received)."]
     return "\n".join(lines)
 
 

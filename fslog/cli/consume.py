@@ -149,7 +149,7 @@ def consume(
                 from ..follow import AppendWaiter
                 waiter = AppendWaiter(source.watch_paths())
                 continue  # re-check once the watches are in place
-            timeout = 0.05 if (source.pending() or not follow) else None
+            timeout = 0.05 if (source.pending() or not follow) else source.poll_interval
             if idle_timeout is not None and follow:
                 left = idle_timeout - (time.monotonic() - last_data)
                 if left <= 0:

@@ -48,7 +48,7 @@ def produce(
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip bad lines (reported on stderr) instead of stopping."),
     null_marker: Optional[str] = typer.Option(None, "--null-marker", metavar="STR", help="A value equal to STR is written as null (a tombstone)."),
     partitions: Optional[int] = typer.Option(None, "--partitions", min=1, help="Partitions of the topic if this creates it [default: 1, or $FSLOG_DEFAULT_PARTITIONS]."),
-    linger_ms: float = typer.Option(5.0, "--linger-ms", min=0, help="Longest wait before appending records that arrived (like Kafka's linger.ms)."),
+    linger_ms: float = typer.Option(5.0, "--linger-ms", min=0, help="While input keeps coming, append at least this often; records are appended at once when the input pauses."),
     json_: bool = typer.Option(False, "--json", help="Print a JSON summary (records, bytes, offsets per partition) to stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on stderr."),
 ) -> None:
