@@ -6,25 +6,39 @@
         p.send(b'{"id": 1}', key=b"user-1")
     for rec in log.reader("orders"):
         print(rec.offset, rec.value)
+
+Names are imported on first use (PEP 562), so that ``import fslog`` — and every CLI
+command — loads only the modules it needs.
 """
 
-from .batch import Record
-from .config import TopicConfig
-from .errors import (ConfigError, CorruptRecordError, FslogError, InvalidInputError,
-                     InvalidNameError, OffsetOutOfRangeError, RecordTooLargeError,
-                     TopicExistsError, UnknownTopicError, UnsafePathError)
-from .log import Log
-from .partition import Partition
-from .producer import Producer
-from .reader import ConsumerRecord, PartitionReader, TopicReader
-from .topic import Topic
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Log", "Topic", "Partition", "Producer", "TopicReader", "PartitionReader",
-    "ConsumerRecord", "Record", "TopicConfig",
-    "FslogError", "ConfigError", "CorruptRecordError", "InvalidInputError",
-    "InvalidNameError", "OffsetOutOfRangeError", "RecordTooLargeError", "TopicExistsError",
-    "UnknownTopicError", "UnsafePathError", "__version__",
-]
+_EXPORTS = {
+    "Log": "log", "Topic": "topic", "Partition": "partition", "Producer": "producer",
+    "TopicReader": "reader", "PartitionReader": "reader", "ConsumerRecord": "reader",
+    "Record": "batch", "TopicConfig": "config", "Consumer": "consumer",
+    "GroupConsumer": "consumer",
+    "FslogError": "errors", "ConfigError": "errors", "CorruptRecordError": "errors",
+    "InvalidInputError": "errors", "InvalidNameError": "errors",
+    "OffsetOutOfRangeError": "errors", "RecordTooLargeError": "errors",
+    "TopicExistsError": "errors", "UnknownTopicError": "errors", "UnsafePathError": "errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fslog' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

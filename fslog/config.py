@@ -57,7 +57,7 @@ KEYS: dict[str, ConfigKey] = {k.name: k for k in [
     ConfigKey("segment.bytes", 1 << 30, _int(1024),
               "roll to a new segment when the active one would exceed this size"),
     ConfigKey("segment.ms", 7 * DAY_MS, _int(1),
-              "roll when the active segment's first record is older than this"),
+              "roll when a new record is this much newer than the active segment's first"),
     ConfigKey("retention.ms", 7 * DAY_MS, _int(0, allow_minus_one=True),
               "delete segments whose newest record is older than this (-1: forever)"),
     ConfigKey("retention.bytes", -1, _int(0, allow_minus_one=True),

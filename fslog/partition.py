@@ -13,7 +13,6 @@ producer serializes its use.
 from __future__ import annotations
 
 import os
-import time
 
 from filelock import FileLock
 
@@ -118,14 +117,17 @@ class Partition:
         self._unsynced.append(os.dup(w.fd))
         w.close()
 
-    def _should_roll(self, w: SegmentWriter, size: int, incoming: int, now_ms: int) -> bool:
+    def _should_roll(self, w: SegmentWriter, size: int, incoming: int, incoming_ts: int) -> bool:
         """Roll before a batch of ``incoming`` bytes when the segment (``size`` bytes so far)
-        would grow past segment.bytes, or its first record is older than segment.ms."""
+        would grow past segment.bytes, or (as Kafka, KIP-33) when the batch's timestamp
+        ``incoming_ts`` is segment.ms or more past the segment's first record's: records
+        with old timestamps (a backfill) do not make every batch a segment of its own."""
         if size == 0:
             return False
         if size + incoming > self.config.segment_bytes:
             return True
-        return w.first_timestamp is not None and now_ms - w.first_timestamp >= self.config.segment_ms
+        return w.first_timestamp is not None and \
+            incoming_ts - w.first_timestamp >= self.config.segment_ms
 
     def _roll(self, w: SegmentWriter) -> SegmentWriter:
         w.seal()
@@ -151,12 +153,12 @@ class Partition:
         out: list[tuple[int, int]] = []
         with self._lock:
             w = self._active()
-            now_ms = int(time.time() * 1000)
             chunk = bytearray()
             heads: list[tuple[int, rb.BatchHeader]] = []
             nxt = w.next_offset
             for b in batches:
-                if self._should_roll(w, w.size + len(chunk), len(b), now_ms):
+                if self._should_roll(w, w.size + len(chunk), len(b),
+                                     rb.read_header(b, 0).max_timestamp):
                     if chunk:
                         w.append(chunk, heads)
                         chunk, heads = bytearray(), []

@@ -133,11 +133,11 @@ class SegmentReader:
                 pos = p
         m = self._map
         while pos + rb.HEADER_SIZE <= self.size:
-            base, length = rb.peek_offset_and_length(m, pos)
             h = rb.read_header(m, pos)
-            if h.next_offset > offset:
-                return pos
-            pos += length + rb.LOG_OVERHEAD
+            if h.next_offset > offset or h.magic != rb.MAGIC or pos + h.size > self.size \
+                    or h.batch_length < rb.HEADER_SIZE - rb.LOG_OVERHEAD:
+                return pos  # the batch holding ``offset``, or where valid batches end
+            pos += h.size
         return pos
 
     def position_for_time(self, timestamp: int) -> int:

@@ -13,9 +13,9 @@ fi
 if [ ! -f "$stamp" ] || [ "$ROOT_DIR/pyproject.toml" -nt "$stamp" ]; then
     "$VENV/bin/python" -m pip install -q --upgrade pip >&2
     if [ -n "$extras" ]; then
-        "$VENV/bin/python" -m pip install -q -e "$ROOT_DIR[$extras]" >&2
+        "$VENV/bin/python" -m pip install -q -e "$ROOT_DIR[$extras]" --config-settings editable_mode=compat >&2
     else
-        "$VENV/bin/python" -m pip install -q -e "$ROOT_DIR" >&2
+        "$VENV/bin/python" -m pip install -q -e "$ROOT_DIR" --config-settings editable_mode=compat >&2
     fi
     touch "$stamp"
 fi

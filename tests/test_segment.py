@@ -137,6 +137,47 @@ def test_oversized_record_gets_its_own_segment(tmp_path):
         kafka_batches(open(os.path.join(pdir(log), name), "rb").read())
 
 
+def test_old_timestamps_do_not_roll_every_batch(tmp_path):
+    """segment.ms compares record timestamps, as Kafka (KIP-33): a backfill of records
+    from long ago fills segments by size, not one segment per batch."""
+    log = make_log(tmp_path, config={"segment.bytes": 1 << 20})
+    with log.producer("t", background=False) as p:
+        for i in range(20):
+            p.send(b"v%d" % i, partition=0, timestamp=T0 + i)
+            p.flush()
+    assert len(seg_files(log)) == 1
+    assert [r[0] for r in read_all(log)] == list(range(20))
+
+
+def test_segment_ms_rolls_on_record_time(tmp_path):
+    log = make_log(tmp_path, config={"segment.bytes": 1 << 20, "segment.ms": 1000})
+    with log.producer("t", background=False) as p:
+        for ts in (T0, T0 + 500, T0 + 999, T0 + 1000, T0 + 1500, T0 + 2000, T0 + 100):
+            p.send(b"v", partition=0, timestamp=ts)
+            p.flush()
+    # rolls before T0+1000 (1000 after T0) and before T0+2000 (1000 after T0+1000)
+    assert [files.parse_segment_name(s) for s in seg_files(log)] == [0, 3, 5]
+    assert [r[1] for r in read_all(log)] == [T0, T0 + 500, T0 + 999, T0 + 1000, T0 + 1500,
+                                             T0 + 2000, T0 + 100]
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00" * 10])
+def test_empty_active_segment_after_a_roll(tmp_path, content):
+    """A crash right after a roll created the next segment file, before any append."""
+    log = make_log(tmp_path)
+    sent = produce_mixed(log, 100, seed=21)
+    with open(os.path.join(pdir(log), files.segment_name(len(sent))), "wb") as f:
+        f.write(content)
+    part = log.topic("t").partition(0)
+    assert part.end_offset() == len(sent)
+    assert read_all(log) == sent
+    assert read_all(log, start="end") == []
+    assert read_all(log, start=len(sent)) == []
+    more = produce_mixed(log, 50, start=len(sent), seed=22)
+    assert read_all(log) == sent + more
+    assert read_all(log, start=len(sent)) == more
+
+
 # ------------------------------------------------------------------ index lookups
 
 def test_reader_starts_at_every_offset(tmp_path):
