@@ -387,6 +387,8 @@ def decode_values(buf, pos: int, h: BatchHeader) -> list:
         for _ in range(h.record_count):
             b = buf[p]
             if b < 0x80:
+                if b & 1:
+                    raise ValueError("negative record length")
                 rec_end = p + 1 + (b >> 1)
                 p += 2
             else:
@@ -417,13 +419,19 @@ def decode_values(buf, pos: int, h: BatchHeader) -> list:
             if b == 1:
                 p += 1
             elif b < 0x80:
+                if b & 1:
+                    raise ValueError("negative key length")
                 p += 1 + (b >> 1)
             else:
                 k, p = rv(buf, p)
-                p += k
+                if k < -1:
+                    raise ValueError("negative key length")
+                p += max(k, 0)
             b = buf[p]  # value length
             if b < 0x80:
-                if b == 1:
+                if b & 1:
+                    if b != 1:
+                        raise ValueError("negative value length")
                     append(None)
                     p = rec_end
                     continue

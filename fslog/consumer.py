@@ -136,8 +136,13 @@ class GroupConsumer:
                 self.warnings.append(
                     f"{topic}/{p}: {reader.skipped} records before offset {reader.next_offset} were "
                     f"deleted by retention before group {self.member.group!r} read them")
-            base = committed if committed is not None else reader.next_offset
-            self.owned[tp] = _Owned(reader, lock, None if self.follow else end, base)
+            if committed is None:
+                # Record where the group starts, so that a later run continues from here
+                # (with --offset end, that is the end as it was now) even if this one
+                # delivers nothing.
+                committed = reader.next_offset
+                self.registry.commit(topic, p, committed, self.member.member_id)
+            self.owned[tp] = _Owned(reader, lock, None if self.follow else end, committed)
         except BaseException:
             lock.release()
             raise

@@ -17,11 +17,10 @@ from __future__ import annotations
 import os
 import socket
 import threading
-import time
 
 from .assignor import assign
 from .errors import FslogError
-from .registry import ProcessLock, Registry, new_member_id, now_ms
+from .registry import ProcessLock, Registry, is_locked_by_someone, new_member_id, now_ms
 
 
 class GroupMember:
@@ -33,7 +32,8 @@ class GroupMember:
         self.registry = Registry(log.root, group)
         self.member_id = new_member_id()
         self.session_timeout_ms = int(session_timeout * 1000)
-        self.heartbeat_interval = heartbeat_interval
+        # at least three heartbeats per session timeout, so a healthy member is never evicted
+        self.heartbeat_interval = min(heartbeat_interval, session_timeout / 3)
         self._life = ProcessLock(self.registry.member_lock_path(self.member_id))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -65,10 +65,14 @@ class GroupMember:
                 if mid != self.member_id and not self.registry.is_alive(m, t)]
         for mid in dead:
             del state["members"][mid]
-            try:
-                os.unlink(self.registry.member_lock_path(mid))
-            except FileNotFoundError:
-                pass
+            path = self.registry.member_lock_path(mid)
+            # A hung member (lease expired) still holds its lock: keep the file, so that
+            # it is seen alive again once it resumes and re-registers.
+            if not is_locked_by_someone(path):
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
         return bool(dead)
 
     def _rebalance(self, state: dict) -> None:
@@ -141,12 +145,3 @@ class GroupMember:
         me = state["members"].get(self.member_id)
         parts = {(t, int(p)) for t, p in me.get("assigned", [])} if me else set()
         return int(state.get("generation", 0)), parts
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()

@@ -1,7 +1,7 @@
 """A partition: a directory of segments in offset order, its writer lock, appends and rolls.
 
-Appending is serialized across processes by the partition's lock file (``.lock``, an
-flock through filelock). Under the lock the writer looks at the directory again (another
+Appending is serialized across processes by the partition's lock file (``.lock``, a
+blocking flock: ``locks.py``). Under the lock the writer looks at the directory again (another
 process may have appended or rolled since), recovers the active segment's tail if it
 changed behind its back, assigns offsets, writes whole batches and extends the indexes.
 Offsets are therefore dense and unique however many producers share the partition.
@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import os
 
-from filelock import FileLock
-
 from . import batch as rb
 from . import files
 from .config import TopicConfig
 from .errors import RecordTooLargeError
+from .locks import BlockingLock
 from .segment import SegmentReader, SegmentWriter
 
 
@@ -30,7 +29,7 @@ class Partition:
         self.number = number
         self.config = config
         self.path = files.partition_dir(root, topic, number)
-        self._lock = FileLock(os.path.join(self.path, files.LOCK_FILE), mode=files.FILE_MODE)
+        self._lock = BlockingLock(os.path.join(self.path, files.LOCK_FILE))
         self._writer: SegmentWriter | None = None
         self._unsynced: list[int] = []  # fds of segments written and not yet fsynced
 

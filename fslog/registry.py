@@ -22,8 +22,6 @@ Thread-safe; any number of processes.
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
 import os
 import socket
@@ -34,63 +32,13 @@ from filelock import FileLock
 
 from . import files
 from .errors import FslogError
+from .locks import ProcessLock, is_locked_by_someone  # noqa: F401 (re-exported)
 
 REGISTRY_FILE = "registry.json"
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-class ProcessLock:
-    """A non-blocking flock on a file: held by this process until ``release``."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self.fd = -1
-
-    def try_acquire(self) -> bool:
-        if self.fd >= 0:
-            return True
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, files.FILE_MODE)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            os.close(fd)
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                return False
-            raise
-        self.fd = fd
-        return True
-
-    def release(self) -> None:
-        if self.fd >= 0:
-            try:
-                fcntl.flock(self.fd, fcntl.LOCK_UN)
-            finally:
-                os.close(self.fd)
-                self.fd = -1
-
-    @property
-    def held(self) -> bool:
-        return self.fd >= 0
-
-
-def is_locked_by_someone(path: str) -> bool:
-    """True if another open file (any process) holds an flock on ``path``."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            return True
-        raise
-    finally:
-        os.close(fd)  # closing drops our probe lock if we got it
-    return False
 
 
 def group_dir(root: str, group: str) -> str:

@@ -70,8 +70,9 @@ class SegmentReader:
         size = self.size
         if size - pos < rb.HEADER_SIZE:
             return None
-        m = self._map
-        h = rb.read_header(m, pos)
+        h = self._header(pos)
+        if h is None:
+            return None
         if h.magic != rb.MAGIC or h.batch_length < rb.HEADER_SIZE - rb.LOG_OVERHEAD:
             if self._is_tail_garbage(pos) or self._shrunk():
                 return None
@@ -82,7 +83,15 @@ class SegmentReader:
         end = pos + h.size
         if end > size:
             return None
-        data = m[pos:end]
+        if end == size:
+            # The last batch of the file is read with pread, never through the map: if it
+            # is a torn tail, the next writer truncates it, and touching a mapped page past
+            # the new end of the file would kill this process with SIGBUS.
+            data = os.pread(self._fd, h.size, pos)
+            if len(data) < h.size:
+                return None
+        else:
+            data = self._map[pos:end]
         if rb.crc32c(data[rb.CRC_START:]) != h.crc:
             if end == size or self._shrunk():
                 return None  # a write in progress, or a torn tail the next writer drops
@@ -91,6 +100,13 @@ class SegmentReader:
                 f"{h.base_offset}; run 'fslog verify' for details", self.path, pos, h.base_offset)
         return h, data
 
+    def _header(self, pos: int) -> rb.BatchHeader | None:
+        """The batch header at ``pos``, read with pread (see ``read_batch``)."""
+        raw = os.pread(self._fd, rb.HEADER_SIZE, pos)
+        if len(raw) < rb.HEADER_SIZE:
+            return None
+        return rb.read_header(raw, 0)
+
     def _shrunk(self) -> bool:
         # A writer truncated a torn tail under this mapping: the caller refreshes.
         return os.fstat(self._fd).st_size < self.size
@@ -98,7 +114,17 @@ class SegmentReader:
     def _is_tail_garbage(self, pos: int) -> bool:
         # A header that is unreadable because a crash tore it: nothing valid can follow
         # a torn write, so garbage that runs to the end of the file is a torn tail.
-        return self.size - pos < 4096 + rb.HEADER_SIZE and self.size == os.fstat(self._fd).st_size
+        # A crash that loses data the file system had already allocated (power loss on
+        # XFS, ext4 writeback) leaves zeros up to the end instead: also a torn tail.
+        if self.size != os.fstat(self._fd).st_size:
+            return False
+        if self.size - pos < 4096 + rb.HEADER_SIZE:
+            return True
+        rest = self.size - pos
+        if rest > 64 << 20:
+            return False
+        data = os.pread(self._fd, rest, pos)
+        return data.count(0) == len(data)
 
     def batches(self, pos: int = 0):
         """Yield (position, header, bytes) from ``pos`` to the last complete batch."""
@@ -128,12 +154,14 @@ class SegmentReader:
         e = self.index.lookup(offset - self.base_offset)
         if e is not None:
             rel, p = e
-            if 0 <= p and p + rb.HEADER_SIZE <= self.size and \
-                    rb.peek_offset_and_length(self._map, p)[0] == self.base_offset + rel:
-                pos = p
-        m = self._map
+            if 0 <= p and p + rb.HEADER_SIZE <= self.size:
+                h = self._header(p)
+                if h is not None and h.base_offset == self.base_offset + rel:
+                    pos = p
         while pos + rb.HEADER_SIZE <= self.size:
-            h = rb.read_header(m, pos)
+            h = self._header(pos)
+            if h is None:
+                break
             if h.next_offset > offset or h.magic != rb.MAGIC or pos + h.size > self.size \
                     or h.batch_length < rb.HEADER_SIZE - rb.LOG_OVERHEAD:
                 return pos  # the batch holding ``offset``, or where valid batches end
@@ -168,9 +196,10 @@ class SegmentReader:
         nxt = self.base_offset
         last = self.index.last()
         pos = 0
-        if last is not None and 0 <= last[1] and last[1] + rb.HEADER_SIZE <= self.size and \
-                rb.peek_offset_and_length(self._map, last[1])[0] == self.base_offset + last[0]:
-            pos = last[1]
+        if last is not None and 0 <= last[1] and last[1] + rb.HEADER_SIZE <= self.size:
+            h = self._header(last[1])
+            if h is not None and h.base_offset == self.base_offset + last[0]:
+                pos = last[1]
         for _p, h, _d in self.batches(pos):
             nxt = h.next_offset
         return nxt
@@ -274,7 +303,9 @@ class SegmentWriter:
 
     def _note_batch(self, pos: int, h: rb.BatchHeader, entries: list, times: list) -> None:
         """Update in-memory state for a batch at ``pos``; collect index entries it earns."""
-        if pos and pos - self.last_index_position >= self.index_interval:
+        # (pos > last: recovery rescans the last indexed batch; with index.interval.bytes=0
+        # it must not be indexed twice)
+        if pos > self.last_index_position and pos - self.last_index_position >= self.index_interval:
             rel = h.base_offset - self.base_offset
             entries.append((rel, pos))
             self.last_index_position = pos

@@ -66,6 +66,90 @@ print(n, file=sys.stderr)
 """
 
 
+# The Python queues people reach for today, doing the same work: put every line, then (in a
+# second process) get every line. Slow ones run on a slice of the data (see "records").
+# Durability as each library does it by default; noted in the table.
+ALTERNATIVES = {
+    "queuelib FifoDiskQueue": (1_000_000, "no fsync",
+        "from queuelib import FifoDiskQueue as Q\nq = Q(path)",
+        "for l in lines: q.push(l)\nq.close()",
+        "n = 0\nwhile q.pop() is not None: n += 1\nq.close()"),
+    "diskcache Deque": (100_000, "SQLite WAL, synchronous=NORMAL",
+        "from diskcache import Deque\nq = Deque(directory=path)",
+        "for l in lines: q.append(l)",
+        "n = 0\nwhile True:\n    try: q.popleft()\n    except IndexError: break\n    n += 1"),
+    "litequeue": (10_000, "SQLite WAL, synchronous=NORMAL",
+        "import os\nfrom litequeue import LiteQueue\nos.makedirs(path, exist_ok=True)\nq = LiteQueue(os.path.join(path, 'q.db'))",
+        "for l in lines: q.put(l.decode())\nq.close()",
+        "n = 0\nwhile True:\n    m = q.pop()\n    if m is None: break\n    q.done(m.message_id)\n    n += 1"),
+    "persist-queue Queue (file)": (10_000, "fsync per put",
+        "from persistqueue import Queue\nq = Queue(path)",
+        "for l in lines: q.put(l)",
+        "n = 0\nwhile q.qsize():\n    q.get()\n    q.task_done()\n    n += 1"),
+    "persist-queue SQLiteQueue": (10_000, "SQLite, commit per put",
+        "from persistqueue import SQLiteQueue\nq = SQLiteQueue(path, auto_commit=True)",
+        "for l in lines: q.put(l)",
+        "n = 0\nwhile q.qsize():\n    q.get()\n    n += 1"),
+}
+
+ALT_SCRIPT = """
+import sys
+path, src, count, phase = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+lines = []
+if phase == "put":
+    with open(src, "rb") as f:
+        for i, line in enumerate(f):
+            if i >= count:
+                break
+            lines.append(line[:-1])
+{setup}
+if phase == "put":
+{put}
+else:
+{get}
+    assert n == count, (n, count)
+"""
+
+
+def _indent(code: str) -> str:
+    return "\n".join("    " + line for line in code.splitlines())
+
+
+def alternatives(work: str, data: str, n: int, repeat: int, add) -> None:
+    for name, (limit, note, setup, put, get) in ALTERNATIVES.items():
+        count = min(n, limit)
+        script = ALT_SCRIPT.format(setup=setup, put=_indent(put), get=_indent(get))
+        path = os.path.join(work, "alt")
+        probe = subprocess.run([PY, "-c", setup.replace("path", repr(os.path.join(work, "probe")))],
+                               capture_output=True)
+        shutil.rmtree(os.path.join(work, "probe"), ignore_errors=True)
+        if probe.returncode:
+            print(f"  {name}: not installed (pip install -e '.[bench]'), skipped", file=sys.stderr)
+            continue
+        size = 0
+        with open(data, "rb") as f:
+            for i, line in enumerate(f):
+                if i >= count:
+                    break
+                size += len(line)
+        slice_note = note + ("" if count == n else f"; {count:,}-record slice")
+
+        def put_phase():
+            shutil.rmtree(path, ignore_errors=True)
+            return run([PY, "-c", script, path, data, str(count), "put"])
+
+        def get_phase():
+            shutil.rmtree(path, ignore_errors=True)
+            run([PY, "-c", script, path, data, str(count), "put"])
+            return run([PY, "-c", script, path, data, str(count), "get"])
+        reps = repeat if count >= 100_000 else 1
+        add(f"{name}: put", "alternative", *best_of(reps, put_phase), records=count, nbytes=size,
+            note=slice_note)
+        add(f"{name}: get", "alternative", *best_of(reps, get_phase), records=count, nbytes=size,
+            note=slice_note)
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def run(cmd, stdin=None, stdout=None, env=None):
     """Run one process; return (seconds, peak RSS in MB)."""
     t0 = time.perf_counter()
@@ -136,6 +220,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--records", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--no-alternatives", action="store_true",
+                    help="skip the other Python queues (they take a few minutes)")
     ap.add_argument("--out", default=os.path.join(REPO, "bench-results", "latest.json"))
     args = ap.parse_args()
 
@@ -219,6 +305,9 @@ def main() -> None:
             *best_of(args.repeat, lambda: (shutil.rmtree(os.path.join(root, "topics", "libbulk"), ignore_errors=True), lib(LIB_PRODUCE_BULK, root, data)())[1]))
         add("library TopicReader iteration", "fslog", *best_of(args.repeat, lib(LIB_READ, root, "bench")))
 
+        if not args.no_alternatives:
+            alternatives(work, data, n, args.repeat, add)
+
         lat = latency(os.path.join(work, "latroot"))
         print(f"  end-to-end latency at {lat['rate']} records/s: p50 {lat['p50_ms']} ms, "
               f"p99 {lat['p99_ms']} ms ({lat['received']}/{lat['records']} received)", file=sys.stderr)
@@ -256,14 +345,14 @@ def markdown(result) -> str:
     lines = [f"{result['records']:,} records of ~{result['bytes'] / result['records']:.0f} bytes; "
              f"{m['cpus']} cores ({m['processor']}), Python {m['python']}; best of {result['repeat']}.",
              "",
-             "| case | records/s | MB/s | vs. line copy | peak RSS MB |",
-             "|---|---:|---:|---:|---:|"]
+             "| case | records/s | MB/s | vs. line copy | peak RSS MB | notes |",
+             "|---|---:|---:|---:|---:|---|"]
     for r in result["rows"]:
         if r["records_per_s"] is None:
-            lines.append(f"| {r['case']} | {r['note']} | | | |")
+            lines.append(f"| {r['case']} | {r['note']} | | | | |")
             continue
         lines.append(f"| {r['case']} | {r['records_per_s']:,} | {r['mb_per_s']} | "
-                     f"{r['ratio_to_line_copy']}x | {r['peak_rss_mb']} |")
+                     f"{r['ratio_to_line_copy']}x | {r['peak_rss_mb']} | {r['note']} |")
     lat = result.get("latency")
     if lat:
         lines += ["", f"End-to-end latency (produce → a following group member's stdout) at "

@@ -100,7 +100,7 @@ def test_four_producer_processes_one_partition(tmp_path):
         assert seqs == list(range(PER_PRODUCER)), f"producer {ident}"
     # the appends really were interleaved
     switches = sum(1 for a, b in zip(recs, recs[1:]) if a[1][1] != b[1][1])
-    assert switches >= PRODUCERS * 5
+    assert switches >= PRODUCERS * 2
     # the follower saw exactly the same log
     assert followed == [(o, v) for o, v, *_ in recs]
     # several segments, each parsed by kafka-python with valid CRCs, contiguous offsets

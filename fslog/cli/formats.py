@@ -26,24 +26,37 @@ def _text(b: bytes | None) -> tuple[str | None, bool]:
         return base64.b64encode(b).decode("ascii"), True
 
 
+_enc = json.encoder.encode_basestring  # C-accelerated JSON string quoting (UTF-8 kept)
+_JSON_LINE = '{"topic":%s,"partition":%d,"offset":%d,"timestamp":%d,"key":%s,"value":%s%s,"headers":[%s]}\n'
+
+
+def _field(b: bytes | None) -> tuple[str, bool]:
+    if b is None:
+        return "null", False
+    try:
+        return _enc(b.decode("utf-8")), False
+    except UnicodeDecodeError:
+        return '"' + base64.b64encode(b).decode("ascii") + '"', True
+
+
 def json_line(topic: str, partition: int, r) -> bytes:
-    key, kb64 = _text(r.key)
-    value, vb64 = _text(r.value)
-    doc = {"topic": topic, "partition": partition, "offset": r.offset,
-           "timestamp": r.timestamp, "key": key, "value": value}
+    """One record as a line of JSON (the field order is part of the format)."""
+    key, kb64 = _field(r.key)
+    value, vb64 = _field(r.value)
+    flags = ""
     if kb64:
-        doc["key_encoding"] = "base64"
+        flags += ',"key_encoding":"base64"'
     if vb64:
-        doc["value_encoding"] = "base64"
-    hs = []
-    for hk, hv in r.headers:
-        t, b64 = _text(hv)
-        h = {"key": hk, "value": t}
-        if b64:
-            h["encoding"] = "base64"
-        hs.append(h)
-    doc["headers"] = hs
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+        flags += ',"value_encoding":"base64"'
+    hs = ""
+    if r.headers:
+        items = []
+        for hk, hv in r.headers:
+            t, b64 = _field(hv)
+            items.append('{"key":%s,"value":%s%s}' % (_enc(hk), t, ',"encoding":"base64"' if b64 else ""))
+        hs = ",".join(items)
+    return (_JSON_LINE % (_enc(topic), partition, r.offset, r.timestamp, key, value, flags, hs)
+            ).encode("utf-8", "surrogatepass")
 
 
 _TOKEN = re.compile(r"%[tpokKsSTh%]|\\[nt\\]")

@@ -1,0 +1,191 @@
+"""Shared fixtures.
+
+CLI tests run the real ``fslog`` console script as a subprocess against a temporary
+root (``FSLOG_ROOT`` in the child's environment, so nothing ever touches the user's
+default root) and check exit codes, stdout and stderr exactly; state is then checked
+through the library (``fslog.Log(root)``).
+
+- ``fslog_root``: a fresh root directory path (not created yet).
+- ``run_fslog(*args, input=b"", env=None, check=0, timeout=60)``: run ``fslog`` and
+  return the ``CompletedProcess`` (bytes stdout/stderr). ``check`` is the expected exit
+  code (``None``: anything). "Traceback" on stderr always fails the test.
+- ``fslog_popen(*args, **popen_kwargs)``: start ``fslog`` in the background; every
+  process started this way is killed at teardown if still running.
+- ``cli``: the object behind both, with helpers (``log()``, ``records()``, ``values()``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+def _fslog_command() -> list[str]:
+    beside = os.path.join(os.path.dirname(sys.executable), "fslog")
+    if os.access(beside, os.X_OK):
+        return [beside]
+    found = shutil.which("fslog")
+    if found:
+        return [found]
+    return [sys.executable, "-m", "fslog.cli.main"]
+
+
+FSLOG_CMD = _fslog_command()
+
+
+def fslog_env(root, extra: dict | None = None) -> dict:
+    env = dict(os.environ)
+    env.pop("FSLOG_DEFAULT_PARTITIONS", None)
+    env["FSLOG_ROOT"] = str(root)
+    # belt and braces: even without FSLOG_ROOT, never fall back to the real default root
+    env["XDG_DATA_HOME"] = str(Path(root).parent / "xdg-data")
+    env.setdefault("LC_ALL", "C.UTF-8")
+    env.pop("COLUMNS", None)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def no_traceback(cp) -> None:
+    err = cp.stderr if isinstance(cp.stderr, bytes) else (cp.stderr or "").encode()
+    assert b"Traceback" not in err, f"traceback on stderr of {cp.args}:\n{err.decode(errors='replace')}"
+
+
+class CLI:
+    def __init__(self, root: Path):
+        self.root = root
+        self.procs: list[subprocess.Popen] = []
+
+    def env(self, extra: dict | None = None) -> dict:
+        return fslog_env(self.root, extra)
+
+    def run(self, *args, input: bytes | None = b"", env: dict | None = None, check: int | None = 0,
+            timeout: float = 60) -> subprocess.CompletedProcess:
+        cp = subprocess.run(FSLOG_CMD + [os.fsdecode(a) if isinstance(a, bytes) else str(a) for a in args],
+                            input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=self.env(env), timeout=timeout)
+        no_traceback(cp)
+        if check is not None:
+            assert cp.returncode == check, (
+                f"fslog {' '.join(map(str, args))}: exit {cp.returncode}, expected {check}\n"
+                f"stderr: {cp.stderr.decode(errors='replace')}")
+        return cp
+
+    __call__ = run
+
+    def run_many(self, cases, check: int | None = 0, workers: int = 4) -> list:
+        """Run several independent invocations concurrently (they are mostly process
+        start-up time); ``cases`` holds argument lists, or (args, input) pairs. Returns
+        the CompletedProcess list in order; every one is checked like ``run``."""
+        from concurrent.futures import ThreadPoolExecutor
+        norm = [(c[0], c[1]) if isinstance(c, tuple) else (c, b"") for c in cases]
+        with ThreadPoolExecutor(workers) as ex:
+            futs = [ex.submit(self.run, *args, input=inp, check=check) for args, inp in norm]
+            return [f.result() for f in futs]
+
+    def popen(self, *args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+              stderr=subprocess.PIPE, env: dict | None = None, **kw) -> subprocess.Popen:
+        p = subprocess.Popen(FSLOG_CMD + [str(a) for a in args], stdin=stdin, stdout=stdout,
+                             stderr=stderr, env=self.env(env), **kw)
+        self.procs.append(p)
+        return p
+
+    def create(self, name: str, *args) -> None:
+        self.run("topic", "create", name, *args)
+
+    def produce(self, topic: str, data: bytes, *args) -> subprocess.CompletedProcess:
+        cp = self.run("produce", topic, *args, input=data)
+        assert cp.stdout == b""
+        return cp
+
+    # -- state through the library
+    def log(self):
+        import fslog
+        return fslog.Log(str(self.root))
+
+    def records(self, topic: str, **kw) -> list:
+        r = self.log().reader(topic, **kw)
+        try:
+            return list(r)
+        finally:
+            r.close()
+
+    def values(self, topic: str, partition: int | None = None) -> list:
+        kw = {} if partition is None else {"partitions": [partition]}
+        return [r.value for r in self.records(topic, **kw)]
+
+    def partition_dir(self, topic: str, partition: int = 0) -> Path:
+        return self.root / "topics" / topic / f"{topic}-{partition}"
+
+    def segments(self, topic: str, partition: int = 0) -> list[Path]:
+        return sorted(self.partition_dir(topic, partition).glob("*.log"))
+
+    def cleanup(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
+            for f in (p.stdin, p.stdout, p.stderr):
+                if f is not None:
+                    try:
+                        f.close()
+                    except OSError:
+                        pass
+
+
+@pytest.fixture
+def fslog_root(tmp_path) -> Path:
+    return tmp_path / "root"
+
+
+@pytest.fixture
+def cli(fslog_root):
+    c = CLI(fslog_root)
+    yield c
+    c.cleanup()
+
+
+@pytest.fixture
+def run_fslog(cli):
+    return cli.run
+
+
+@pytest.fixture
+def fslog_popen(cli):
+    return cli.popen
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.01, what: str = "condition"):
+    """Poll ``predicate`` until it returns a true value; return that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = predicate()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def tree(root: Path) -> set[str]:
+    """Every path under ``root`` (relative), for before/after comparisons."""
+    if not root.exists():
+        return set()
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def stderr_lines(cp) -> list[str]:
+    return cp.stderr.decode("utf-8", "replace").splitlines()
+
+
+__all__ = ["FSLOG_CMD", "fslog_env", "no_traceback", "wait_for", "tree", "stderr_lines", "signal"]
