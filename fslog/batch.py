@@ -251,6 +251,12 @@ def encode_records(records: Sequence[tuple[bytes | None, bytes | None, int,
     return out
 
 
+def single_record_batch_size(value: bytes | None, key: bytes | None = None,
+                             headers: Iterable[tuple[str, bytes | None]] = ()) -> int:
+    """Exact size of a batch holding just this record: what max.message.bytes limits."""
+    return HEADER_SIZE + len(encode_record(0, 0, key, value, headers))
+
+
 def set_base_offset(batch: bytearray, base_offset: int) -> None:
     """Patch the base offset of an encoded batch (not covered by the CRC)."""
     _OFFSET.pack_into(batch, 0, base_offset)

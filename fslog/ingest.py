@@ -22,7 +22,8 @@ import select
 import stat
 import time
 
-from .errors import InvalidInputError
+from . import batch as rb
+from .errors import InvalidInputError, RecordTooLargeError
 
 CHUNK = 1 << 20
 
@@ -49,6 +50,10 @@ class LineIngester:
         self._stop = False
         self.waiting = False  # True while blocked in select/read (safe to interrupt)
         self.max_line = producer.topic.config.max_message_bytes
+        # the longest value a keyless, headerless record can have
+        self.max_value = self.max_line - rb.HEADER_SIZE
+        while self.max_value > 0 and rb.single_record_batch_size(b"x" * self.max_value) > self.max_line:
+            self.max_value -= 1
         self._simple = (fmt == "raw" and key_separator is None and not self.headers
                         and null_marker is None)
 
@@ -141,7 +146,6 @@ class LineIngester:
             if pending:
                 self._handle(pending)
             self.skipped.append((line, reason))
-            self.lines += 1 if pending is None else 0
             return
         if pending:
             self._handle(pending)
@@ -153,7 +157,7 @@ class LineIngester:
     def _handle(self, lines: list[bytes]) -> None:
         prod = self.producer
         if self._simple:
-            limit = self.max_line - 100
+            limit = self.max_value
             if max(map(len, lines)) > limit:
                 for i, x in enumerate(lines):
                     if len(x) > limit:
@@ -163,8 +167,8 @@ class LineIngester:
                             self.records += len(good)
                             self.lines += len(good)
                         self.lines += 1
-                        self._fail(self.lines, f"record of {len(x)} bytes is larger than "
-                                   f"max.message.bytes={self.max_line}")
+                        self._fail(self.lines, f"a record of {len(x)} bytes does not fit in "
+                                   f"max.message.bytes={self.max_line} (with its batch header)")
                         self._handle(lines[i + 1:])
                         return
             prod.send_values(lines, self.partition)
@@ -179,12 +183,9 @@ class LineIngester:
             key, value = got
             try:
                 prod.send(value, key=key, headers=self.headers, partition=self.partition)
-            except Exception as e:  # RecordTooLargeError
-                from .errors import RecordTooLargeError
-                if isinstance(e, RecordTooLargeError):
-                    self._fail(self.lines, str(e))
-                    continue
-                raise
+            except RecordTooLargeError as e:
+                self._fail(self.lines, str(e))
+                continue
             self.records += 1
 
     def _convert(self, line: bytes) -> tuple[bytes | None, bytes | None] | None:

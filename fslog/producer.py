@@ -108,12 +108,16 @@ class Producer:
                 f"topic {self.topic.name!r} has partitions 0..{self.topic.partition_count - 1}; "
                 f"there is no partition {partition}")
 
-    def _record_limit_check(self, size: int) -> None:
+    def _record_limit_check(self, value: bytes | None, key: bytes | None = None,
+                            headers=()) -> None:
+        """Refuse a record whose batch alone would exceed max.message.bytes (exact size)."""
         limit = self.topic.config.max_message_bytes
-        if size + rb.HEADER_SIZE > limit:
+        size = rb.single_record_batch_size(value, key, headers or ())
+        if size > limit:
             raise RecordTooLargeError(
-                f"record of about {size} bytes does not fit max.message.bytes={limit} of topic "
-                f"{self.topic.name!r}")
+                f"a record of {len(value) if value is not None else 0} bytes makes a batch of "
+                f"{size} bytes, more than max.message.bytes={limit} of topic {self.topic.name!r}; "
+                f"raise it with 'fslog topic alter' or --config max.message.bytes=N")
 
     def _open_batch(self, partition: int, timestamp: int | None, size: int,
                     limit: int | None = None) -> _Pending:
@@ -139,7 +143,8 @@ class Producer:
             + RECORD_OVERHEAD
         if headers:
             size += sum(len(k) + (len(v) if v is not None else 0) + 10 for k, v in headers)
-        self._record_limit_check(size)
+        if size + rb.HEADER_SIZE > self.topic.config.max_message_bytes:
+            self._record_limit_check(value, key, headers)
         with self._lock:
             limit = None
             if partition is None:
@@ -171,8 +176,7 @@ class Producer:
             i = 0
             n = len(values)
             if n and max(map(len, values)) > limit:
-                big = max(values, key=len)
-                self._record_limit_check(len(big) + RECORD_OVERHEAD)
+                self._record_limit_check(max(values, key=len))
             # cumulative sizes, to cut the values into batches without a Python loop per record
             sizes = list(accumulate(map(len, values)))
             while i < n:

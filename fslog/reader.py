@@ -66,6 +66,7 @@ class PartitionReader:
         self.skipped = 0  # records skipped because they were deleted by retention
         self._seg: SegmentReader | None = None
         self._pos = 0
+        self._error: CorruptRecordError | None = None
         self._seek(offset)
 
     def _seek(self, offset: int) -> None:
@@ -92,13 +93,24 @@ class PartitionReader:
     def fetch(self, max_bytes: int = 4 << 20) -> list[FetchedBatch]:
         """Complete batches available now, from ``next_offset``, up to about ``max_bytes``."""
         out: list[FetchedBatch] = []
+        if self._error is not None:
+            raise self._error
+        try:
+            self._fetch_into(out, max_bytes)
+        except CorruptRecordError as e:
+            if not out:
+                raise
+            self._error = e  # hand out the good batches first; raise on the next fetch
+        return out
+
+    def _fetch_into(self, out: list, max_bytes: int) -> None:
         total = 0
         if self._seg is None:
             if not self.partition.segment_bases():
-                return out
+                return
             self._seek(self.next_offset)
             if self._seg is None:
-                return out
+                return
         seg = self._seg
         while total < max_bytes:
             got = seg.read_batch(self._pos)
@@ -110,6 +122,15 @@ class PartitionReader:
                     break
                 if seg.refresh():  # bytes appended before the roll
                     continue
+                if self._pos < seg.size:
+                    # Only the active segment can have a tail still being written (or torn
+                    # by a crash, until the next writer truncates it); in a sealed segment,
+                    # bytes that are not a valid batch are damage.
+                    raise CorruptRecordError(
+                        f"{seg.path}: position {self._pos}: {seg.size - self._pos} bytes at the "
+                        f"end of a sealed segment are not a valid batch (offset "
+                        f"{self.next_offset}); run 'fslog verify' for details",
+                        seg.path, self._pos, self.next_offset)
                 seg.close()
                 try:
                     seg = self._seg = SegmentReader(self.partition.path, newer[0])
@@ -134,7 +155,6 @@ class PartitionReader:
                                     seg.path, pos))
             total += len(data)
             self.next_offset = h.next_offset
-        return out
 
 
 def resolve_start(partition: Partition, start) -> int:

@@ -27,6 +27,9 @@ from .index import (OFFSET_ENTRY, TIME_ENTRY, IndexView, IndexWriter, open_offse
                     open_time_index)
 
 
+_RELEASE_STEP = 32 << 20
+
+
 class SegmentReader:
     """Read-only view of one segment. Not thread-safe; cheap to create."""
 
@@ -37,6 +40,7 @@ class SegmentReader:
         self._fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
         self._map: mmap.mmap | None = None
         self.size = 0
+        self._released = 0  # pages before this position were released (madvise)
         self._index: IndexView | None = None
         self.refresh()
 
@@ -92,6 +96,8 @@ class SegmentReader:
                 return None
         else:
             data = self._map[pos:end]
+            if end - self._released > _RELEASE_STEP:
+                self._release_before(pos)
         if rb.crc32c(data[rb.CRC_START:]) != h.crc:
             if end == size or self._shrunk():
                 return None  # a write in progress, or a torn tail the next writer drops
@@ -99,6 +105,17 @@ class SegmentReader:
                 f"{self.path}: position {pos}: CRC mismatch in the batch at offset "
                 f"{h.base_offset}; run 'fslog verify' for details", self.path, pos, h.base_offset)
         return h, data
+
+    def _release_before(self, pos: int) -> None:
+        """Drop this process's mapping of pages before ``pos`` (they stay in the page
+        cache): a reader streaming a 1 GiB segment keeps a bounded resident set."""
+        upto = pos - pos % mmap.PAGESIZE
+        if upto > self._released:
+            try:
+                self._map.madvise(mmap.MADV_DONTNEED, self._released, upto - self._released)
+            except (AttributeError, OSError, ValueError):
+                pass
+            self._released = upto
 
     def _header(self, pos: int) -> rb.BatchHeader | None:
         """The batch header at ``pos``, read with pread (see ``read_batch``)."""
@@ -112,14 +129,12 @@ class SegmentReader:
         return os.fstat(self._fd).st_size < self.size
 
     def _is_tail_garbage(self, pos: int) -> bool:
-        # A header that is unreadable because a crash tore it: nothing valid can follow
-        # a torn write, so garbage that runs to the end of the file is a torn tail.
         # A crash that loses data the file system had already allocated (power loss on
         # XFS, ext4 writeback) leaves zeros up to the end instead: also a torn tail.
+        # (A write cut short by kill -9 leaves a prefix of valid bytes: its header, if
+        # complete, is a valid header, so a bad one is corruption unless zeros follow.)
         if self.size != os.fstat(self._fd).st_size:
             return False
-        if self.size - pos < 4096 + rb.HEADER_SIZE:
-            return True
         rest = self.size - pos
         if rest > 64 << 20:
             return False

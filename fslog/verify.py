@@ -54,7 +54,10 @@ def _check_segment(path: str, base: int, expect_first: int | None, compact: bool
                 except CorruptRecordError as e:
                     end = pos + rb.peek_offset_and_length(m, pos)[1] + rb.LOG_OVERHEAD \
                         if size - pos >= 12 else size
-                    if end == size:
+                    # zeros to the end of the file: blocks allocated by a write that a power
+                    # loss cut short (XFS, ext4 writeback): a torn tail too
+                    zeros = m[pos:size].count(0) == size - pos
+                    if end == size or zeros:
                         torn_at = pos
                         problems.append(_problem(
                             "torn-tail", path, pos, e.offset,
@@ -160,6 +163,17 @@ def verify_partition(partition, repair: bool = False) -> dict:
                     f"{path}: segment base offset {base} does not follow the previous segment, "
                     f"which ends before offset {expect}"))
             probs, positions, nxt, nb, nr, torn_at = _check_segment(path, base, None, compact)
+            if not last and torn_at is not None:
+                # Only the active segment can end in a write cut short by a crash (the next
+                # writer truncates it before it ever rolls): in a sealed segment it is damage.
+                for p in probs:
+                    if p["kind"] == "torn-tail":
+                        p["kind"] = "corrupt"
+                        p["message"] = (f"{path}: position {p['position']}: the batch at the end "
+                                        f"of this sealed segment is damaged or cut short; its "
+                                        f"records cannot be read (not repairable: restore the "
+                                        f"file from a copy)")
+                torn_at = None
             batches += nb
             records += nr
             size = os.path.getsize(path)

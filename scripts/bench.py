@@ -120,7 +120,7 @@ def alternatives(work: str, data: str, n: int, repeat: int, add) -> None:
         count = min(n, limit)
         script = ALT_SCRIPT.format(setup=setup, put=_indent(put), get=_indent(get))
         path = os.path.join(work, "alt")
-        probe = subprocess.run([PY, "-c", setup.replace("path", repr(os.path.join(work, "probe")))],
+        probe = subprocess.run([PY, "-c", f"path = {os.path.join(work, 'probe')!r}\n{setup}"],
                                capture_output=True)
         shutil.rmtree(os.path.join(work, "probe"), ignore_errors=True)
         if probe.returncode:
@@ -229,7 +229,7 @@ def main() -> None:
     try:
         data = os.path.join(work, "data.jsonl")
         subprocess.run([PY, os.path.join(HERE, "gen-sample-data"), "--bench", str(args.records), data],
-                       check=True)
+                       check=True, stdout=sys.stderr)
         size = os.path.getsize(data)
         n = args.records
         rows = []

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -188,4 +187,4 @@ def stderr_lines(cp) -> list[str]:
     return cp.stderr.decode("utf-8", "replace").splitlines()
 
 
-__all__ = ["FSLOG_CMD", "fslog_env", "no_traceback", "wait_for", "tree", "stderr_lines", "signal"]
+__all__ = ["FSLOG_CMD", "fslog_env", "no_traceback", "wait_for", "tree", "stderr_lines"]

@@ -247,10 +247,8 @@ def test_bad_json_line_skipped(cli):
     assert [r.key for r in cli.records("t")] == [b"1", b"2", b"4", b"5"]
 
 
-@pytest.mark.xfail(reason="BUG: with --skip-invalid every skipped line is counted twice "
-                          "(ingest._fail adds 1 to the line counter that _handle already advanced), "
-                          "so later skipped lines are reported with wrong numbers", strict=True)
 def test_skip_invalid_reports_right_line_numbers(cli):
+    # Regression: every skipped line used to be counted twice ([1, 3, 6] here).
     cli.create("t")
     cp = cli("produce", "t", "--format", "json", "--skip-invalid", "--json",
              input=b"bad1\nbad2\n{}\nbad4\n")
@@ -331,11 +329,9 @@ def test_record_just_under_limit_accepted(cli):
     assert cli.values("t") == [b"x" * 900]
 
 
-@pytest.mark.xfail(reason="BUG: a record whose whole batch fits max.message.bytes is refused: "
-                          "a 950-byte line makes a 1020-byte batch, under max.message.bytes=1024, "
-                          "but produce says 'record of 950 bytes is larger than "
-                          "max.message.bytes=1024' (raw path reserves 100 bytes)", strict=True)
 def test_record_whose_batch_fits_is_accepted(cli):
+    # Regression: the raw path used to reserve 100 bytes and refuse this line with
+    # "record of 950 bytes is larger than max.message.bytes=1024".
     from fslog import batch as rb
     assert len(rb.encode_values([b"x" * 950], 0)) <= 1024
     cli.create("t", "--config", "max.message.bytes=1024")
@@ -355,3 +351,33 @@ def test_option_errors(cli, fslog_root, args, words):
     for w in words:
         assert w in msg[0]
     assert not (fslog_root / "topics" / "t").exists()
+
+
+def test_record_larger_than_a_segment(cli):
+    cli.create("t", "--config", "segment.bytes=4096")
+    big = b"x" * 10000
+    cli.produce("t", b"a\n" + big + b"\nb\n")
+    assert cli.values("t") == [b"a", big, b"b"]
+    assert cli("consume", "t").stdout == b"a\n" + big + b"\nb\n"
+    cli("verify")
+
+
+def test_concurrent_producers_create_missing_topic_once(cli):
+    results = cli.run_many([(["produce", "auto"], b"w%d\n" % i) for i in range(4)], workers=4)
+    said = [cp.stderr for cp in results if cp.stderr]
+    # Only one of them created it; that exactly one says so is not asserted: the racers
+    # that lose the create still print "created topic" (reported, too racy for a strict test)
+    assert said and set(said) == {b"fslog: created topic 'auto' with 1 partition\n"}
+    assert sorted(cli.values("auto")) == [b"w0", b"w1", b"w2", b"w3"]
+
+
+@pytest.mark.xfail(reason="BUG: --skip-invalid with a too-long line that is the last line of the input "
+                          "(or of a read chunk) crashes: ingest._handle recurses with an empty list and "
+                          "max() raises 'ValueError: max() arg is an empty sequence' (traceback, exit 1)",
+                   strict=True)
+@pytest.mark.parametrize("tail", [b"\n", b""], ids=["newline", "no-newline"])
+def test_skip_invalid_long_last_line(cli, tail):
+    cli.create("t", "--config", "max.message.bytes=1024")
+    cp = cli("produce", "t", "--skip-invalid", "--json", input=b"a\n" + b"y" * 1000 + tail)
+    assert json.loads(cp.stdout)["skipped_lines"] == [2]
+    assert cli.values("t") == [b"a"]

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
@@ -194,10 +193,9 @@ def test_refused_name_on_fresh_root_creates_no_regular_file(cli, fslog_root):
     assert not (fslog_root / "topics").exists() or list((fslog_root / "topics").iterdir()) == []
 
 
-@pytest.mark.xfail(reason="BUG: a refused topic name still creates the root, ROOT/topics and ROOT/tmp "
-                          "(Log() is opened before the name is validated; design: 'names validated "
-                          "before any file is touched')", strict=True)
 def test_refused_name_leaves_fresh_root_untouched(cli, fslog_root):
+    # Regression: the root, ROOT/topics and ROOT/tmp used to be created before the name
+    # was checked.
     cli("topic", "create", "a/b", check=1)
     assert not fslog_root.exists()
 
@@ -266,11 +264,9 @@ def test_help(cli):
         assert cp.stderr == b"", c
 
 
-@pytest.mark.xfail(reason="BUG: 'fslog topic --help' and 'fslog group --help' show no example (the "
-                          "command groups' help is one sentence, e.g. 'Create, list, inspect and "
-                          "delete topics.')", strict=True)
 @pytest.mark.parametrize("group", ["topic", "group"])
 def test_help_command_groups(cli, group):
+    # Regression: the command groups' help used to be one sentence with no example.
     cp = cli(group, "--help")
     assert b"Usage:" in cp.stdout
     assert b"Example" in cp.stdout
@@ -305,3 +301,25 @@ def test_usage_errors_exit_2(cli, fslog_root):
         assert message in cp.stderr, (args, cp.stderr)
         assert cp.stdout == b"", args
     assert not (fslog_root / "topics" / "t").exists()
+
+
+def test_concurrent_create_same_topic(cli):
+    results = cli.run_many([["topic", "create", "race", "--partitions", "2"]] * 6, check=None, workers=6)
+    assert sorted(cp.returncode for cp in results) == [0, 1, 1, 1, 1, 1]
+    for cp in results:
+        if cp.returncode:
+            assert stderr_lines(cp) == ["fslog: topic 'race' already exists (use --if-not-exists to accept that)"]
+    assert cli.log().topics() == ["race"]
+    assert cli.log().topic("race").partition_count == 2
+    assert list((cli.root / "tmp").iterdir()) == []  # no staging left behind
+
+
+@pytest.mark.xfail(reason="BUG: one topic with an unreadable topic.json makes 'fslog topic list' fail "
+                          "(exit 1) without listing the healthy topics", strict=True)
+def test_list_survives_one_broken_topic(cli):
+    cli.create("good")
+    cli.create("bad")
+    (cli.root / "topics" / "bad" / "topic.json").write_text("{garbage")
+    cp = cli("topic", "list", check=None)
+    assert b"good" in cp.stdout
+    assert b"topic.json" in cp.stderr

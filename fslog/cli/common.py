@@ -5,7 +5,14 @@ from __future__ import annotations
 import typer
 
 
-def open_log(ctx: typer.Context):
+def open_log(ctx: typer.Context, topics=(), groups=()):
+    """Validate the names a command was given, then open the root (creating it on first
+    use). Names come first so that a refused name touches no file at all."""
+    from ..files import validate_name
+    for t in topics:
+        validate_name(t, "topic")
+    for g in groups:
+        validate_name(g, "group")
     from ..log import Log
     root = (ctx.obj or {}).get("root") if ctx is not None else None
     return Log(root)

@@ -80,7 +80,7 @@ def consume(
             raise FslogError("with --group, the start comes from the group's committed offsets; "
                              "only --offset end is accepted (to reset a group: fslog group reset)")
 
-    log = open_log(ctx)
+    log = open_log(ctx, topics=topics, groups=[group] if group else [])
     for name in topics:
         t = log.topic(name)
         if partition is not None and partition >= t.partition_count:
@@ -117,24 +117,69 @@ def consume(
     except _Stopped:
         return
     out = sys.stdout.buffer
-    remaining = max_messages
-    waiter = None
+    pump = _Pump(source, out, write_batch, follow, idle_timeout, max_messages, stopping, state)
+    broken_pipe = False
     try:
-        for w in source.warnings:
+        try:
+            pump.run()
+        except BrokenPipeError:
+            # The reader went away (| head): what was not written is not delivered, and is
+            # not committed. End quietly, like any good Unix filter.
+            broken_pipe = True
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            pump.close_waiter()
+            try:
+                if not broken_pipe:
+                    out.flush()
+            except BrokenPipeError:
+                broken_pipe = True
+            finally:
+                source.close()  # commits what was delivered; leaves the group
+        finally:
+            signal.signal(signal.SIGTERM, old_term)
+            signal.signal(signal.SIGINT, old_int)
+            if broken_pipe:
+                from .output import quiet_broken_pipe
+                quiet_broken_pipe()
+
+
+class _Pump:
+    """The read loop: fetch, write, flush, report delivered offsets, commit, wait."""
+
+    def __init__(self, source, out, write_batch, follow, idle_timeout, max_messages,
+                 stopping, state):
+        self.source = source
+        self.out = out
+        self.write_batch = write_batch
+        self.follow = follow
+        self.idle_timeout = idle_timeout
+        self.remaining = max_messages
+        self.stopping = stopping
+        self.state = state
+        self.waiter = None
+
+    def _warn(self) -> None:
+        from .output import err
+        for w in self.source.warnings:
             err(w)
-        source.warnings.clear()
+        self.source.warnings.clear()
+
+    def run(self) -> None:
+        source, out = self.source, self.out
+        self._warn()
         last_data = time.monotonic()
-        while not stopping and remaining != 0:
+        while not self.stopping and self.remaining != 0:
             batches = source.fetch()
-            for w in source.warnings:
-                err(w)
-            source.warnings.clear()
+            self._warn()
             if batches:
                 done = []
                 for topic, b, stop in batches:
-                    remaining, nxt = write_batch(out, topic, b, stop, remaining)
+                    self.remaining, nxt = self.write_batch(out, topic, b, stop, self.remaining)
                     done.append((topic, b.partition, nxt))
-                    if remaining == 0:
+                    if self.remaining == 0:
                         break
                 out.flush()
                 for topic, p, nxt in done:  # written and flushed: now they may be committed
@@ -143,41 +188,33 @@ def consume(
                 last_data = time.monotonic()
                 continue
             source.maybe_commit()
-            if not follow and source.caught_up():
-                break
-            if waiter is None and follow:
+            if not self.follow and source.caught_up():
+                return
+            if self.waiter is None and self.follow:
                 from ..follow import AppendWaiter
-                waiter = AppendWaiter(source.watch_paths())
+                self.waiter = AppendWaiter(source.watch_paths())
                 continue  # re-check once the watches are in place
-            timeout = 0.05 if (source.pending() or not follow) else source.poll_interval
-            if idle_timeout is not None and follow:
-                left = idle_timeout - (time.monotonic() - last_data)
+            timeout = 0.05 if (source.pending() or not self.follow) else source.poll_interval
+            if self.idle_timeout is not None and self.follow:
+                left = self.idle_timeout - (time.monotonic() - last_data)
                 if left <= 0:
-                    break
+                    return
                 timeout = left if timeout is None else min(timeout, left)
-            state["waiting"] = True
+            self.state["waiting"] = True
             try:
-                if waiter is not None:
-                    waiter.wait(timeout)
+                if self.waiter is not None:
+                    self.waiter.wait(timeout)
                 else:
                     time.sleep(timeout or 0.05)
             except _Stopped:
-                break
+                return
             finally:
-                state["waiting"] = False
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            if waiter is not None:
-                waiter.close()
-            try:
-                out.flush()
-            finally:
-                source.close()  # commits what was delivered; leaves the group
-        finally:
-            signal.signal(signal.SIGTERM, old_term)
-            signal.signal(signal.SIGINT, old_int)
+                self.state["waiting"] = False
+
+    def close_waiter(self) -> None:
+        if self.waiter is not None:
+            self.waiter.close()
+            self.waiter = None
 
 
 class _Stopped(Exception):

@@ -9,7 +9,8 @@ import typer
 from .common import open_log
 from .output import err, print_json, print_table
 
-app = typer.Typer(help="Inspect and manage consumer groups (like kafka-consumer-groups).",
+app = typer.Typer(help="Inspect and manage consumer groups (like kafka-consumer-groups).\n\n"
+                       "Example: fslog group describe notify; fslog group reset nightly --topic orders --to-earliest",
                   no_args_is_help=True)
 
 
@@ -31,7 +32,7 @@ def list_(ctx: typer.Context, json_: bool = typer.Option(False, "--json", help="
 def describe(ctx: typer.Context, group: str = typer.Argument(..., help="Group name."),
              json_: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     from ..group_admin import describe_group
-    d = describe_group(open_log(ctx), group)
+    d = describe_group(open_log(ctx, groups=[group]), group)
     if json_:
         print_json(d)
         return
@@ -62,7 +63,7 @@ def reset(
 ) -> None:
     from ..group_admin import reset_offsets, reset_plan
     from ..timeparse import parse_time_ms
-    log = open_log(ctx)
+    log = open_log(ctx, topics=[topic], groups=[group])
     plan = reset_plan(log, group, topic, to_earliest=to_earliest, to_latest=to_latest,
                       to_offset=to_offset,
                       to_datetime_ms=parse_time_ms(to_datetime) if to_datetime else None,
@@ -85,5 +86,5 @@ def reset(
                             "live).\n\nExample: fslog group delete nightly")
 def delete(ctx: typer.Context, group: str = typer.Argument(..., help="Group name.")) -> None:
     from ..group_admin import delete_group
-    delete_group(open_log(ctx), group)
+    delete_group(open_log(ctx, groups=[group]), group)
     err(f"deleted group {group!r}")

@@ -63,7 +63,7 @@ def produce(
         raise FslogError("--key-field needs --format json")
     if key_separator == "":
         raise FslogError("--key-separator must not be empty")
-    log = open_log(ctx)
+    log = open_log(ctx, topics=[topic])
     producer = log.producer(topic, partitions=partitions, background=False, linger_ms=linger_ms)
     if producer.created:
         err(f"created topic {topic!r} with {producer.topic.partition_count} partition"

@@ -9,7 +9,9 @@ import typer
 from .common import open_log
 from .output import err, print_json, print_table
 
-app = typer.Typer(help="Create, list, inspect and delete topics.", no_args_is_help=True)
+app = typer.Typer(help="Create, list, inspect and delete topics.\n\n"
+                       "Example: fslog topic create orders --partitions 3; fslog topic describe orders",
+                  no_args_is_help=True)
 
 
 @app.command("create", help="Create a topic.\n\nExample: fslog topic create orders --partitions 3 "
@@ -23,7 +25,7 @@ def create(
     if_not_exists: bool = typer.Option(False, "--if-not-exists", help="Succeed if the topic exists already."),
 ) -> None:
     from ..config import parse_assignments
-    log = open_log(ctx)
+    log = open_log(ctx, topics=[name])
     existed = log.exists(name)
     t = log.create_topic(name, partitions=partitions, config=parse_assignments(config or []),
                          if_not_exists=if_not_exists)
@@ -59,7 +61,7 @@ def describe(
     name: str = typer.Argument(..., help="Topic name."),
     json_: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    log = open_log(ctx)
+    log = open_log(ctx, topics=[name])
     d = log.topic(name).describe()
     if json_:
         print_json(d)
@@ -79,7 +81,7 @@ def delete(
     name: str = typer.Argument(..., help="Topic name."),
     if_exists: bool = typer.Option(False, "--if-exists", help="Succeed if the topic does not exist."),
 ) -> None:
-    log = open_log(ctx)
+    log = open_log(ctx, topics=[name])
     if if_exists and not log.exists(name):
         return
     log.delete_topic(name)

@@ -26,7 +26,7 @@ def verify(
     from .common import open_log
     from .output import err, print_json
 
-    log = open_log(ctx)
+    log = open_log(ctx, topics=[topic] if topic else [])
     names = [topic] if topic else log.topics()
     reports = [verify_topic(log.topic(n), repair=repair) for n in names]
     problems = [p for r in reports for p in r["problems"]]
