@@ -310,6 +310,23 @@ def check_batch(buf, pos: int, end: int, path: str | None = None) -> BatchHeader
     return h
 
 
+def find_valid_batch(buf, start: int = 0) -> int:
+    """Position of the first complete, CRC-valid batch at or after ``start`` in ``buf``
+    (bytes), or -1. Used to tell damage (valid data follows) from a torn tail (none does)."""
+    end = len(buf)
+    i = buf.find(b"\x02", start + 16)
+    while i >= 0:
+        pos = i - 16
+        if end - pos >= HEADER_SIZE:
+            try:
+                check_batch(buf, pos, end)
+                return pos
+            except (Incomplete, CorruptRecordError):
+                pass
+        i = buf.find(b"\x02", i + 1)
+    return -1
+
+
 def decode_records(buf, pos: int, h: BatchHeader, path: str | None = None) -> list[Record]:
     """All records of the (already checked) batch at ``pos``."""
     if h.attributes & COMPRESSION_MASK:

@@ -52,4 +52,5 @@ class AppendWaiter:
     def close(self) -> None:
         if self._observer is not None:
             self._observer.stop()
+            self._observer.join(timeout=2)
             self._observer = None

@@ -155,6 +155,8 @@ class LineIngester:
             f"durable, nothing after it was written (use --skip-invalid to skip bad lines)", line)
 
     def _handle(self, lines: list[bytes]) -> None:
+        if not lines:
+            return
         prod = self.producer
         if self._simple:
             limit = self.max_value

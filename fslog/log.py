@@ -83,7 +83,9 @@ class Log:
         finally:
             if os.path.isdir(staging):
                 shutil.rmtree(staging, ignore_errors=True)
-        return self.topic(name)
+        topic = self.topic(name)
+        topic.created = True  # this call created it (not a concurrent creator)
+        return topic
 
     def delete_topic(self, name: str) -> None:
         files.validate_name(name, "topic")

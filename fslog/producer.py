@@ -77,7 +77,7 @@ class Producer:
                 raise
             n = partitions or int(os.environ.get("FSLOG_DEFAULT_PARTITIONS", "1") or 1)
             self.topic = log.create_topic(topic, partitions=n, if_not_exists=True)
-            self.created = True
+            self.created = self.topic.created
         self.linger = linger_ms / 1000.0
         cfg = self.topic.config
         # A batch never exceeds max.message.bytes, nor segment.bytes (so that tiny test
@@ -117,7 +117,7 @@ class Producer:
             raise RecordTooLargeError(
                 f"a record of {len(value) if value is not None else 0} bytes makes a batch of "
                 f"{size} bytes, more than max.message.bytes={limit} of topic {self.topic.name!r}; "
-                f"raise it with 'fslog topic alter' or --config max.message.bytes=N")
+                f"a topic's limit is set when it is created: --config max.message.bytes=N")
 
     def _open_batch(self, partition: int, timestamp: int | None, size: int,
                     limit: int | None = None) -> _Pending:

@@ -78,7 +78,7 @@ class SegmentReader:
         if h is None:
             return None
         if h.magic != rb.MAGIC or h.batch_length < rb.HEADER_SIZE - rb.LOG_OVERHEAD:
-            if self._is_tail_garbage(pos) or self._shrunk():
+            if self._changed() or self._is_tail_garbage(pos):
                 return None
             raise CorruptRecordError(
                 f"{self.path}: position {pos}: not a RecordBatch v2 header (magic {h.magic}, "
@@ -86,7 +86,12 @@ class SegmentReader:
                 self.path, pos, None)
         end = pos + h.size
         if end > size:
-            return None
+            if self._changed() or self._is_tail_garbage(pos):
+                return None
+            raise CorruptRecordError(
+                f"{self.path}: position {pos}: batch length {h.batch_length} runs past the end "
+                f"of the file, but valid batches follow: damaged header; run 'fslog verify'",
+                self.path, pos, h.base_offset)
         if end == size:
             # The last batch of the file is read with pread, never through the map: if it
             # is a torn tail, the next writer truncates it, and touching a mapped page past
@@ -124,22 +129,26 @@ class SegmentReader:
             return None
         return rb.read_header(raw, 0)
 
+    def _changed(self) -> bool:
+        # The file grew or a writer truncated a torn tail: the caller refreshes and retries.
+        return os.fstat(self._fd).st_size != self.size
+
     def _shrunk(self) -> bool:
         # A writer truncated a torn tail under this mapping: the caller refreshes.
         return os.fstat(self._fd).st_size < self.size
 
     def _is_tail_garbage(self, pos: int) -> bool:
-        # A crash that loses data the file system had already allocated (power loss on
-        # XFS, ext4 writeback) leaves zeros up to the end instead: also a torn tail.
-        # (A write cut short by kill -9 leaves a prefix of valid bytes: its header, if
-        # complete, is a valid header, so a bad one is corruption unless zeros follow.)
-        if self.size != os.fstat(self._fd).st_size:
-            return False
+        """Bad bytes at ``pos`` are a torn tail (not yet written, or cut short by a crash)
+        if no valid batch follows them; with valid data after them they are damage.
+
+        kill -9 leaves a prefix of a write; a power loss can leave zeros or stale blocks
+        where the file system had allocated space: neither has a valid batch after it.
+        """
         rest = self.size - pos
         if rest > 64 << 20:
             return False
         data = os.pread(self._fd, rest, pos)
-        return data.count(0) == len(data)
+        return rb.find_valid_batch(data, 1) < 0
 
     def batches(self, pos: int = 0):
         """Yield (position, header, bytes) from ``pos`` to the last complete batch."""
@@ -290,13 +299,28 @@ class SegmentWriter:
                 self.first_timestamp = h.base_timestamp
             self._note_batch(pos, h, new_entries, new_times)
         if end < size:
-            os.ftruncate(self.fd, end)
-            self.truncated_bytes = size - end
+            self._truncate_tail(end, size)
         self.size = end
         self.index.append_many(new_entries)
         self.timeindex.append_many(new_times)
         if self.first_timestamp is None and end:
             self.first_timestamp = rb.read_header(os.pread(self.fd, rb.HEADER_SIZE, 0), 0).base_timestamp
+
+    def _truncate_tail(self, end: int, size: int) -> None:
+        """Drop a torn tail: bytes after the last valid batch that no valid batch follows.
+
+        Bad bytes with valid batches after them are damage, not a crash: refuse, rather
+        than truncate acknowledged records away.
+        """
+        rest = size - end
+        data = os.pread(self.fd, rest, end) if rest <= (64 << 20) else None
+        if data is None or rb.find_valid_batch(data, 1) >= 0:
+            raise CorruptRecordError(
+                f"{self.path}: position {end}: damaged batch with valid batches after it in the "
+                f"active segment; fslog will not truncate acknowledged records: run "
+                f"'fslog verify' and restore the file from a copy", self.path, end, self.next_offset)
+        os.ftruncate(self.fd, end)
+        self.truncated_bytes = rest
 
     def _check_index_tail(self, size: int) -> tuple[bool, int]:
         """(index consistent?, position to scan from)."""
@@ -358,8 +382,7 @@ class SegmentWriter:
                 self.first_timestamp = h.base_timestamp
             self._note_batch(pos, h, entries, times)
         if end < size:
-            os.ftruncate(self.fd, end)
-            self.truncated_bytes = size - end
+            self._truncate_tail(end, size)
         self.size = end
         self.index = _replace_index(self.index_path, OFFSET_ENTRY, entries)
         self.timeindex = _replace_index(self.timeindex_path, TIME_ENTRY, times)

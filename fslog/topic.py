@@ -38,6 +38,7 @@ class Topic:
         except (ValueError, KeyError, TypeError) as e:
             raise FslogError(f"{cfg_path} is unreadable ({e}); restore it or recreate the topic") from None
         self.config = TopicConfig(overrides)
+        self.created = False  # set by Log.create_topic on the object it created
         self._partitions: dict[int, Partition] = {}
 
     def __repr__(self) -> str:

@@ -45,6 +45,14 @@ def _check_segment(path: str, base: int, expect_first: int | None, compact: bool
                 try:
                     h = rb.check_batch(m, pos, size, path)
                 except rb.Incomplete:
+                    if size - pos > (64 << 20) or rb.find_valid_batch(m[pos:size], 1) >= 0:
+                        problems.append(_problem(
+                            "corrupt", path, pos, None,
+                            f"{path}: position {pos}: damaged batch header (its length runs "
+                            f"past the end of the file, but valid batches follow); "
+                            f"{size - pos} bytes from here cannot be read (not repairable: "
+                            f"restore the file from a copy)"))
+                        break
                     torn_at = pos
                     problems.append(_problem(
                         "torn-tail", path, pos, nxt,
@@ -54,10 +62,10 @@ def _check_segment(path: str, base: int, expect_first: int | None, compact: bool
                 except CorruptRecordError as e:
                     end = pos + rb.peek_offset_and_length(m, pos)[1] + rb.LOG_OVERHEAD \
                         if size - pos >= 12 else size
-                    # zeros to the end of the file: blocks allocated by a write that a power
-                    # loss cut short (XFS, ext4 writeback): a torn tail too
-                    zeros = m[pos:size].count(0) == size - pos
-                    if end == size or zeros:
+                    # nothing valid after it (kill -9 mid-write, or zeros / stale blocks
+                    # after a power loss): a torn tail; valid batches after it: damage
+                    tail = size - pos <= (64 << 20) and rb.find_valid_batch(m[pos:size], 1) < 0
+                    if end == size or tail:
                         torn_at = pos
                         problems.append(_problem(
                             "torn-tail", path, pos, e.offset,

@@ -371,10 +371,6 @@ def test_concurrent_producers_create_missing_topic_once(cli):
     assert sorted(cli.values("auto")) == [b"w0", b"w1", b"w2", b"w3"]
 
 
-@pytest.mark.xfail(reason="BUG: --skip-invalid with a too-long line that is the last line of the input "
-                          "(or of a read chunk) crashes: ingest._handle recurses with an empty list and "
-                          "max() raises 'ValueError: max() arg is an empty sequence' (traceback, exit 1)",
-                   strict=True)
 @pytest.mark.parametrize("tail", [b"\n", b""], ids=["newline", "no-newline"])
 def test_skip_invalid_long_last_line(cli, tail):
     cli.create("t", "--config", "max.message.bytes=1024")

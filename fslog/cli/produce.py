@@ -11,7 +11,8 @@ import typer
 
 HELP = """Append stdin to a topic, one record per line (the newline stripped, bytes kept).
 
-Exits 0 once every record read is on disk (fsynced). A topic that does not exist is
+Exits 0 once every line read is on disk (fsynced); SIGINT or SIGTERM ends it the same
+way for the complete lines read so far. A topic that does not exist is
 created. Keyed records land in the partition Kafka's clients would pick.
 
 Examples:

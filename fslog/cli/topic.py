@@ -40,18 +40,29 @@ def list_(
     ctx: typer.Context,
     json_: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
+    from ..errors import FslogError
     log = open_log(ctx)
     rows = []
+    broken = 0
     for name in log.topics():
-        t = log.topic(name)
+        try:
+            t = log.topic(name)
+        except FslogError as e:  # one damaged topic must not hide the others
+            err(str(e))
+            broken += 1
+            continue
         ends = t.end_offsets()
         rows.append({"name": name, "partitions": t.partition_count,
                      "records": sum(ends.values())})
     if json_:
         print_json(rows)
+        if broken:
+            raise typer.Exit(1)
         return
     print_table(["TOPIC", "PARTITIONS", "END OFFSETS (SUM)"],
                 [[r["name"], r["partitions"], r["records"]] for r in rows])
+    if broken:
+        raise typer.Exit(1)
 
 
 @app.command("describe", help="Show a topic's partitions (start and log-end offsets, sizes, "

@@ -18,17 +18,30 @@ Example: fslog verify orders --repair
 
 def verify(
     ctx: typer.Context,
-    topic: Optional[str] = typer.Argument(None, help="Topic to check [default: all]."),
+    topic_name: Optional[str] = typer.Argument(None, metavar="[TOPIC]", help="Topic to check [default: all]."),
     repair: bool = typer.Option(False, "--repair", help="Truncate torn tails and rebuild indexes."),
     json_: bool = typer.Option(False, "--json", help="Print a JSON report."),
 ) -> None:
+    from ..errors import FslogError
     from ..verify import verify_topic
     from .common import open_log
     from .output import err, print_json
 
-    log = open_log(ctx, topics=[topic] if topic else [])
-    names = [topic] if topic else log.topics()
-    reports = [verify_topic(log.topic(n), repair=repair) for n in names]
+    log = open_log(ctx, topics=[topic_name] if topic_name else [])
+    names = [topic_name] if topic_name else log.topics()
+    reports = []
+    for n in names:
+        try:
+            topic = log.topic(n)
+        except FslogError as e:  # an unreadable topic.json: report it, check the others
+            if n == topic_name:
+                raise  # the one topic asked for (e.g. it does not exist)
+            reports.append({"topic": n, "partitions": [], "batches": 0, "records": 0,
+                            "problems": [{"kind": "topic", "path": None, "position": None,
+                                          "offset": None, "message": str(e)}],
+                            "repaired": []})
+            continue
+        reports.append(verify_topic(topic, repair=repair))
     problems = [p for r in reports for p in r["problems"]]
     repaired = [p for r in reports for p in r["repaired"]]
     if json_:
