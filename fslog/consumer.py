@@ -20,7 +20,7 @@ import time
 
 from .group import GroupMember
 from .reader import PartitionReader, TopicReader
-from .registry import ProcessLock
+from .locks import ProcessLock, read_holder
 
 
 class Consumer:
@@ -118,8 +118,16 @@ class GroupConsumer:
     def _take(self, tp: tuple[str, int]) -> None:
         topic, p = tp
         lock = ProcessLock(self.registry.owner_lock_path(topic, p))
-        if not lock.try_acquire():
-            return  # the previous owner has not let go yet; retried on the next fetch
+        if lock.try_acquire():
+            lock.set_holder(self.member.member_id)
+        else:
+            # The previous owner has not let go yet. If it is a live member it will, at its
+            # next poll: retry then. If it was evicted (hung past its session timeout), it
+            # is no member any more: take the partition over; the hung process drops it as
+            # soon as it resumes and sees the new generation.
+            holder = read_holder(lock.path)
+            if holder is None or holder in self.registry.read()["members"]:
+                return
         try:
             part = self.topics[topic].partition(p)
             committed = self.registry.committed(topic, p)
@@ -161,6 +169,8 @@ class GroupConsumer:
         self._sync()
         out = []
         for (topic, p), o in list(self.owned.items()):
+            if not o.lock.held and o.lock.try_acquire():  # taken over from a hung member
+                o.lock.set_holder(self.member.member_id)
             if o.stop is not None and o.reader.next_offset >= o.stop:
                 continue
             for b in o.reader.fetch():

@@ -7,9 +7,11 @@ hung (lease older than their session timeout). Joining, leaving and evicting eac
 generation and recompute the assignment under the group lock.
 
 Partition ownership is separate from assignment: before reading a partition a member
-takes its owner lock (``owners/<topic>-<p>.lock``), and it releases it only after
-committing what it delivered. So two members never read one partition at once, even while
-they disagree for a moment about the generation.
+takes its owner lock (``owners/<topic>-<p>.lock``, which names its holder), and it
+releases it only after committing what it delivered. So two live members never read one
+partition at once, even while they disagree for a moment about the generation. The one
+exception is a holder that was evicted as hung: it is no member any more, and its
+partitions are taken over without its lock (``consumer.py``).
 """
 
 from __future__ import annotations

@@ -103,6 +103,12 @@ class ProcessLock:
         self.fd = fd
         return True
 
+    def set_holder(self, text: str) -> None:
+        """Write who holds the lock into the lock file (for others to read)."""
+        if self.fd >= 0:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, text.encode(), 0)
+
     def release(self) -> None:
         if self.fd >= 0:
             try:
@@ -114,6 +120,18 @@ class ProcessLock:
     @property
     def held(self) -> bool:
         return self.fd >= 0
+
+
+def read_holder(path: str) -> str | None:
+    """What ``ProcessLock.set_holder`` wrote into a lock file, or None."""
+    try:
+        fd = _open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        return os.read(fd, 4096).decode(errors="replace") or None
+    finally:
+        os.close(fd)
 
 
 def is_locked_by_someone(path: str) -> bool:

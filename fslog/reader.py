@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Iterator, NamedTuple
 
 from . import batch as rb
-from .errors import CorruptRecordError, OffsetOutOfRangeError
+from .errors import CorruptRecordError, FslogError, OffsetOutOfRangeError
 from .partition import Partition
 from .segment import SegmentReader
 
@@ -167,6 +167,8 @@ def resolve_start(partition: Partition, start) -> int:
     if isinstance(start, tuple):
         kind, n = start
         if kind == "last":
+            if n < 0:
+                raise FslogError(f"('last', {n}): the number of records must not be negative")
             end = partition.end_offset()
             return max(partition.start_offset(), end - n)
         if kind == "time":

@@ -269,7 +269,8 @@ def main() -> None:
             root = fresh_root()
             with open(data, "rb") as f:
                 return run(FSLOG + ["--root", root, "produce", "bench"], stdin=f, env=env)
-        add("fslog produce (CLI, stdin -> durable log)", "fslog", *best_of(args.repeat, cli_produce))
+        add("fslog produce (CLI, stdin -> durable log)", "fslog", *best_of(args.repeat, cli_produce),
+            note="fsync before exit 0")
         root = os.path.join(work, "root")
 
         def cli_consume(fmt):
@@ -279,6 +280,35 @@ def main() -> None:
             return go
         add("fslog consume (CLI, log -> stdout)", "fslog", *best_of(args.repeat, cli_consume("raw")))
         add("fslog consume --format json (CLI)", "fslog", *best_of(args.repeat, cli_consume("json")))
+
+        # consumer groups: the same records in a 2-partition topic, read by a group of 1
+        # and by a group of 2 members started together (wall time until both are done)
+        with open(data, "rb") as f:
+            subprocess.run(FSLOG + ["--root", root, "topic", "create", "bench2", "--partitions", "2"],
+                           check=True, capture_output=True)
+            run(FSLOG + ["--root", root, "produce", "bench2"], stdin=f, env=env)
+        groups_run = [0]
+
+        def group_consume(members):
+            def go():
+                groups_run[0] += 1
+                g = f"bench-{members}-{groups_run[0]}"
+                t0 = time.perf_counter()
+                procs = [subprocess.Popen(FSLOG + ["--root", root, "consume", "bench2", "--group", g],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+                         for _ in range(members)]
+                rss = 0.0
+                for p in procs:
+                    _, status, ru = os.wait4(p.pid, 0)
+                    if os.waitstatus_to_exitcode(status):
+                        raise SystemExit(f"group consume failed: {p.stderr.read().decode()}")
+                    p.stderr.close()
+                    rss = max(rss, ru.ru_maxrss / 1024.0)
+                return time.perf_counter() - t0, rss
+            return go
+        add("fslog consume --group (1 member, 2 partitions)", "fslog", *best_of(args.repeat, group_consume(1)))
+        add("fslog consume --group (2 members, 2 partitions)", "fslog", *best_of(args.repeat, group_consume(2)),
+            note="wall time until both members are done")
 
         def startup():
             r = subprocess.run([PY, "-c", "pass"])

@@ -847,3 +847,31 @@ def test_group_usage_errors(fs):
         assert needle in r.stderr.decode(), (args, r.stderr)
         assert r.stdout == b""
     assert json.loads(fs.run("group", "list", "--json").stdout) == []
+
+
+def test_hung_members_partitions_are_taken_over_within_the_session_timeout(fs):
+    """A member stopped (SIGSTOP) past its session timeout is evicted and the others read
+    its partitions, though it still holds their owner locks; resumed, it lets go of them."""
+    fs.create("t", 4)
+    a = fs.member("t", "hung", session_timeout=1.5)
+    b = fs.member("t", "hung", session_timeout=1.5)
+    wait_for(lambda: stable_ownership(fs, "hung", [a, b], 4), 15, "2 members")
+    a.p.send_signal(signal.SIGSTOP)
+    try:
+        docs = [rec("h", i) for i in range(200)]
+        fs.produce("t", docs)
+        want = {value_of(d) for d in docs}
+        # b alone delivers everything, including a's partitions, while a is still stopped
+        wait_for(lambda: want <= {v for _p, _o, v in b.records(allow_torn_tail=True)}, 10,
+                 "the live member to read the hung member's partitions")
+    finally:
+        a.p.send_signal(signal.SIGCONT)
+    more = [rec("k", i) for i in range(100)]
+    fs.produce("t", more)
+    want |= {value_of(d) for d in more}
+    wait_for(lambda: stable_ownership(fs, "hung", [a, b], 4), 15, "both members live again")
+    wait_for(lambda: want <= {v for m in (a, b) for _p, _o, v in m.records(allow_torn_tail=True)},
+             10, "every record delivered")
+    assert a.stop() == 0 and b.stop() == 0
+    got = [v for m in (a, b) for _p, _o, v in m.records()]
+    assert set(got) == want
