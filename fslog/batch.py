@@ -119,18 +119,29 @@ def _zigzag_varint(n: int) -> bytes:
 # Precomputed encodings of small non-negative numbers: the hot path of encoding is
 # a table lookup per field.
 _TABLE_SIZE = 1 << 14
-_ZZ: list[bytes] = (
-    [bytes((2 * i,)) for i in range(64)]
-    + [bytes(((2 * i) & 0x7F | 0x80, (2 * i) >> 7)) for i in range(64, 8192)]
-    + [bytes(((2 * i) & 0x7F | 0x80, ((2 * i) >> 7) & 0x7F | 0x80, (2 * i) >> 14))
-       for i in range(8192, _TABLE_SIZE)]
-)
+_TABLES: tuple | None = None
+
+
+def _tables() -> tuple[list[bytes], list[bytes], list[int]]:
+    """(zigzag varint of i, record middle for offset delta i, len of the varint), for
+    i < _TABLE_SIZE: built on first use, so that readers never pay for them."""
+    global _TABLES
+    if _TABLES is None:
+        zz = ([bytes((2 * i,)) for i in range(64)]
+              + [bytes(((2 * i) & 0x7F | 0x80, (2 * i) >> 7)) for i in range(64, 8192)]
+              + [bytes(((2 * i) & 0x7F | 0x80, ((2 * i) >> 7) & 0x7F | 0x80, (2 * i) >> 14))
+                 for i in range(8192, _TABLE_SIZE)])
+        # between a record's length and its value length: attributes 0, timestampDelta 0,
+        # offsetDelta i, keyLength -1 (null key)
+        mid = [b"\x00\x00" + z + b"\x01" for z in zz]
+        _TABLES = (zz, mid, [len(z) for z in zz])
+    return _TABLES
 
 
 def zigzag_varint(n: int) -> bytes:
     """Kafka's varint/varlong: zigzag, then 7 bits per byte, least significant first."""
     if 0 <= n < _TABLE_SIZE:
-        return _ZZ[n]
+        return _tables()[0][n]
     return _zigzag_varint(n)
 
 
@@ -170,12 +181,6 @@ def _finish(body: bytes | bytearray, count: int, base_timestamp: int, max_timest
     return out
 
 
-# Per offset delta i: the bytes between a record's length and its value length, that is
-# attributes (0), timestampDelta (0), offsetDelta i, keyLength -1 (null key).
-_MID = [b"\x00\x00" + z + b"\x01" for z in _ZZ]
-_LEN = [len(z) for z in _ZZ]
-
-
 def encode_values(values: Sequence[bytes], timestamp: int, base_offset: int = 0) -> bytearray:
     """One batch of keyless, headerless records that share one timestamp.
 
@@ -188,7 +193,7 @@ def encode_values(values: Sequence[bytes], timestamp: int, base_offset: int = 0)
         raise ValueError("a batch needs at least one record")
     lens = list(map(len, values))
     if n < _TABLE_SIZE and max(lens) < _TABLE_SIZE - 16:
-        zz, mid, ln = _ZZ, _MID, _LEN
+        zz, mid, ln = _tables()
         parts = [b"\x00"] * (3 * n)  # every third item: headerCount 0
         parts[0::3] = [zz[4 + ln[i] + ln[m] + m] + mid[i] + zz[m] for i, m in enumerate(lens)]
         parts[1::3] = values

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import time
 
-from .group import GroupMember
 from .reader import PartitionReader, TopicReader
 from .locks import ProcessLock, read_holder
 
@@ -91,6 +90,7 @@ class GroupConsumer:
         self.follow = follow
         self.start = start
         self.commit_interval = commit_interval
+        from .group import GroupMember  # imported here: plain consumers do not need it
         self.member = GroupMember(log, group, topics, session_timeout, heartbeat_interval)
         self.registry = self.member.registry
         self.owned: dict[tuple[str, int], _Owned] = {}

@@ -28,8 +28,6 @@ import socket
 import threading
 import time
 
-from filelock import FileLock
-
 from . import files
 from .errors import FslogError
 from .locks import ProcessLock, is_locked_by_someone  # noqa: F401 (re-exported)
@@ -58,6 +56,7 @@ class Registry:
             raise FslogError(f"group {group!r} does not exist in {root} (see 'fslog group list')")
         files.check_real_dir(self.path, root)
         self.file = os.path.join(self.path, REGISTRY_FILE)
+        from filelock import FileLock  # imported here: only group commands need it
         self._flock = FileLock(os.path.join(self.path, ".lock"), mode=files.FILE_MODE)
         self._tlock = threading.RLock()
 
