@@ -22,12 +22,20 @@ from .reader import PartitionReader, TopicReader
 from .locks import ProcessLock, read_holder
 
 
+def damage_message(d: dict) -> str:
+    offsets = (f"offset {d['first_offset']}" if d["last_offset"] <= d["first_offset"]
+               else f"offsets {d['first_offset']}..{d['last_offset']}")
+    return (f"skipped damaged data: {d['path']}: position {d['position']}, {d['bytes']} bytes "
+            f"({d['topic']}/{d['partition']} {offsets}); 'fslog verify' shows the damage")
+
+
 class Consumer:
     def __init__(self, log, topics: list[str], partitions: list[int] | None = None,
-                 start="beginning", follow: bool = False):
+                 start="beginning", follow: bool = False, skip_corrupt: bool = False):
         self.log = log
         self.readers = [TopicReader(log.topic(t), partitions=partitions, start=start,
-                                    stop_at_end=not follow) for t in topics]
+                                    stop_at_end=not follow, skip_corrupt=skip_corrupt)
+                        for t in topics]
         self.warnings: list[str] = []
         for tr in self.readers:
             for n, r in tr.readers.items():
@@ -43,9 +51,15 @@ class Consumer:
             for b in tr.fetch():
                 stop = tr.stop_offsets[b.partition] if tr.stop_offsets is not None else None
                 out.append((name, b, stop))
+            for r in tr.readers.values():
+                self.warnings.extend(map(damage_message, r.damage))
+                r.damage.clear()
         return out
 
     def delivered(self, topic: str, partition: int, next_offset: int) -> None:
+        pass
+
+    def after_write(self) -> None:
         pass
 
     def maybe_commit(self, force: bool = False) -> None:
@@ -71,7 +85,7 @@ class Consumer:
 
 
 class _Owned:
-    __slots__ = ("reader", "lock", "stop", "delivered", "committed")
+    __slots__ = ("reader", "lock", "stop", "delivered", "committed", "skips")
 
     def __init__(self, reader, lock, stop, committed):
         self.reader = reader
@@ -79,13 +93,16 @@ class _Owned:
         self.stop = stop
         self.delivered = committed
         self.committed = committed
+        self.skips: list[tuple[int, int]] = []  # damaged offset ranges stepped over
 
 
 class GroupConsumer:
     def __init__(self, log, group: str, topics: list[str], start="beginning",
                  follow: bool = False, session_timeout: float = 10.0,
-                 heartbeat_interval: float = 1.0, commit_interval: float = 1.0):
+                 heartbeat_interval: float = 1.0, commit_interval: float = 1.0,
+                 skip_corrupt: bool = False):
         self.log = log
+        self.skip_corrupt = skip_corrupt
         self.topics = {t: log.topic(t) for t in topics}
         self.follow = follow
         self.start = start
@@ -139,7 +156,7 @@ class GroupConsumer:
                     offset = part.start_offset()
             else:
                 offset = min(committed, end)
-            reader = PartitionReader(part, offset)
+            reader = PartitionReader(part, offset, self.skip_corrupt)
             if reader.skipped:
                 self.warnings.append(
                     f"{topic}/{p}: {reader.skipped} records before offset {reader.next_offset} were "
@@ -175,12 +192,22 @@ class GroupConsumer:
                 continue
             for b in o.reader.fetch():
                 out.append((topic, b, o.stop))
+            self.warnings.extend(map(damage_message, o.reader.damage))
+            o.skips.extend((d["first_offset"], d["last_offset"] + 1) for d in o.reader.damage)
+            o.reader.damage.clear()
         return out
 
     def delivered(self, topic: str, partition: int, next_offset: int) -> None:
         o = self.owned.get((topic, partition))
         if o is not None and next_offset > o.delivered:
             o.delivered = next_offset
+
+    def after_write(self) -> None:
+        """Once everything before a stepped-over damaged range is delivered, so is the
+        range (--skip-corrupt): the group moves past it."""
+        for o in self.owned.values():
+            while o.skips and o.delivered >= o.skips[0][0]:
+                o.delivered = max(o.delivered, o.skips.pop(0)[1])
 
     def _commit_one(self, tp, o: _Owned) -> None:
         if o.delivered != o.committed:

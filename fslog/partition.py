@@ -54,17 +54,9 @@ class Partition:
 
     # ------------------------------------------------------------ inspection (no lock)
     def start_offset(self) -> int:
-        """Kafka's log start offset: the first offset still in the log."""
+        """Kafka's log start offset: the base offset of the oldest segment."""
         bases = self.segment_bases()
-        if not bases:
-            return 0
-        seg = SegmentReader(self.path, bases[0])
-        try:
-            for _pos, h, _d in seg.batches(0):
-                return h.base_offset
-            return bases[0] if len(bases) == 1 else bases[1]
-        finally:
-            seg.close()
+        return bases[0] if bases else 0
 
     def end_offset(self) -> int:
         """Kafka's log-end offset: the offset the next appended record will get."""

@@ -60,10 +60,18 @@ class FetchedBatch(NamedTuple):
 class PartitionReader:
     """Reads one partition from ``offset`` onward. ``next_offset`` is the next to deliver."""
 
-    def __init__(self, partition: Partition, offset: int):
+    def __init__(self, partition: Partition, offset: int, skip_corrupt: bool = False):
         self.partition = partition
         self.next_offset = offset
         self.skipped = 0  # records skipped because they were deleted by retention
+        # With skip_corrupt, damaged data is stepped over (to the next valid batch) and
+        # reported here instead of raised: dicts with path, position, bytes, offsets.
+        self.skip_corrupt = skip_corrupt
+        self.damage: list[dict] = []
+        # Offsets must continue from batch to batch: the base offset is not covered by the
+        # CRC, so this is what catches a damaged one. Gaps are legal only in compacted logs.
+        self._gaps_ok = "compact" in str(partition.config.get("cleanup.policy"))
+        self._expect: int | None = None  # base offset the batch at _pos must have
         self._seg: SegmentReader | None = None
         self._pos = 0
         self._error: CorruptRecordError | None = None
@@ -84,6 +92,7 @@ class PartitionReader:
         base = max(b for b in bases if b <= offset)
         self._seg = SegmentReader(self.partition.path, base)
         self._pos = self._seg.position_for(offset)
+        self._expect = base if self._pos == 0 else None
 
     def close(self) -> None:
         if self._seg is not None:
@@ -113,7 +122,23 @@ class PartitionReader:
                 return
         seg = self._seg
         while total < max_bytes:
-            got = seg.read_batch(self._pos)
+            try:
+                got = seg.read_batch(self._pos)
+                if got is not None and self._expect is not None:
+                    self._check_continuity(seg, got[0])
+            except CorruptRecordError:
+                if not self.skip_corrupt:
+                    raise
+                found = seg.next_valid_batch(self._pos, self.next_offset)
+                if found is not None:
+                    self._skip_damage(seg, found[0], found[1])
+                    self._expect = found[1]
+                    continue
+                newer = [b for b in self.partition.segment_bases() if b > seg.base_offset]
+                if not newer:
+                    raise  # cannot happen: damage at the very end reads as a torn tail
+                self._skip_damage(seg, seg.size, newer[0])
+                got = None
             if got is None:
                 if seg.refresh():
                     continue
@@ -122,7 +147,9 @@ class PartitionReader:
                     break
                 if seg.refresh():  # bytes appended before the roll
                     continue
-                if self._pos < seg.size:
+                if self._pos < seg.size and self.skip_corrupt:
+                    self._skip_damage(seg, seg.size, newer[0])
+                elif self._pos < seg.size:
                     # Only the active segment can have a tail still being written (or torn
                     # by a crash, until the next writer truncates it); in a sealed segment,
                     # bytes that are not a valid batch are damage.
@@ -142,6 +169,7 @@ class PartitionReader:
                     seg = self._seg
                     continue
                 self._pos = 0
+                self._expect = newer[0]
                 if newer[0] > self.next_offset:
                     # offsets removed between segments (retention / compaction)
                     self.next_offset = newer[0]
@@ -149,12 +177,34 @@ class PartitionReader:
             h, data = got
             pos = self._pos
             self._pos += len(data)
+            self._expect = h.next_offset
             if h.next_offset <= self.next_offset:
                 continue
             out.append(FetchedBatch(self.partition.number, h, data, self.next_offset,
                                     seg.path, pos))
             total += len(data)
             self.next_offset = h.next_offset
+
+
+    def _check_continuity(self, seg: SegmentReader, h: rb.BatchHeader) -> None:
+        expect = self._expect
+        if h.base_offset == expect or (self._gaps_ok and h.base_offset > expect):
+            return
+        raise CorruptRecordError(
+            f"{seg.path}: position {self._pos}: the batch says it starts at offset "
+            f"{h.base_offset}, but offset {expect} comes next (a damaged batch header); "
+            f"run 'fslog verify' for details", seg.path, self._pos, expect)
+
+    def _skip_damage(self, seg: SegmentReader, to_pos: int, to_offset: int) -> None:
+        """Step over damaged bytes [self._pos, to_pos) whose records end before ``to_offset``."""
+        first = self.next_offset
+        self.damage.append({
+            "topic": self.partition.topic, "partition": self.partition.number,
+            "path": seg.path, "position": self._pos, "bytes": to_pos - self._pos,
+            "first_offset": first, "last_offset": max(first, to_offset) - 1})
+        self._pos = to_pos
+        if to_offset > self.next_offset:
+            self.next_offset = to_offset
 
 
 def resolve_start(partition: Partition, start) -> int:
@@ -214,7 +264,7 @@ class TopicReader:
     """
 
     def __init__(self, topic, partitions: list[int] | None = None, start="beginning",
-                 stop_at_end: bool = True):
+                 stop_at_end: bool = True, skip_corrupt: bool = False):
         self.topic = topic
         numbers = list(range(topic.partition_count)) if partitions is None else list(partitions)
         self.readers: dict[int, PartitionReader] = {}
@@ -224,7 +274,7 @@ class TopicReader:
         for n in numbers:
             p = topic.partition(n)
             spec = start.get(n, "beginning") if isinstance(start, dict) else start
-            self.readers[n] = PartitionReader(p, resolve_start(p, spec))
+            self.readers[n] = PartitionReader(p, resolve_start(p, spec), skip_corrupt)
 
     def caught_up(self) -> bool:
         if self.stop_offsets is None:

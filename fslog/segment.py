@@ -111,6 +111,29 @@ class SegmentReader:
                 f"{h.base_offset}; run 'fslog verify' for details", self.path, pos, h.base_offset)
         return h, data
 
+    def next_valid_batch(self, pos: int, min_offset: int) -> tuple[int, int] | None:
+        """(position, base offset) of the first complete, CRC-valid batch after the damage
+        at ``pos`` whose base offset is at least ``min_offset``; None if there is none."""
+        window = 64 << 20
+        overlap = 16 << 20  # a batch longer than this, straddling two windows, is missed
+        start = pos + 1
+        while start < self.size:
+            stop = min(self.size, start + window)
+            buf = os.pread(self._fd, stop - start, start)
+            at = 0
+            while True:
+                found = rb.find_valid_batch(buf, at)
+                if found < 0:
+                    break
+                base = rb.read_header(buf, found).base_offset
+                if base >= min_offset:
+                    return start + found, base
+                at = found + 1
+            if stop == self.size:
+                return None
+            start = stop - overlap
+        return None
+
     def _release_before(self, pos: int) -> None:
         """Drop this process's mapping of pages before ``pos`` (they stay in the page
         cache): a reader streaming a 1 GiB segment keeps a bounded resident set."""

@@ -27,62 +27,60 @@ def _problem(kind: str, path: str, position: int | None, offset: int | None, mes
 
 def _check_segment(path: str, base: int, expect_first: int | None, compact: bool):
     """Scan one .log. Returns (problems, positions{pos: base offset}, next offset,
-    batches, records, torn_at)."""
+    batches, records, torn_at, damaged). Damage in the middle is reported and stepped
+    over (to the next valid batch), so one bad batch does not hide the rest."""
     problems = []
     positions: dict[int, int] = {}
     batches = records = 0
     nxt = expect_first if expect_first is not None else base
     torn_at = None
+    damaged = False
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     try:
         size = os.fstat(fd).st_size
         if size == 0:
-            return problems, positions, nxt, 0, 0, None
+            return problems, positions, nxt, 0, 0, None, False
         with mmap.mmap(fd, size, prot=mmap.PROT_READ) as m:
             pos = 0
             prev_next = None
             while pos < size:
                 try:
                     h = rb.check_batch(m, pos, size, path)
-                except rb.Incomplete:
-                    if size - pos > (64 << 20) or rb.find_valid_batch(m[pos:size], 1) >= 0:
-                        problems.append(_problem(
-                            "corrupt", path, pos, None,
-                            f"{path}: position {pos}: damaged batch header (its length runs "
-                            f"past the end of the file, but valid batches follow); "
-                            f"{size - pos} bytes from here cannot be read (not repairable: "
-                            f"restore the file from a copy)"))
-                        break
-                    torn_at = pos
-                    problems.append(_problem(
-                        "torn-tail", path, pos, nxt,
-                        f"{path}: position {pos}: incomplete batch, {size - pos} bytes to the end "
-                        f"of the file (a write cut short by a crash); --repair truncates it"))
-                    break
-                except CorruptRecordError as e:
-                    end = pos + rb.peek_offset_and_length(m, pos)[1] + rb.LOG_OVERHEAD \
-                        if size - pos >= 12 else size
-                    # nothing valid after it (kill -9 mid-write, or zeros / stale blocks
-                    # after a power loss): a torn tail; valid batches after it: damage
-                    tail = size - pos <= (64 << 20) and rb.find_valid_batch(m[pos:size], 1) < 0
-                    if end == size or tail:
-                        torn_at = pos
-                        problems.append(_problem(
-                            "torn-tail", path, pos, e.offset,
-                            f"{path}: position {pos}: the last batch is damaged (CRC mismatch), "
-                            f"{size - pos} bytes to the end of the file (a write cut short by a "
-                            f"crash); --repair truncates it"))
-                    else:
-                        problems.append(_problem(
-                            "corrupt", path, pos, e.offset,
-                            f"{e}; {size - pos} bytes from here to the end of the segment cannot "
-                            f"be read (not repairable: restore the file from a copy)"))
-                    break
-                try:
                     recs = rb.decode_records(m, pos, h, path)
-                except CorruptRecordError as e:
-                    problems.append(_problem("corrupt", path, pos, h.base_offset, str(e)))
-                    break
+                except (rb.Incomplete, CorruptRecordError) as e:
+                    found = rb.find_valid_batch(m[pos:size], 1) if size - pos <= (256 << 20) else 0
+                    if found < 0:
+                        # nothing valid after it: a write cut short by kill -9, or zeros /
+                        # stale blocks after a power loss: a torn tail
+                        torn_at = pos
+                        what = ("incomplete batch" if isinstance(e, rb.Incomplete)
+                                else "damaged last batch")
+                        problems.append(_problem(
+                            "torn-tail", path, pos, nxt,
+                            f"{path}: position {pos}: {what}, {size - pos} bytes to the end of "
+                            f"the file (a write cut short by a crash); --repair truncates it"))
+                        break
+                    damaged = True
+                    why = str(e) if isinstance(e, CorruptRecordError) else \
+                        f"{path}: position {pos}: damaged batch header"
+                    if found == 0:  # too far to search
+                        problems.append(_problem(
+                            "corrupt", path, pos, nxt,
+                            f"{why}; {size - pos} bytes from here to the end of the segment "
+                            f"cannot be read (not repairable: restore the file from a copy)"))
+                        break
+                    resume = pos + found
+                    resume_offset = rb.read_header(m, resume).base_offset
+                    lost = (f"offsets {nxt}..{resume_offset - 1}" if resume_offset > nxt
+                            else f"offset {nxt}")
+                    problems.append(_problem(
+                        "corrupt", path, pos, nxt,
+                        f"{why}; {found} bytes ({lost}) cannot be read, valid batches resume at "
+                        f"position {resume} (not repairable: restore the file from a copy; "
+                        f"'fslog consume --skip-corrupt' reads around it)"))
+                    pos = resume
+                    prev_next = nxt = resume_offset
+                    continue
                 if prev_next is None:
                     if h.base_offset < base or (not compact and h.base_offset != base):
                         problems.append(_problem(
@@ -106,7 +104,7 @@ def _check_segment(path: str, base: int, expect_first: int | None, compact: bool
                 pos += h.size
     finally:
         os.close(fd)
-    return problems, positions, nxt, batches, records, torn_at
+    return problems, positions, nxt, batches, records, torn_at, damaged
 
 
 def _check_indexes(directory: str, base: int, positions: dict[int, int], next_offset: int,
@@ -170,7 +168,8 @@ def verify_partition(partition, repair: bool = False) -> dict:
                     "offsets", path, 0, base,
                     f"{path}: segment base offset {base} does not follow the previous segment, "
                     f"which ends before offset {expect}"))
-            probs, positions, nxt, nb, nr, torn_at = _check_segment(path, base, None, compact)
+            probs, positions, nxt, nb, nr, torn_at, damaged = _check_segment(path, base, None, compact)
+            end_unknown = False
             if not last and torn_at is not None:
                 # Only the active segment can end in a write cut short by a crash (the next
                 # writer truncates it before it ever rolls): in a sealed segment it is damage.
@@ -182,11 +181,15 @@ def verify_partition(partition, repair: bool = False) -> dict:
                                         f"records cannot be read (not repairable: restore the "
                                         f"file from a copy)")
                 torn_at = None
+                damaged = True
+                end_unknown = True
             batches += nb
             records += nr
             size = os.path.getsize(path)
             valid_size = torn_at if torn_at is not None else size
-            iprobs = _check_indexes(partition.path, base, positions, nxt, valid_size, interval)
+            # index entries pointing into damaged bytes are a consequence, not a second problem
+            iprobs = [] if damaged else _check_indexes(partition.path, base, positions, nxt,
+                                                       valid_size, interval)
             fixable_tail = torn_at is not None and last
             if repair and (iprobs or fixable_tail) and not any(p["kind"] == "corrupt" for p in probs):
                 w = SegmentWriter(partition.path, base, interval)  # truncates a torn tail
@@ -203,7 +206,8 @@ def verify_partition(partition, repair: bool = False) -> dict:
                 iprobs = []
             problems.extend(probs)
             problems.extend(iprobs)
-            expect = nxt
+            # after damage at a segment's end its true end offset is unknown
+            expect = None if end_unknown else nxt
         finally:
             if lock is not None:
                 lock.release()

@@ -9,6 +9,8 @@ from typing import List, Optional
 
 import typer
 
+from ..errors import CorruptRecordError
+
 HELP = """Write records to stdout (by default each value and a newline).
 
 Without --group: reads every partition from the start (or --offset/--last/--from-time)
@@ -48,6 +50,7 @@ def consume(
     follow: bool = typer.Option(False, "--follow", "-F", help="Keep waiting for new records until SIGINT/SIGTERM or --idle-timeout."),
     idle_timeout: Optional[float] = typer.Option(None, "--idle-timeout", min=0, metavar="SECONDS", help="With --follow: exit 0 after this long without new records."),
     fmt: str = typer.Option("raw", "--format", "-f", help="raw (values), json, or a template like '%t/%p@%o %k %s'."),
+    skip_corrupt: bool = typer.Option(False, "--skip-corrupt", help="Step over damaged data (reported on stderr with file, position and offsets) instead of stopping."),
     session_timeout: float = typer.Option(10.0, "--session-timeout", min=0.5, metavar="SECONDS", help="With --group: a member whose heartbeats stop for this long is evicted."),
 ) -> None:
     from ..errors import FslogError
@@ -109,15 +112,16 @@ def consume(
         if group is not None:
             from ..consumer import GroupConsumer
             source = GroupConsumer(log, group, topics, start=start, follow=follow,
-                                   session_timeout=session_timeout)
+                                   session_timeout=session_timeout, skip_corrupt=skip_corrupt)
         else:
             from ..consumer import Consumer
             source = Consumer(log, topics, partitions=None if partition is None else [partition],
-                              start=start, follow=follow)
+                              start=start, follow=follow, skip_corrupt=skip_corrupt)
     except _Stopped:
         return
     out = sys.stdout.buffer
-    pump = _Pump(source, out, write_batch, follow, idle_timeout, max_messages, stopping, state)
+    pump = _Pump(source, out, write_batch, follow, idle_timeout, max_messages, stopping, state,
+                 skip_corrupt)
     broken_pipe = False
     try:
         try:
@@ -150,7 +154,8 @@ class _Pump:
     """The read loop: fetch, write, flush, report delivered offsets, commit, wait."""
 
     def __init__(self, source, out, write_batch, follow, idle_timeout, max_messages,
-                 stopping, state):
+                 stopping, state, skip_corrupt=False):
+        self.skip_corrupt = skip_corrupt
         self.source = source
         self.out = out
         self.write_batch = write_batch
@@ -177,16 +182,26 @@ class _Pump:
             if batches:
                 done = []
                 for topic, b, stop in batches:
-                    self.remaining, nxt = self.write_batch(out, topic, b, stop, self.remaining)
+                    try:
+                        self.remaining, nxt = self.write_batch(out, topic, b, stop, self.remaining)
+                    except CorruptRecordError as e:
+                        # CRC-valid but malformed records (written by a faulty producer)
+                        if not self.skip_corrupt:
+                            raise
+                        from .output import err
+                        err(f"skipped damaged data: {e}")
+                        nxt = b.header.next_offset if stop is None else min(stop, b.header.next_offset)
                     done.append((topic, b.partition, nxt))
                     if self.remaining == 0:
                         break
                 out.flush()
                 for topic, p, nxt in done:  # written and flushed: now they may be committed
                     source.delivered(topic, p, nxt)
+                source.after_write()
                 source.maybe_commit()
                 last_data = time.monotonic()
                 continue
+            source.after_write()
             source.maybe_commit()
             if not self.follow and source.caught_up():
                 return
