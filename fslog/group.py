@@ -93,7 +93,15 @@ class GroupMember:
             state["members"][self.member_id] = self._record()
             self._rebalance(state)
             return True
-        state = self.registry.update(change)
+        try:
+            state = self.registry.update(change)
+        except BaseException:
+            self._life.release()  # leave no member file behind (e.g. the disk is full)
+            try:
+                os.unlink(self._life.path)
+            except OSError:
+                pass
+            raise
         self._thread = threading.Thread(target=self._heartbeats, name="fslog-heartbeat", daemon=True)
         self._thread.start()
         return state

@@ -28,6 +28,27 @@ from .errors import InvalidInputError, RecordTooLargeError
 CHUNK = 1 << 20
 
 
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is out of the range of a JSON number")
+    return value
+
+
+def _json_type(doc) -> str:
+    if doc is None:
+        return "null"
+    if isinstance(doc, bool):
+        return "boolean"
+    if isinstance(doc, (int, float)):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(doc), type(doc).__name__)
+
+
 class LineIngester:
     def __init__(self, producer, *, fmt: str = "raw", key_field: str | None = None,
                  key_separator: bytes | None = None, partition: int | None = None,
@@ -205,7 +226,7 @@ class LineIngester:
             if not text:
                 return None  # blank lines are not records in JSON mode
             try:
-                doc = json.loads(text)
+                doc = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
             except ValueError as e:
                 msg = getattr(e, "msg", str(e))
                 col = getattr(e, "colno", None)
@@ -214,14 +235,19 @@ class LineIngester:
             if self.key_field is not None:
                 if not isinstance(doc, dict):
                     self._fail(self.lines, f"--key-field {self.key_field}: the line is a JSON "
-                               f"{type(doc).__name__}, not an object")
+                               f"{_json_type(doc)}, not an object")
                     return None
                 if self.key_field not in doc:
                     self._fail(self.lines, f"--key-field {self.key_field}: the field is missing")
                     return None
                 k = doc[self.key_field]
                 if isinstance(k, str):
-                    key = k.encode("utf-8")
+                    try:
+                        key = k.encode("utf-8")
+                    except UnicodeEncodeError:
+                        self._fail(self.lines, f"--key-field {self.key_field}: the value is not "
+                                   f"valid Unicode (a lone surrogate escape)")
+                        return None
                 elif isinstance(k, (int, float)) and not isinstance(k, bool):
                     key = json.dumps(k).encode()
                 else:

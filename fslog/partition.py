@@ -12,12 +12,13 @@ producer serializes its use.
 
 from __future__ import annotations
 
+import errno
 import os
 
 from . import batch as rb
 from . import files
 from .config import TopicConfig
-from .errors import RecordTooLargeError
+from .errors import FslogError, RecordTooLargeError
 from .locks import BlockingLock
 from .segment import SegmentReader, SegmentWriter
 
@@ -29,6 +30,8 @@ class Partition:
         self.number = number
         self.config = config
         self.path = files.partition_dir(root, topic, number)
+        if os.path.lexists(self.path):
+            files.check_real_dir(self.path, root)  # never follow a link out of the root
         self._lock = BlockingLock(os.path.join(self.path, files.LOCK_FILE))
         self._writer: SegmentWriter | None = None
         self._unsynced: list[int] = []  # fds of segments written and not yet fsynced
@@ -142,6 +145,23 @@ class Partition:
                     f"a batch of {len(b)} bytes exceeds max.message.bytes={limit} of topic "
                     f"{self.topic!r}; raise it with --config max.message.bytes=N")
         out: list[tuple[int, int]] = []
+        try:
+            self._append_locked(batches, out)
+        except OSError as e:
+            raise self._io_error("append to", e) from None
+        return out
+
+    def _io_error(self, what: str, e: OSError) -> Exception:
+        """A disk-full (or similar) error, saying where and what to do."""
+        if e.errno == errno.ELOOP:
+            return e  # a symlinked file: the CLI names it
+        where = e.filename or (self._writer.path if self._writer is not None else self.path)
+        return FslogError(
+            f"cannot {what} {self.topic}/{self.number} ({where}): {e.strerror}; records "
+            f"acknowledged before are intact and a partly written batch is dropped by the next "
+            f"writer: free space (or lift the file size limit) and run again")
+
+    def _append_locked(self, batches: list[bytearray], out: list) -> None:
         with self._lock:
             w = self._active()
             chunk = bytearray()
@@ -164,19 +184,21 @@ class Partition:
                 nxt = h.next_offset
             if chunk:
                 w.append(chunk, heads)
-        return out
 
     def sync(self) -> None:
         """fsync every segment this object appended to since the last sync."""
-        w = self._writer
-        if w is not None and w.fd >= 0:
-            os.fsync(w.fd)
-        pending, self._unsynced = self._unsynced, []
-        for fd in pending:
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        try:
+            w = self._writer
+            if w is not None and w.fd >= 0:
+                os.fsync(w.fd)
+            pending, self._unsynced = self._unsynced, []
+            for fd in pending:
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        except OSError as e:
+            raise self._io_error("fsync", e) from None
 
     def recover(self) -> int:
         """Open the active segment under the lock (truncating a torn tail, rebuilding

@@ -30,7 +30,7 @@ import time
 
 from . import files
 from .errors import FslogError
-from .locks import ProcessLock, is_locked_by_someone  # noqa: F401 (re-exported)
+from .locks import BlockingLock, ProcessLock, is_locked_by_someone  # noqa: F401 (re-exported)
 
 REGISTRY_FILE = "registry.json"
 
@@ -55,15 +55,19 @@ class Registry:
         elif not os.path.isdir(self.path):
             raise FslogError(f"group {group!r} does not exist in {root} (see 'fslog group list')")
         files.check_real_dir(self.path, root)
+        for sub in ("members", "owners", "offsets"):
+            d = os.path.join(self.path, sub)
+            if os.path.lexists(d):
+                files.check_real_dir(d, root)
         self.file = os.path.join(self.path, REGISTRY_FILE)
-        from filelock import FileLock  # imported here: only group commands need it
-        self._flock = FileLock(os.path.join(self.path, ".lock"), mode=files.FILE_MODE)
+        self._flock = BlockingLock(os.path.join(self.path, ".lock"))
         self._tlock = threading.RLock()
 
     # ------------------------------------------------------------ reading
     def read(self) -> dict:
         try:
-            with open(self.file, "rb") as f:
+            fd = os.open(self.file, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as f:
                 state = json.loads(f.read())
             if not isinstance(state, dict) or not isinstance(state.get("members"), dict):
                 raise ValueError("not a registry")
@@ -118,7 +122,8 @@ class Registry:
 
     def committed(self, topic: str, partition: int) -> int | None:
         try:
-            with open(self._offset_path(topic, partition), "rb") as f:
+            fd = os.open(self._offset_path(topic, partition), os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as f:
                 return int(json.loads(f.read())["offset"])
         except FileNotFoundError:
             return None
@@ -130,6 +135,7 @@ class Registry:
     def commit(self, topic: str, partition: int, offset: int, member_id: str | None = None) -> None:
         path = self._offset_path(topic, partition)
         files.makedirs(os.path.dirname(path))
+        files.check_real_dir(os.path.dirname(path), self.root)
         doc = {"offset": int(offset), "member": member_id, "committed_at": now_ms()}
         files.write_atomic(path, json.dumps(doc).encode() + b"\n")
 

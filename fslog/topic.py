@@ -7,12 +7,13 @@ deletion live in ``log.py``.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 
 from . import files
 from .config import TopicConfig, parse_config
-from .errors import FslogError, UnknownTopicError
+from .errors import FslogError, UnknownTopicError, UnsafePathError
 from .partition import Partition
 from .partitioner import partition_for_key
 
@@ -29,12 +30,18 @@ class Topic:
                 f"'fslog topic create {name}' (or produce to it)")
         files.check_real_dir(self.path, root)
         try:
-            with open(cfg_path, "rb") as f:
+            fd = os.open(cfg_path, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as f:
                 meta = json.loads(f.read())
             self.partition_count = int(meta["partitions"])
             overrides = meta.get("config", {})
         except FileNotFoundError:
             raise UnknownTopicError(f"topic {name!r}: {cfg_path} is missing") from None
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise UnsafePathError(f"{cfg_path} is a symbolic link: fslog does not follow "
+                                      f"links under its root; remove it") from None
+            raise
         except (ValueError, KeyError, TypeError) as e:
             raise FslogError(f"{cfg_path} is unreadable ({e}); restore it or recreate the topic") from None
         self.config = TopicConfig(overrides)

@@ -259,7 +259,7 @@ def test_skip_invalid_reports_right_line_numbers(cli):
 
 @pytest.mark.parametrize("line, words", [
     (b'{"name":"x"}', ["--key-field id", "missing"]),
-    (b'[1, 2]', ["--key-field id", "list"]),
+    (b'[1, 2]', ["--key-field id", "array"]),
     (b'{"id": null}', ["--key-field id", "null"]),
     (b'{"id": {"a": 1}}', ["--key-field id", "not a string or number"]),
 ])

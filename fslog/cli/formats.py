@@ -70,13 +70,13 @@ class Template:
         pos = 0
         for m in _TOKEN.finditer(fmt):
             if m.start() > pos:
-                self.parts.append(fmt[pos:m.start()].encode("utf-8"))
+                self.parts.append(fmt[pos:m.start()].encode("utf-8", "surrogateescape"))
             tok = m.group(0)
             lit = {"%%": b"%", "\\n": b"\n", "\\t": b"\t", "\\\\": b"\\"}.get(tok)
             self.parts.append(lit if lit is not None else tok[1])
             pos = m.end()
         if pos < len(fmt):
-            self.parts.append(fmt[pos:].encode("utf-8"))
+            self.parts.append(fmt[pos:].encode("utf-8", "surrogateescape"))
 
     def __call__(self, topic: str, partition: int, r) -> bytes:
         return self.render(topic, partition, r)

@@ -42,6 +42,9 @@ def main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
 ) -> None:
+    if root is not None and root.strip() == "" and ctx.get_parameter_source("root").name == "COMMANDLINE":
+        from ..errors import FslogError
+        raise FslogError("--root is empty: give a directory (an unset variable in a script?)")
     ctx.obj = {"root": root}
 
 
@@ -67,8 +70,13 @@ def run() -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except OSError as e:
-        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
-        err(f"{e.strerror or e}{where}")
+        import errno
+        if e.errno == errno.ELOOP and e.filename:
+            err(f"{e.filename} is a symbolic link: fslog does not follow links under its root; "
+                f"remove it")
+        else:
+            where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+            err(f"{e.strerror or e}{where}")
         sys.exit(1)
 
 

@@ -32,6 +32,11 @@ def _parse_headers(items: list[str]) -> list[tuple[str, bytes]]:
         k, sep, v = item.partition("=")
         if not sep or not k:
             raise FslogError(f"--header {item!r}: expected KEY=VALUE")
+        try:
+            k.encode("utf-8")
+        except UnicodeEncodeError:
+            raise FslogError(f"--header {item.encode('utf-8', 'surrogateescape')!r}: a header key "
+                             f"must be valid UTF-8 (Kafka header keys are strings)") from None
         out.append((k, v.encode("utf-8", "surrogateescape")))
     return out
 
@@ -74,9 +79,9 @@ def produce(
                          f"0..{producer.topic.partition_count - 1}")
     ing = LineIngester(
         producer, fmt=fmt, key_field=key_field,
-        key_separator=key_separator.encode("utf-8") if key_separator is not None else None,
+        key_separator=key_separator.encode("utf-8", "surrogateescape") if key_separator is not None else None,
         partition=partition, headers=_parse_headers(header or []), skip_invalid=skip_invalid,
-        null_marker=null_marker.encode("utf-8") if null_marker is not None else None,
+        null_marker=null_marker.encode("utf-8", "surrogateescape") if null_marker is not None else None,
         linger_ms=linger_ms)
 
     def _on_signal(signum, frame):

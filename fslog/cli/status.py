@@ -16,10 +16,16 @@ def status(ctx: typer.Context, json_: bool = typer.Option(False, "--json", help=
     from ..registry import list_groups
     from .common import open_log
     from .output import print_json, print_table
+    from ..errors import FslogError
+    from .output import err
     log = open_log(ctx)
     topics = []
     for name in log.topics():
-        t = log.topic(name)
+        try:
+            t = log.topic(name)
+        except FslogError as e:  # one damaged topic must not hide the rest
+            err(str(e))
+            continue
         topics.append({"name": name, "partitions": t.partition_count,
                        "end_offsets": [p.end_offset() for p in t.partitions()]})
     groups = []
