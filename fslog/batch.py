@@ -315,17 +315,23 @@ def check_batch(buf, pos: int, end: int, path: str | None = None) -> BatchHeader
     return h
 
 
-def find_valid_batch(buf, start: int = 0) -> int:
+def find_valid_batch(buf, start: int = 0, min_offset: int | None = None) -> int:
     """Position of the first complete, CRC-valid batch at or after ``start`` in ``buf``
-    (bytes), or -1. Used to tell damage (valid data follows) from a torn tail (none does)."""
+    (bytes) whose base offset is at least ``min_offset``, or -1.
+
+    Used to tell damage (the log goes on after it) from a torn tail (it does not). The
+    offset bound keeps a record value that happens to hold a batch (in a torn tail, say)
+    from passing for the continuation of the log.
+    """
     end = len(buf)
     i = buf.find(b"\x02", start + 16)
     while i >= 0:
         pos = i - 16
         if end - pos >= HEADER_SIZE:
             try:
-                check_batch(buf, pos, end)
-                return pos
+                h = check_batch(buf, pos, end)
+                if min_offset is None or h.base_offset >= min_offset:
+                    return pos
             except (Incomplete, CorruptRecordError):
                 pass
         i = buf.find(b"\x02", i + 1)

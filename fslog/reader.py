@@ -123,7 +123,7 @@ class PartitionReader:
         seg = self._seg
         while total < max_bytes:
             try:
-                got = seg.read_batch(self._pos)
+                got = seg.read_batch(self._pos, self._expect)
                 if got is not None and self._expect is not None:
                     self._check_continuity(seg, got[0])
             except CorruptRecordError:

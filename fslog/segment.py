@@ -69,24 +69,30 @@ class SegmentReader:
             self._fd = -1
 
     # -- batches
-    def read_batch(self, pos: int) -> tuple[rb.BatchHeader, bytes] | None:
-        """The checked batch at ``pos`` and its bytes, or None if not (yet) complete."""
+    def read_batch(self, pos: int, expect: int | None = None) -> tuple[rb.BatchHeader, bytes] | None:
+        """The checked batch at ``pos`` and its bytes, or None if not (yet) complete.
+
+        ``expect`` is the offset the batch at ``pos`` should start with, if known: bad
+        bytes count as damage (CorruptRecordError) only if a valid batch continuing the
+        log after them is found, otherwise they are a torn tail (None).
+        """
         size = self.size
         if size - pos < rb.HEADER_SIZE:
             return None
         h = self._header(pos)
         if h is None:
             return None
+        after = None if expect is None else expect + 1  # the next batch starts past expect
         if h.magic != rb.MAGIC or h.batch_length < rb.HEADER_SIZE - rb.LOG_OVERHEAD:
-            if self._changed() or self._is_tail_garbage(pos):
+            if self._changed() or self._is_tail_garbage(pos, after):
                 return None
             raise CorruptRecordError(
                 f"{self.path}: position {pos}: not a RecordBatch v2 header (magic {h.magic}, "
                 f"length {h.batch_length}); run 'fslog verify' for details",
-                self.path, pos, None)
+                self.path, pos, expect)
         end = pos + h.size
         if end > size:
-            if self._changed() or self._is_tail_garbage(pos):
+            if self._changed() or self._is_tail_garbage(pos, h.base_offset + 1):
                 return None
             raise CorruptRecordError(
                 f"{self.path}: position {pos}: batch length {h.batch_length} runs past the end "
@@ -100,11 +106,16 @@ class SegmentReader:
             if len(data) < h.size:
                 return None
         else:
+            if os.fstat(self._fd).st_size < end:
+                # The file shrank under the map (a writer repaired a torn tail): pages past
+                # its end must not be touched (SIGBUS). Remap and look again.
+                self.refresh()
+                return self.read_batch(pos, expect)
             data = self._map[pos:end]
             if end - self._released > _RELEASE_STEP:
                 self._release_before(pos)
         if rb.crc32c(data[rb.CRC_START:]) != h.crc:
-            if end == size or self._shrunk():
+            if end == size or self._shrunk() or self._is_tail_garbage(pos, h.base_offset + 1):
                 return None  # a write in progress, or a torn tail the next writer drops
             raise CorruptRecordError(
                 f"{self.path}: position {pos}: CRC mismatch in the batch at offset "
@@ -160,7 +171,7 @@ class SegmentReader:
         # A writer truncated a torn tail under this mapping: the caller refreshes.
         return os.fstat(self._fd).st_size < self.size
 
-    def _is_tail_garbage(self, pos: int) -> bool:
+    def _is_tail_garbage(self, pos: int, min_offset: int | None) -> bool:
         """Bad bytes at ``pos`` are a torn tail (not yet written, or cut short by a crash)
         if no valid batch follows them; with valid data after them they are damage.
 
@@ -171,17 +182,19 @@ class SegmentReader:
         if rest > 64 << 20:
             return False
         data = os.pread(self._fd, rest, pos)
-        return rb.find_valid_batch(data, 1) < 0
+        return rb.find_valid_batch(data, 1, min_offset) < 0
 
     def batches(self, pos: int = 0):
         """Yield (position, header, bytes) from ``pos`` to the last complete batch."""
+        expect = self.base_offset if pos == 0 else None
         while True:
-            got = self.read_batch(pos)
+            got = self.read_batch(pos, expect)
             if got is None:
                 return
             h, data = got
             yield pos, h, data
             pos += len(data)
+            expect = h.next_offset
 
     # -- lookups
     @property
@@ -337,7 +350,7 @@ class SegmentWriter:
         """
         rest = size - end
         data = os.pread(self.fd, rest, end) if rest <= (64 << 20) else None
-        if data is None or rb.find_valid_batch(data, 1) >= 0:
+        if data is None or rb.find_valid_batch(data, 1, self.next_offset + 1) >= 0:
             raise CorruptRecordError(
                 f"{self.path}: position {end}: damaged batch with valid batches after it in the "
                 f"active segment; fslog will not truncate acknowledged records: run "

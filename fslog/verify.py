@@ -48,7 +48,8 @@ def _check_segment(path: str, base: int, expect_first: int | None, compact: bool
                     h = rb.check_batch(m, pos, size, path)
                     recs = rb.decode_records(m, pos, h, path)
                 except (rb.Incomplete, CorruptRecordError) as e:
-                    found = rb.find_valid_batch(m[pos:size], 1) if size - pos <= (256 << 20) else 0
+                    found = rb.find_valid_batch(m[pos:size], 1, nxt + 1) \
+                        if size - pos <= (256 << 20) else 0
                     if found < 0:
                         # nothing valid after it: a write cut short by kill -9, or zeros /
                         # stale blocks after a power loss: a torn tail
