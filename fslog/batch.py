@@ -338,6 +338,53 @@ def find_valid_batch(buf, start: int = 0, min_offset: int | None = None) -> int:
     return -1
 
 
+def tail_is_torn(buf: bytes, expect: int | None = None) -> bool:
+    """Are ``buf`` — the bytes from a bad batch to the end of the file — a torn tail?
+
+    A torn tail is what a crash leaves: a write cut short (kill -9: a prefix of valid
+    bytes), or zeros or stale blocks (power loss). Anything else is damage: the log goes
+    on after it. ``expect`` is the offset the batch should start with, if known.
+
+    - A plausible header (magic 2, sane length, the expected base offset) that runs past
+      the end: torn if the bytes present are a prefix of its records (walked by their
+      lengths, so a record value that happens to hold a batch is not mistaken for the
+      log going on); damage if its records end before the length it claims.
+    - A plausible, complete batch with a bad CRC: torn unless a valid batch continuing
+      the log (a greater base offset) follows it.
+    - A header that is not one: torn unless a valid batch continuing the log follows.
+    """
+    if len(buf) < HEADER_SIZE:
+        return True
+    h = read_header(buf, 0)
+    plausible = (h.magic == MAGIC and h.batch_length >= HEADER_SIZE - LOG_OVERHEAD
+                 and h.record_count > 0 and (expect is None or h.base_offset == expect))
+    if plausible and h.size > len(buf):
+        return _records_are_a_prefix(buf, h)
+    if plausible:
+        return find_valid_batch(buf, h.size, h.base_offset + 1) < 0
+    return find_valid_batch(buf, 1, None if expect is None else expect + 1) < 0
+
+
+def _records_are_a_prefix(buf: bytes, h: BatchHeader) -> bool:
+    p = HEADER_SIZE
+    end = len(buf)
+    for _ in range(h.record_count):
+        if p >= end:
+            return True  # cut at a record boundary
+        try:
+            length, q = read_varint(buf, p)
+        except IndexError:
+            return True  # cut inside a length
+        except ValueError:
+            return False
+        if length <= 0:
+            return False
+        p = q + length
+        if p > end:
+            return True  # cut inside a record
+    return False  # every record is here, yet the header claims more bytes: damage
+
+
 def decode_records(buf, pos: int, h: BatchHeader, path: str | None = None) -> list[Record]:
     """All records of the (already checked) batch at ``pos``."""
     if h.attributes & COMPRESSION_MASK:

@@ -82,9 +82,8 @@ class SegmentReader:
         h = self._header(pos)
         if h is None:
             return None
-        after = None if expect is None else expect + 1  # the next batch starts past expect
         if h.magic != rb.MAGIC or h.batch_length < rb.HEADER_SIZE - rb.LOG_OVERHEAD:
-            if self._changed() or self._is_tail_garbage(pos, after):
+            if self._changed() or self._is_torn_tail(pos, expect):
                 return None
             raise CorruptRecordError(
                 f"{self.path}: position {pos}: not a RecordBatch v2 header (magic {h.magic}, "
@@ -92,7 +91,7 @@ class SegmentReader:
                 self.path, pos, expect)
         end = pos + h.size
         if end > size:
-            if self._changed() or self._is_tail_garbage(pos, h.base_offset + 1):
+            if self._changed() or self._is_torn_tail(pos, expect):
                 return None
             raise CorruptRecordError(
                 f"{self.path}: position {pos}: batch length {h.batch_length} runs past the end "
@@ -115,7 +114,7 @@ class SegmentReader:
             if end - self._released > _RELEASE_STEP:
                 self._release_before(pos)
         if rb.crc32c(data[rb.CRC_START:]) != h.crc:
-            if end == size or self._shrunk() or self._is_tail_garbage(pos, h.base_offset + 1):
+            if end == size or self._shrunk() or self._is_torn_tail(pos, expect):
                 return None  # a write in progress, or a torn tail the next writer drops
             raise CorruptRecordError(
                 f"{self.path}: position {pos}: CRC mismatch in the batch at offset "
@@ -171,18 +170,13 @@ class SegmentReader:
         # A writer truncated a torn tail under this mapping: the caller refreshes.
         return os.fstat(self._fd).st_size < self.size
 
-    def _is_tail_garbage(self, pos: int, min_offset: int | None) -> bool:
-        """Bad bytes at ``pos`` are a torn tail (not yet written, or cut short by a crash)
-        if no valid batch follows them; with valid data after them they are damage.
-
-        kill -9 leaves a prefix of a write; a power loss can leave zeros or stale blocks
-        where the file system had allocated space: neither has a valid batch after it.
-        """
+    def _is_torn_tail(self, pos: int, expect: int | None) -> bool:
+        """Bad bytes at ``pos``: a torn tail (not yet written, or cut short by a crash), or
+        damage? See ``batch.tail_is_torn``. Past 64 MiB it is damage, unexamined."""
         rest = self.size - pos
         if rest > 64 << 20:
             return False
-        data = os.pread(self._fd, rest, pos)
-        return rb.find_valid_batch(data, 1, min_offset) < 0
+        return rb.tail_is_torn(os.pread(self._fd, rest, pos), expect)
 
     def batches(self, pos: int = 0):
         """Yield (position, header, bytes) from ``pos`` to the last complete batch."""
@@ -350,7 +344,7 @@ class SegmentWriter:
         """
         rest = size - end
         data = os.pread(self.fd, rest, end) if rest <= (64 << 20) else None
-        if data is None or rb.find_valid_batch(data, 1, self.next_offset + 1) >= 0:
+        if data is None or not rb.tail_is_torn(data, self.next_offset):
             raise CorruptRecordError(
                 f"{self.path}: position {end}: damaged batch with valid batches after it in the "
                 f"active segment; fslog will not truncate acknowledged records: run "

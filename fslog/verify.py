@@ -44,13 +44,14 @@ def _check_segment(path: str, base: int, expect_first: int | None, compact: bool
             pos = 0
             prev_next = None
             while pos < size:
+                malformed = False
                 try:
                     h = rb.check_batch(m, pos, size, path)
+                    malformed = True  # a CRC-valid batch whose records do not parse
                     recs = rb.decode_records(m, pos, h, path)
                 except (rb.Incomplete, CorruptRecordError) as e:
-                    found = rb.find_valid_batch(m[pos:size], 1, nxt + 1) \
-                        if size - pos <= (256 << 20) else 0
-                    if found < 0:
+                    rest = m[pos:size] if size - pos <= (256 << 20) else None
+                    if not malformed and rest is not None and rb.tail_is_torn(rest, nxt):
                         # nothing valid after it: a write cut short by kill -9, or zeros /
                         # stale blocks after a power loss: a torn tail
                         torn_at = pos
@@ -64,7 +65,8 @@ def _check_segment(path: str, base: int, expect_first: int | None, compact: bool
                     damaged = True
                     why = str(e) if isinstance(e, CorruptRecordError) else \
                         f"{path}: position {pos}: damaged batch header"
-                    if found == 0:  # too far to search
+                    found = rb.find_valid_batch(rest, 1, nxt + 1) if rest is not None else -1
+                    if found < 0:  # too far to search, or nothing valid follows
                         problems.append(_problem(
                             "corrupt", path, pos, nxt,
                             f"{why}; {size - pos} bytes from here to the end of the segment "
