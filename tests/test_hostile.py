@@ -489,12 +489,29 @@ def test_group_subdir_symlinked_outside(cli, outside, group_g, name):
 
 
 # ================================================================== 3. hostile input
+# Linux charges a child's ru_maxrss with the resident size of the process it was forked
+# from (the high-water mark of the old image is kept across exec), so a child of a
+# large pytest process would report pytest's size. A small interpreter in between starts
+# fslog and reports fslog's own peak.
+_RSS_SHIM = (
+    "import os, sys\n"
+    "pid = os.fork()\n"
+    "if pid == 0:\n"
+    "    os.execvp(sys.argv[2], sys.argv[2:])\n"
+    "_, status, ru = os.wait4(pid, 0)\n"
+    "with open(sys.argv[1], 'w') as f:\n"
+    "    f.write(str(ru.ru_maxrss))\n"
+    "sys.exit(os.waitstatus_to_exitcode(status))\n"
+)
+
+
 def _produce_streaming(cli: CLI, args, chunks, out_dir: Path):
     """Stream ``chunks`` into ``fslog produce``; return (exit code, stdout, stderr, peak RSS
     in MB of the child, bytes the child accepted before closing its stdin)."""
+    rss_file = out_dir / "maxrss"
     with open(out_dir / "stdout", "w+b") as so, open(out_dir / "stderr", "w+b") as se:
-        p = subprocess.Popen(FSLOG_CMD + list(args), stdin=subprocess.PIPE, stdout=so, stderr=se,
-                             env=cli.env())
+        p = subprocess.Popen([sys.executable, "-c", _RSS_SHIM, str(rss_file)] + FSLOG_CMD + list(args),
+                             stdin=subprocess.PIPE, stdout=so, stderr=se, env=cli.env())
         sent = 0
         try:
             for c in chunks:
@@ -507,11 +524,10 @@ def _produce_streaming(cli: CLI, args, chunks, out_dir: Path):
             p.stdin.close()
         except BrokenPipeError:
             pass
-        _, status, ru = os.wait4(p.pid, 0)
-        p.returncode = os.waitstatus_to_exitcode(status)
+        p.wait()
         so.seek(0)
         se.seek(0)
-        return p.returncode, so.read(), se.read(), ru.ru_maxrss / 1024, sent
+        return p.returncode, so.read(), se.read(), int(rss_file.read_text()) / 1024, sent
 
 
 HUNDRED_MB = [b"z" * (1 << 20)] * 100
