@@ -8,6 +8,8 @@ Layout under the root directory (the "broker")::
           topic.json                  partition count and config overrides
           orders-0/                   partition 0 (Kafka's "<topic>-<partition>" name)
             .lock                     the partition's writer lock (flock)
+            .cleaner.lock             held while retention or compaction runs (flock)
+            cleaner-checkpoint.json   compaction: where the not-yet-compacted part begins
             00000000000000000000.log  segment: RecordBatch v2 batches
             00000000000000000000.index      offset index (sparse)
             00000000000000000000.timeindex  time index (sparse)
@@ -29,6 +31,9 @@ INDEX_SUFFIX = ".index"
 TIMEINDEX_SUFFIX = ".timeindex"
 CLEANED_SUFFIX = ".cleaned"
 DELETED_SUFFIX = ".deleted"
+CLEAN_MARKER_SUFFIX = ".swap.json"   # a compaction being swapped in: see cleaner.py
+CLEANER_LOCK_FILE = ".cleaner.lock"  # one cleaner per partition at a time
+CLEANER_CHECKPOINT_FILE = "cleaner-checkpoint.json"  # first dirty offset
 TOPICS_DIR = "topics"
 GROUPS_DIR = "groups"
 TOPIC_CONFIG_FILE = "topic.json"

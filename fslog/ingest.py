@@ -77,6 +77,12 @@ class LineIngester:
             self.max_value -= 1
         self._simple = (fmt == "raw" and key_separator is None and not self.headers
                         and null_marker is None)
+        if getattr(producer, "_needs_key", False) and key_field is None and key_separator is None:
+            raise InvalidInputError(
+                f"topic {producer.topic.name!r} is compacted (cleanup.policy="
+                f"{producer.topic.config.get('cleanup.policy')}): every record needs a key; "
+                f"give one with --key-field FIELD (JSON lines) or --key-separator SEP; nothing "
+                f"was written")
 
     def stop(self) -> None:
         """Ask ``run`` to finish after the current chunk (from a signal handler; if the

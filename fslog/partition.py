@@ -35,6 +35,8 @@ class Partition:
         self._lock = BlockingLock(os.path.join(self.path, files.LOCK_FILE))
         self._writer: SegmentWriter | None = None
         self._unsynced: list[int] = []  # fds of segments written and not yet fsynced
+        self._rolled = False  # a roll happened: clean (retention, compaction) after the append
+        self.clean_error: Exception | None = None  # the last failure of a clean after a roll
 
     def __repr__(self) -> str:
         return f"Partition({self.topic!r}, {self.number})"
@@ -130,6 +132,7 @@ class Partition:
         nw = SegmentWriter(self.path, base, self.config.index_interval_bytes)
         files.fsync_dir(self.path)
         self._writer = nw
+        self._rolled = True
         return nw
 
     def append(self, batches: list[bytearray]) -> list[tuple[int, int]]:
@@ -149,6 +152,13 @@ class Partition:
             self._append_locked(batches, out)
         except OSError as e:
             raise self._io_error("append to", e) from None
+        if self._rolled:
+            # A busy topic stays within its retention without any cron job: the writer
+            # that rolls runs the cleaner (outside the partition lock; skipped if another
+            # process is cleaning).
+            self._rolled = False
+            from .cleaner import clean_after_roll
+            clean_after_roll(self)
         return out
 
     def _io_error(self, what: str, e: OSError) -> Exception:

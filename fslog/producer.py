@@ -21,7 +21,7 @@ import time
 from itertools import accumulate
 
 from . import batch as rb
-from .errors import FslogError, RecordTooLargeError, UnknownTopicError
+from .errors import FslogError, InvalidInputError, RecordTooLargeError, UnknownTopicError
 from .partitioner import StickyPartitioner
 
 DEFAULT_BATCH_BYTES = 512 * 1024
@@ -80,6 +80,9 @@ class Producer:
             self.created = self.topic.created
         self.linger = linger_ms / 1000.0
         cfg = self.topic.config
+        # Kafka refuses keyless records for compacted topics: compaction keeps a key's
+        # latest record, and a record without a key has none.
+        self._needs_key = "compact" in str(cfg.get("cleanup.policy"))
         # A batch never exceeds max.message.bytes, nor segment.bytes (so that tiny test
         # segments roll as often as their size says).
         self.max_batch = max(1024, min(batch_bytes, cfg.max_message_bytes, cfg.segment_bytes))
@@ -102,6 +105,11 @@ class Producer:
         self._error: BaseException | None = None
 
     # ------------------------------------------------------------ sending
+    def _key_needed(self) -> str:
+        return (f"topic {self.topic.name!r} is compacted (cleanup.policy="
+                f"{self.topic.config.get('cleanup.policy')}): every record needs a key "
+                f"(fslog produce: --key-field or --key-separator)")
+
     def _check_partition(self, partition: int | None) -> None:
         if partition is not None and not 0 <= partition < self.topic.partition_count:
             raise FslogError(
@@ -138,6 +146,8 @@ class Producer:
         """Buffer one record; return the partition it goes to."""
         if self._error:
             raise self._error
+        if key is None and self._needs_key:
+            raise InvalidInputError(self._key_needed())
         self._check_partition(partition)
         size = (len(value) if value is not None else 0) + (len(key) if key is not None else 0) \
             + RECORD_OVERHEAD
@@ -169,6 +179,8 @@ class Producer:
         """Buffer keyless, headerless records that share one timestamp: the fast path."""
         if self._error:
             raise self._error
+        if self._needs_key and values:
+            raise InvalidInputError(self._key_needed())
         self._check_partition(partition)
         ts = now_ms() if timestamp is None else timestamp
         limit = self.topic.config.max_message_bytes - rb.HEADER_SIZE - RECORD_OVERHEAD

@@ -70,14 +70,18 @@ class Topic:
         return {p.number: p.end_offset() for p in self.partitions()}
 
     def describe(self) -> dict:
+        from .cleaner import dirty_ratio
         parts = []
         for p in self.partitions():
+            bases = p.segment_bases()
             parts.append({
                 "partition": p.number,
                 "start_offset": p.start_offset(),
                 "end_offset": p.end_offset(),
                 "size_bytes": p.size_bytes(),
-                "segments": len(p.segment_bases()),
+                "segments": len(bases),
+                # compaction: share of the sealed segments' bytes not compacted yet
+                "dirty_ratio": round(dirty_ratio(p, bases), 4),
             })
         return {"name": self.name, "partitions": parts, "config": self.config.effective(),
                 "overrides": dict(self.config.overrides)}

@@ -125,7 +125,7 @@ def test_describe_json_contract(cli, fslog_root):
     assert isinstance(d["config"], dict) and d["config"]["segment.bytes"] == 4096
     assert len(d["partitions"]) == 2
     for p in d["partitions"]:
-        assert set(p) == {"partition", "start_offset", "end_offset", "size_bytes", "segments"}
+        assert set(p) == {"partition", "start_offset", "end_offset", "size_bytes", "segments", "dirty_ratio"}
         logs = sorted((fslog_root / "topics" / "t" / f"t-{p['partition']}").glob("*.log"))
         assert p["segments"] == len(logs)
         assert p["size_bytes"] == sum(f.stat().st_size for f in logs)
@@ -145,7 +145,7 @@ def test_describe_empty_topic_and_plain_table(cli):
     cli.create("t")
     d = json.loads(cli("topic", "describe", "t", "--json").stdout)
     assert d["partitions"] == [{"partition": 0, "start_offset": 0, "end_offset": 0,
-                                "size_bytes": 0, "segments": 0}]
+                                "size_bytes": 0, "segments": 0, "dirty_ratio": 0.0}]
     cli.produce("t", b"x\ny\n")
     size = cli.log().topic("t").partition(0).size_bytes()
     out = cli("topic", "describe", "t").stdout.decode().splitlines()

@@ -14,7 +14,9 @@ from fslog.reader import PartitionReader, resolve_start
 
 from kafka_judge import kafka_records
 
-TINY = {"segment.bytes": 2048, "index.interval.bytes": 256}
+# retention.ms=-1: these tests write records with fixed timestamps in the past (T0),
+# which time retention would otherwise delete when a segment rolls
+TINY = {"segment.bytes": 2048, "index.interval.bytes": 256, "retention.ms": -1}
 T0 = 1_700_000_000_000
 
 

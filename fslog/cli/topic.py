@@ -77,13 +77,53 @@ def describe(
     if json_:
         print_json(d)
         return
-    print_table(["PARTITION", "START OFFSET", "END OFFSET", "RECORDS", "SIZE (BYTES)", "SEGMENTS"],
+    compacted = "compact" in str(d["config"].get("cleanup.policy"))
+    print_table(["PARTITION", "START OFFSET", "END OFFSET", "OFFSETS" if compacted else "RECORDS",
+                 "SIZE (BYTES)", "SEGMENTS"]
+                + (["DIRTY RATIO"] if compacted else []),
                 [[p["partition"], p["start_offset"], p["end_offset"],
                   p["end_offset"] - p["start_offset"], p["size_bytes"], p["segments"]]
+                 + ([f"{p['dirty_ratio']:.2f}"] if compacted else [])
                  for p in d["partitions"]], title=f"topic {name}")
     print_table(["CONFIG", "VALUE", "SOURCE"],
                 [[k, v, "topic" if k in d["overrides"] else "default"]
                  for k, v in d["config"].items()])
+
+
+@app.command("alter", help="Change a topic's config: set keys with --config, return keys to their "
+                           "defaults with --delete-config. Producers and the cleaner use the new "
+                           "values from their next segment roll or clean.\n\n"
+                           "Example: fslog topic alter orders --config retention.ms=3600000 "
+                           "--delete-config retention.bytes")
+def alter(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Topic name."),
+    config: Optional[List[str]] = typer.Option(None, "--config", "-c", metavar="KEY=VALUE",
+                                               help="Set a config key (repeatable)."),
+    delete_config: Optional[List[str]] = typer.Option(None, "--delete-config", metavar="KEY",
+                                                      help="Return a key to its default (repeatable)."),
+    json_: bool = typer.Option(False, "--json", help="Print the topic's config overrides afterwards as JSON."),
+) -> None:
+    from ..config import KEYS, parse_assignments, valid_keys_text
+    from ..errors import ConfigError
+    if not config and not delete_config:
+        raise ConfigError("nothing to change: give --config KEY=VALUE and/or --delete-config KEY")
+    log = open_log(ctx, topics=[name])
+    t = log.topic(name)
+    changes = parse_assignments(config or [])
+    overrides = dict(t.config.overrides)
+    for key in delete_config or []:
+        if key not in KEYS:
+            raise ConfigError(f"--delete-config {key!r}: unknown config key; valid keys are "
+                              f"{valid_keys_text()}")
+        overrides.pop(key, None)
+    overrides.update(changes)
+    t.set_config(overrides)
+    if json_:
+        print_json(dict(t.config.overrides))
+        return
+    parts = [f"{k}={v}" for k, v in changes.items()] + [f"{k} (default)" for k in delete_config or []]
+    err(f"altered topic {name!r}: {', '.join(parts)}")
 
 
 @app.command("delete", help="Delete a topic and all its data.\n\nExample: fslog topic delete orders")

@@ -1,0 +1,491 @@
+"""The log cleaner: retention and compaction of one partition, as Kafka's log retention
+and LogCleaner do them. Run by ``fslog clean`` (``clean_partition``) and by a producer
+right after it rolls a segment (``clean_after_roll``), so no daemon is needed.
+
+Retention (``cleanup.policy`` includes ``delete``): whole sealed segments are deleted,
+oldest first, while the oldest one's newest record is more than ``retention.ms`` old, or
+while the partition without it still holds at least ``retention.bytes``. The active
+segment is never deleted. The log start offset (the oldest segment's base offset) moves
+forward. A reader that has a deleted segment open goes on reading it: an unlinked file
+stays readable while it is open (and mapped).
+
+Compaction (``cleanup.policy`` includes ``compact``): once the dirty ratio — bytes of
+sealed segments not compacted yet over bytes of all sealed segments — exceeds
+``min.cleanable.dirty.ratio``, the sealed segments are rewritten keeping, of each key,
+only its latest record among them. Offsets never change and order is kept; keyless
+records are dropped (Kafka's cleaner does the same; producers refuse them for compacted
+topics). A tombstone (a null value) deletes its key and is itself removed by the first
+compaction after its timestamp is ``delete.retention.ms`` old. The active segment is
+never touched, so the latest value of a key written there is not yet compacted against.
+``cleaner-checkpoint.json`` records the first dirty offset (the active segment's base
+offset at the last compaction).
+
+Cleaned batches keep Kafka's layout: each covers the range of offsets from the end of the
+previous one to the last offset of the batch it came from (its base offset and
+lastOffsetDelta may extend past its first and last record, as Kafka's cleaner writes
+them), so offsets stay contiguous from batch to batch and readers still check continuity.
+A group of consecutive sealed segments, at most ``segment.bytes`` together, is rewritten
+into one segment named by the first's base offset; a group whose records all go is
+written as one empty batch that carries its offset range.
+
+The swap, crash-safe (kill -9 at any moment leaves the old segments or the new one, never
+a mix or a loss): for a group ``b1..bk`` ending at offset E,
+
+    1. write b1.log.cleaned, b1.index.cleaned, b1.timeindex.cleaned; fsync them
+    2. write the marker b1.swap.json {"base", "end", "replaces": [b2..bk]} atomically:
+       from here on the swap is rolled forward
+    3. rename the new indexes, then the new .log, over b1's
+    4. delete b2..bk (.log first), then the marker
+
+``recover`` (at the start of every clean, and in ``fslog verify --repair``) redoes steps
+3-4 for every marker left behind and removes ``.cleaned`` files that have none. Between
+steps 3 and 4 readers see the new b1 overlapping b2..bk: they skip offsets they already
+have, so they neither repeat nor miss a record.
+
+Concurrency: one cleaner per partition at a time (``.cleaner.lock``, flock); producers
+append to the active segment and readers read, in any process, while a clean runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from . import batch as rb
+from . import files
+from .errors import CorruptRecordError, FslogError
+from .index import OFFSET_ENTRY, TIME_ENTRY, open_time_index
+from .locks import BlockingLock, ProcessLock
+from .segment import SegmentReader
+
+_SEGMENT_SUFFIXES = (files.LOG_SUFFIX, files.INDEX_SUFFIX, files.TIMEINDEX_SUFFIX)
+_MAX_GROUP_OFFSETS = (1 << 31) - 1  # relative offsets are int32 in batches and indexes
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# ---------------------------------------------------------------- inspection (no lock)
+
+def read_checkpoint(partition) -> int:
+    """The first dirty offset: where the part not compacted yet begins (0: all of it)."""
+    path = os.path.join(partition.path, files.CLEANER_CHECKPOINT_FILE)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return 0
+    try:
+        with os.fdopen(fd, "rb") as f:
+            return max(0, int(json.loads(f.read())["first_dirty_offset"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0  # unreadable: treat everything as dirty (compaction is idempotent)
+
+
+def _size(directory: str, base: int) -> int:
+    try:
+        return os.stat(os.path.join(directory, files.segment_name(base))).st_size
+    except FileNotFoundError:
+        return 0
+
+
+def dirty_ratio(partition, bases: list[int] | None = None) -> float:
+    """Bytes of sealed segments not compacted yet / bytes of all sealed segments."""
+    bases = partition.segment_bases() if bases is None else bases
+    first_dirty = read_checkpoint(partition)
+    total = dirty = 0
+    for b in bases[:-1]:
+        n = _size(partition.path, b)
+        total += n
+        if b >= first_dirty:
+            dirty += n
+    return dirty / total if total else 0.0
+
+
+def largest_timestamp(partition, base: int) -> int:
+    """The newest record timestamp in a segment (from its time index, checked by a scan
+    of the batches after the index's last entry)."""
+    d = partition.path
+    tidx = open_time_index(os.path.join(d, files.segment_name(base, files.TIMEINDEX_SUFFIX)))
+    try:
+        last = tidx.last()
+    finally:
+        tidx.close()
+    best = last[0] if last else rb.NO_TIMESTAMP
+    seg = SegmentReader(d, base)
+    try:
+        pos = seg.position_for(base + last[1]) if last else 0
+        for _p, h, _d in seg.batches(pos):
+            if h.max_timestamp > best:
+                best = h.max_timestamp
+    finally:
+        seg.close()
+    return best
+
+
+def _segment_batches(partition, base: int):
+    """Yield (header, records) of every batch of a sealed segment; damage raises."""
+    seg = SegmentReader(partition.path, base)
+    try:
+        end = 0
+        for pos, h, data in seg.batches(0):
+            yield h, rb.decode_records(data, 0, h, seg.path)
+            end = pos + len(data)
+        if end != seg.size:
+            raise CorruptRecordError(
+                f"{seg.path}: position {end}: {seg.size - end} bytes at the end of a sealed "
+                f"segment are not a valid batch; the cleaner leaves this partition alone: run "
+                f"'fslog verify'", seg.path, end, None)
+    finally:
+        seg.close()
+
+
+# ---------------------------------------------------------------- recovery (under the lock)
+
+def _unlink(path: str) -> bool:
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def _finish_swap(directory: str, marker_path: str, marker: dict) -> None:
+    base = int(marker["base"])
+    for suffix in (files.INDEX_SUFFIX, files.TIMEINDEX_SUFFIX, files.LOG_SUFFIX):
+        src = os.path.join(directory, files.segment_name(base, suffix) + files.CLEANED_SUFFIX)
+        if os.path.exists(src):
+            os.replace(src, os.path.join(directory, files.segment_name(base, suffix)))
+    files.fsync_dir(directory)
+    for b in marker["replaces"]:
+        for suffix in _SEGMENT_SUFFIXES:
+            _unlink(os.path.join(directory, files.segment_name(int(b), suffix)))
+    files.fsync_dir(directory)
+    os.unlink(marker_path)
+    files.fsync_dir(directory)
+
+
+def recover(partition) -> list[str]:
+    """Finish interrupted swaps, drop leftovers of interrupted cleans. Caller holds the
+    cleaner lock. Returns what was done, one line each."""
+    d = partition.path
+    done: list[str] = []
+    try:
+        names = sorted(os.listdir(d))
+    except FileNotFoundError:
+        return done
+    markers = set()
+    for n in names:
+        path = os.path.join(d, n)
+        if n.endswith(files.CLEAN_MARKER_SUFFIX):
+            try:
+                with open(path, "rb") as f:
+                    marker = json.loads(f.read())
+                int(marker["base"])
+            except (OSError, ValueError, KeyError, TypeError):
+                raise FslogError(f"{path}: unreadable record of an interrupted compaction; "
+                                 f"run 'fslog verify' on the partition") from None
+            _finish_swap(d, path, marker)
+            markers.add(int(marker["base"]))
+            done.append(f"{path}: finished the swap of a compaction cut short")
+    for n in names:
+        if n.endswith(files.CLEANED_SUFFIX) or (files.CLEAN_MARKER_SUFFIX + ".tmp." in n) \
+                or (n.startswith(files.CLEANER_CHECKPOINT_FILE + ".tmp.")):
+            if _unlink(os.path.join(d, n)):
+                done.append(f"{os.path.join(d, n)}: removed the leftover of a clean cut short")
+    # index files whose .log retention deleted just before a crash
+    bases = partition.segment_bases()
+    if bases:
+        for n in names:
+            for suffix in (files.INDEX_SUFFIX, files.TIMEINDEX_SUFFIX):
+                if n.endswith(suffix) and n[:-len(suffix)].isdigit():
+                    b = int(n[:-len(suffix)])
+                    if b < bases[0] and _unlink(os.path.join(d, n)):
+                        done.append(f"{os.path.join(d, n)}: removed an index without its segment")
+    return done
+
+
+def pending_swaps(partition) -> list[str]:
+    """Paths of markers of interrupted compactions (for ``fslog verify``)."""
+    try:
+        return [os.path.join(partition.path, n) for n in sorted(os.listdir(partition.path))
+                if n.endswith(files.CLEAN_MARKER_SUFFIX)]
+    except FileNotFoundError:
+        return []
+
+
+# ---------------------------------------------------------------- retention
+
+def _delete_segment(directory: str, base: int) -> None:
+    # the .log first: with it goes the segment (and the log start offset moves); an
+    # index left behind by a crash here is removed by ``recover``
+    for suffix in _SEGMENT_SUFFIXES:
+        _unlink(os.path.join(directory, files.segment_name(base, suffix)))
+
+
+def apply_retention(partition, config, now: int) -> list[dict]:
+    """Delete sealed segments past retention.ms / retention.bytes, oldest first."""
+    rms = config.get("retention.ms")
+    rbytes = config.get("retention.bytes")
+    if rms < 0 and rbytes < 0:
+        return []
+    bases = partition.segment_bases()
+    sizes = [_size(partition.path, b) for b in bases]
+    total = sum(sizes)
+    deleted = []
+    for i, b in enumerate(bases[:-1]):
+        reason = None
+        if rbytes >= 0 and total - sizes[i] >= rbytes:
+            reason = "retention.bytes"
+        elif rms >= 0 and now - largest_timestamp(partition, b) > rms:
+            reason = "retention.ms"
+        if reason is None:
+            break
+        _delete_segment(partition.path, b)
+        total -= sizes[i]
+        deleted.append({"base_offset": b, "end_offset": bases[i + 1], "size_bytes": sizes[i],
+                        "reason": reason})
+    if deleted:
+        files.fsync_dir(partition.path)
+    return deleted
+
+
+# ---------------------------------------------------------------- compaction
+
+class _SegmentBuilder:
+    """Writes one cleaned segment (``.cleaned`` files) with its two indexes."""
+
+    def __init__(self, directory: str, base: int, index_interval: int):
+        self.directory = directory
+        self.base = base
+        self.interval = index_interval
+        self.path = os.path.join(directory, files.segment_name(base) + files.CLEANED_SUFFIX)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
+                          files.FILE_MODE)
+        self.size = 0
+        self.last_index_pos = 0
+        self.max_ts = rb.NO_TIMESTAMP
+        self.last_offset = base - 1
+        self.entries: list[tuple[int, int]] = []
+        self.times: list[tuple[int, int]] = []
+
+    def add(self, data: bytearray) -> None:
+        h = rb.read_header(data, 0)
+        pos = self.size
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]
+        self.size += len(data)
+        rel = h.base_offset - self.base
+        if pos > self.last_index_pos and pos - self.last_index_pos >= self.interval:
+            self.entries.append((rel, pos))
+            self.last_index_pos = pos
+            ts = max(self.max_ts, h.max_timestamp)
+            if ts > (self.times[-1][0] if self.times else rb.NO_TIMESTAMP):
+                self.times.append((ts, rel))
+        self.max_ts = max(self.max_ts, h.max_timestamp)
+        self.last_offset = h.last_offset
+
+    def finish(self) -> None:
+        """fsync the .log.cleaned and write both indexes beside it."""
+        if self.size and self.max_ts > (self.times[-1][0] if self.times else rb.NO_TIMESTAMP):
+            self.times.append((self.max_ts, self.last_offset - self.base))  # as seal() does
+        os.fsync(self.fd)
+        os.close(self.fd)
+        self.fd = -1
+        for suffix, entry, rows in ((files.INDEX_SUFFIX, OFFSET_ENTRY, self.entries),
+                                    (files.TIMEINDEX_SUFFIX, TIME_ENTRY, self.times)):
+            p = os.path.join(self.directory, files.segment_name(self.base, suffix) + files.CLEANED_SUFFIX)
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, files.FILE_MODE)
+            try:
+                os.write(fd, b"".join(entry.pack(a, b) for a, b in rows))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def abort(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        for suffix in _SEGMENT_SUFFIXES:
+            _unlink(os.path.join(self.directory, files.segment_name(self.base, suffix)
+                                 + files.CLEANED_SUFFIX))
+
+
+def _groups(partition, bases: list[int], segment_bytes: int) -> list[tuple[list[int], int]]:
+    """Consecutive sealed segments to rewrite together: ([bases], end offset)."""
+    out: list[tuple[list[int], int]] = []
+    cur: list[int] = []
+    cur_size = 0
+    for i, b in enumerate(bases[:-1]):
+        size = _size(partition.path, b)
+        end = bases[i + 1]
+        if cur and (cur_size + size > segment_bytes or end - cur[0] > _MAX_GROUP_OFFSETS):
+            out.append((cur, b))
+            cur, cur_size = [], 0
+        cur.append(b)
+        cur_size += size
+    if cur:
+        out.append((cur, bases[-1]))
+    return out
+
+
+def compact(partition, config, now: int, force: bool = False) -> dict:
+    """Compact the sealed segments if the dirty ratio calls for it (or ``force``)."""
+    bases = partition.segment_bases()
+    ratio = dirty_ratio(partition, bases)
+    result = {"dirty_ratio": round(ratio, 4), "ran": False, "records_removed": 0,
+              "tombstones_removed": 0, "keyless_removed": 0, "segments_before": len(bases),
+              "segments_after": len(bases), "bytes_before": 0, "bytes_after": 0}
+    if len(bases) < 2:
+        return result
+    if not force and not ratio > config.get("min.cleanable.dirty.ratio"):  # as Kafka: >
+        return result
+    result["ran"] = True
+    # Pass 1: the latest offset of every key in the sealed segments (Kafka's offset map).
+    latest: dict[bytes, int] = {}
+    for b in bases[:-1]:
+        for _h, recs in _segment_batches(partition, b):
+            for r in recs:
+                if r.key is not None:
+                    latest[r.key] = r.offset
+    horizon = now - config.get("delete.retention.ms")
+    # Pass 2: rewrite each group that loses records.
+    for group, end in _groups(partition, bases, config.get("segment.bytes")):
+        before = sum(_size(partition.path, b) for b in group)
+        result["bytes_before"] += before
+        stats = _clean_group(partition, group, end, latest, horizon,
+                             config.get("index.interval.bytes"))
+        if stats is None:
+            result["bytes_after"] += before
+            continue
+        result["records_removed"] += stats["records_removed"]
+        result["tombstones_removed"] += stats["tombstones_removed"]
+        result["keyless_removed"] += stats["keyless_removed"]
+        result["bytes_after"] += stats["bytes"]
+    files.write_atomic(os.path.join(partition.path, files.CLEANER_CHECKPOINT_FILE),
+                       json.dumps({"first_dirty_offset": bases[-1]}).encode() + b"\n")
+    result["segments_after"] = len(partition.segment_bases())
+    result["dirty_ratio"] = round(dirty_ratio(partition), 4)
+    return result
+
+
+def _clean_group(partition, group: list[int], end: int, latest: dict, horizon: int,
+                 interval: int) -> dict | None:
+    """Rewrite one group; None if it would lose nothing (left as it is)."""
+    stats = {"records_removed": 0, "tombstones_removed": 0, "keyless_removed": 0, "bytes": 0}
+    # First see whether anything goes at all (cheap compared to a rewrite).
+    if not any(_drops(r, latest, horizon) for b in group
+               for _h, recs in _segment_batches(partition, b) for r in recs):
+        return None
+    out = _SegmentBuilder(partition.path, group[0], interval)
+    try:
+        pending: tuple[int, list, int] | None = None  # (range start, records, last offset)
+        start = group[0]
+        max_ts = rb.NO_TIMESTAMP
+        for b in group:
+            for h, recs in _segment_batches(partition, b):
+                max_ts = max(max_ts, h.max_timestamp)
+                keep = []
+                for r in recs:
+                    why = _drops(r, latest, horizon)
+                    if why is None:
+                        keep.append(r)
+                    else:
+                        stats[why] += 1
+                if not keep:
+                    continue
+                if pending is not None:
+                    out.add(rb.encode_compacted(pending[1], pending[0], pending[2]))
+                    start = pending[2] + 1
+                pending = (start, keep, h.last_offset)
+        if pending is None:
+            out.add(rb.encode_compacted([], group[0], end - 1, max_ts))
+        else:
+            out.add(rb.encode_compacted(pending[1], pending[0], end - 1))
+        out.finish()
+    except BaseException:
+        out.abort()
+        raise
+    stats["bytes"] = out.size
+    marker = {"base": group[0], "end": end, "replaces": group[1:]}
+    marker_path = os.path.join(partition.path, files.segment_name(group[0], files.CLEAN_MARKER_SUFFIX))
+    files.write_atomic(marker_path, json.dumps(marker).encode() + b"\n")
+    _finish_swap(partition.path, marker_path, marker)
+    return stats
+
+
+def _drops(r: rb.Record, latest: dict, horizon: int) -> str | None:
+    """Why compaction drops this record (a stats key), or None to keep it."""
+    if r.key is None:
+        return "keyless_removed"
+    if latest.get(r.key, r.offset) != r.offset:
+        return "records_removed"
+    if r.value is None and r.timestamp < horizon:
+        return "tombstones_removed"
+    return None
+
+
+# ---------------------------------------------------------------- entry points
+
+def _current_config(partition):
+    """The topic's configuration as it is on disk now (``topic alter`` may have changed it
+    since the partition was opened)."""
+    from .topic import Topic
+    try:
+        return Topic(partition.root, partition.topic).config
+    except FslogError:
+        return partition.config
+
+
+def clean_lock(partition) -> BlockingLock:
+    """The partition's cleaner lock (blocking), for ``with``."""
+    return BlockingLock(os.path.join(partition.path, files.CLEANER_LOCK_FILE))
+
+
+def clean_partition(partition, now: int | None = None, wait: bool = True,
+                    force_compaction: bool = False) -> dict | None:
+    """Retention and/or compaction, as the topic's cleanup.policy says. Returns a summary,
+    or None if ``wait`` is False and another process is cleaning this partition."""
+    now = now_ms() if now is None else now
+    path = os.path.join(partition.path, files.CLEANER_LOCK_FILE)
+    if not os.path.isdir(partition.path):
+        return _summary(partition, [], None, [])
+    if wait:
+        lock = clean_lock(partition)
+        lock.acquire()
+        release = lock.release
+    else:
+        plock = ProcessLock(path)
+        if not plock.try_acquire():
+            return None
+        release = plock.release
+    try:
+        recovered = recover(partition)
+        config = _current_config(partition)
+        policy = str(config.get("cleanup.policy"))
+        deleted = apply_retention(partition, config, now) if "delete" in policy else []
+        compaction = compact(partition, config, now, force_compaction) if "compact" in policy else None
+        return _summary(partition, deleted, compaction, recovered, policy)
+    finally:
+        release()
+
+
+def _summary(partition, deleted, compaction, recovered, policy: str = "") -> dict:
+    return {"topic": partition.topic, "partition": partition.number, "cleanup_policy": policy,
+            "start_offset": partition.start_offset(),
+            "segments_deleted": deleted,
+            "bytes_deleted": sum(d["size_bytes"] for d in deleted),
+            "offsets_deleted": sum(d["end_offset"] - d["base_offset"] for d in deleted),
+            "compaction": compaction, "recovered": recovered}
+
+
+def clean_after_roll(partition) -> None:
+    """What a producer runs after rolling a segment: clean unless another process is at
+    it. Failures do not fail the append (it is done and acknowledged); the next clean, or
+    ``fslog clean``, reports them."""
+    try:
+        clean_partition(partition, wait=False)
+    except (FslogError, OSError) as e:
+        partition.clean_error = e

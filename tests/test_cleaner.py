@@ -1,0 +1,334 @@
+"""The log cleaner (``cleaner.py``): retention by size and time at segment granularity,
+the log start offset, readers behind it, compaction (latest value per key, offsets
+preserved, tombstones and delete.retention.ms), the crash-safe swap, and kafka-python
+reading what the cleaner wrote. Tiny segments, so every test rolls many times."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import fslog
+from fslog import cleaner
+from fslog import files as F
+from fslog.reader import PartitionReader
+
+from kafka_judge import kafka_records
+
+DAY = 86_400_000
+NOW = 1_800_000_000_000
+TINY = {"segment.bytes": 1024, "index.interval.bytes": 128}
+
+
+def make(tmp_path, **config):
+    log = fslog.Log(str(tmp_path / "root"))
+    log.create_topic("t", config=dict(TINY, **config))
+    return log
+
+
+def part(log):
+    return log.topic("t").partition(0)
+
+
+def produce(log, records, flush_every=1):
+    """records: (key, value, timestamp) tuples, flushed in small groups (many batches)."""
+    with log.producer("t", background=False) as p:
+        for i, (k, v, ts) in enumerate(records):
+            p.send(v, key=k, timestamp=ts)
+            if (i + 1) % flush_every == 0:
+                p.flush()
+
+
+def read(log, start="beginning"):
+    r = log.reader("t", start=start)
+    try:
+        return [(x.offset, x.key, x.value) for x in r]
+    finally:
+        r.close()
+
+
+def judge(p):
+    """kafka-python reads every segment, CRCs valid; return its records (offset, key, value)."""
+    out = []
+    for b in p.segment_bases():
+        with open(os.path.join(p.path, F.segment_name(b)), "rb") as f:
+            out.extend((r[0], r[2], r[3]) for r in kafka_records(f.read()))
+    return out
+
+
+def verify_clean(log):
+    from fslog.verify import verify_topic
+    rep = verify_topic(log.topic("t"))
+    assert rep["problems"] == [], rep["problems"]
+
+
+# ------------------------------------------------------------------ retention
+
+def test_size_retention_deletes_oldest_whole_segments(tmp_path):
+    log = make(tmp_path, **{"retention.bytes": 3000, "retention.ms": -1})
+    values = [b"v%04d" % i + b"x" * 60 for i in range(300)]
+    produce(log, [(None, v, NOW) for v in values], flush_every=5)
+    p = part(log)
+    # retention ran on every roll already: the partition stays bounded without `clean`
+    sizes = [os.path.getsize(os.path.join(p.path, F.segment_name(b))) for b in p.segment_bases()]
+    assert sum(sizes) - sizes[0] < 3000
+    res = cleaner.clean_partition(p, now=NOW)
+    assert res["segments_deleted"] == []  # nothing more to do
+    start = p.start_offset()
+    assert start > 0 and start == p.segment_bases()[0]
+    got = read(log)
+    assert [o for o, _k, _v in got] == list(range(start, 300))  # a suffix, offsets unchanged
+    assert [v for _o, _k, v in got] == values[start:]
+    assert p.end_offset() == 300
+    verify_clean(log)
+
+
+def test_size_retention_by_clean_after_the_fact(tmp_path):
+    log = make(tmp_path, **{"retention.ms": -1})
+    produce(log, [(None, b"y" * 80, NOW) for _ in range(200)], flush_every=4)
+    p = part(log)
+    n_before = len(p.segment_bases())
+    assert n_before > 5
+    log.topic("t").set_config(dict(TINY, **{"retention.bytes": 2500, "retention.ms": -1}))
+    res = cleaner.clean_partition(p, now=NOW)
+    deleted = res["segments_deleted"]
+    assert deleted and all(d["reason"] == "retention.bytes" for d in deleted)
+    assert [d["base_offset"] for d in deleted] == sorted(d["base_offset"] for d in deleted)
+    assert res["start_offset"] == deleted[-1]["end_offset"] == p.start_offset()
+    total = p.size_bytes()
+    first = os.path.getsize(os.path.join(p.path, F.segment_name(p.segment_bases()[0])))
+    assert total >= 2500 > total - first  # deleting one more would go below retention.bytes
+
+
+def test_time_retention_uses_the_newest_record_of_each_segment(tmp_path):
+    log = make(tmp_path, **{"retention.ms": 7 * DAY})
+    old = [(None, b"old-%03d" % i + b"o" * 50, NOW - 30 * DAY + i) for i in range(60)]
+    new = [(None, b"new-%03d" % i + b"n" * 50, NOW - DAY + i) for i in range(60)]
+    # written with retention off, so that rolls do not clean yet
+    log.topic("t").set_config(dict(TINY, **{"retention.ms": -1}))
+    produce(log, old + new, flush_every=3)
+    log.topic("t").set_config(dict(TINY, **{"retention.ms": 7 * DAY}))
+    p = part(log)
+    res = cleaner.clean_partition(p, now=NOW)
+    assert res["segments_deleted"] and all(d["reason"] == "retention.ms" for d in res["segments_deleted"])
+    got = [v for _o, _k, v in read(log)]
+    # every new record survives; old ones only in a segment that also holds new ones
+    assert got[-60:] == [v for _k, v, _t in new]
+    assert all(v.startswith(b"old-") for v in got[:-60])
+    assert len(got) - 60 < 20
+
+
+def test_active_segment_is_never_deleted(tmp_path):
+    log = make(tmp_path, **{"retention.ms": 1000, "retention.bytes": 0})
+    produce(log, [(None, b"z" * 100, NOW - 10 * DAY) for _ in range(50)], flush_every=2)
+    p = part(log)
+    cleaner.clean_partition(p, now=NOW)
+    bases = p.segment_bases()
+    assert len(bases) == 1  # only the active one is left, whatever its age and size
+    assert p.end_offset() == 50
+    assert read(log) == [(o, None, b"z" * 100) for o in range(bases[0], 50)]
+
+
+def test_reader_behind_the_log_start_continues_from_it(tmp_path):
+    log = make(tmp_path, **{"retention.ms": -1})
+    produce(log, [(None, b"r%03d" % i + b"." * 70, NOW) for i in range(200)], flush_every=4)
+    p = part(log)
+    log.topic("t").set_config(dict(TINY, **{"retention.bytes": 2000, "retention.ms": -1}))
+    cleaner.clean_partition(p, now=NOW)
+    start = p.start_offset()
+    assert start > 0
+    r = PartitionReader(p, 3)
+    assert r.next_offset == start and r.retention_skips == [(3, start)]
+    got = [rec.offset for b in r.fetch(1 << 30) for rec in b.records()]
+    assert got == list(range(start, 200))
+    r.close()
+
+
+def test_reader_with_a_deleted_segment_mapped_reads_on(tmp_path):
+    log = make(tmp_path, **{"retention.ms": -1})
+    values = [b"m%03d" % i + b"." * 70 for i in range(200)]
+    produce(log, [(None, v, NOW) for v in values], flush_every=4)
+    p = part(log)
+    r = PartitionReader(p, 0)
+    first = r.fetch(200)  # the first segment is open and mapped now
+    assert first
+    log.topic("t").set_config(dict(TINY, **{"retention.bytes": 1500, "retention.ms": -1}))
+    res = cleaner.clean_partition(p, now=NOW)
+    assert res["segments_deleted"][0]["base_offset"] == 0
+    got = [rec.offset for b in first for rec in b.records()]
+    while True:
+        batches = r.fetch(1 << 20)
+        if not batches:
+            break
+        got.extend(rec.offset for b in batches for rec in b.records())
+    r.close()
+    # the mapped segment is read to its end; then the reader goes on from the log start
+    n0 = res["segments_deleted"][0]["end_offset"]
+    assert got[:n0] == list(range(n0))
+    assert got[n0:] == list(range(max(n0, p.start_offset()), 200))
+
+
+# ------------------------------------------------------------------ compaction
+
+def keyed(n_keys, rounds, ts=NOW):
+    out = []
+    for r in range(rounds):
+        for k in range(n_keys):
+            out.append((b"k%02d" % k, b"k%02d=v%d" % (k, r) + b"-" * 30, ts))
+    return out
+
+
+def test_compaction_keeps_latest_value_per_key_and_offsets(tmp_path):
+    log = make(tmp_path, **{"cleanup.policy": "compact", "min.cleanable.dirty.ratio": 1.0})
+    recs = keyed(10, 12)
+    produce(log, recs, flush_every=3)
+    p = part(log)
+    before = read(log)
+    assert len(before) == 120
+    active = p.segment_bases()[-1]
+    res = cleaner.clean_partition(p, now=NOW, force_compaction=True)
+    c = res["compaction"]
+    assert c["ran"] and c["records_removed"] > 0 and c["bytes_after"] < c["bytes_before"]
+    after = read(log)
+    by_offset = {o: (k, v) for o, k, v in before}
+    # every record left is the original at its offset, in order
+    assert all(by_offset[o] == (k, v) for o, k, v in after)
+    assert [o for o, _k, _v in after] == sorted(o for o, _k, _v in after)
+    sealed = [(o, k) for o, k, _v in after if o < active]
+    latest_sealed = {}
+    for o, k, _v in before:
+        if o < active:
+            latest_sealed[k] = o
+    assert sorted(sealed) == sorted((o, k) for k, o in latest_sealed.items())
+    assert [x for x in after if x[0] >= active] == [x for x in before if x[0] >= active]
+    assert p.end_offset() == 120 and p.start_offset() == 0
+    assert judge(p) == after  # kafka-python agrees, CRCs valid
+    verify_clean(log)
+    # a reader asking for a removed offset gets the next existing record
+    removed = next(o for o in range(120) if o not in {x[0] for x in after})
+    nxt = min(o for o, _k, _v in after if o > removed)
+    assert read(log, start=removed)[0][0] == nxt
+    # compacting again changes nothing
+    res2 = cleaner.clean_partition(p, now=NOW, force_compaction=True)
+    assert res2["compaction"]["records_removed"] == 0 and read(log) == after
+
+
+def test_tombstones_delete_keys_and_go_after_delete_retention(tmp_path):
+    log = make(tmp_path, **{"cleanup.policy": "compact", "min.cleanable.dirty.ratio": 0,
+                            "delete.retention.ms": DAY})
+    recs = keyed(6, 5, ts=NOW - 2 * DAY)
+    recs += [(b"k01", None, NOW - 2 * DAY), (b"k03", None, NOW - 1000)]
+    recs += keyed(2, 8, ts=NOW)  # more rounds of k00, k01 ... wait: k01 rewritten after its tombstone
+    produce(log, recs, flush_every=2)
+    p = part(log)
+    active = p.segment_bases()[-1]
+    cleaner.clean_partition(p, now=NOW, force_compaction=True)
+    after = read(log)
+    sealed = {k: v for o, k, v in after if o < active}
+    # k03's tombstone is younger than delete.retention.ms: kept (deletes the key for readers)
+    assert b"k03" in sealed and sealed[b"k03"] is None
+    assert not any(k == b"k03" and v is not None for _o, k, v in after)
+    # a week later it is gone, and so is every older record of k03
+    cleaner.clean_partition(p, now=NOW + 7 * DAY, force_compaction=True)
+    later = read(log)
+    assert not any(k == b"k03" for o, k, _v in later if o < active)
+    assert judge(p) == later
+    verify_clean(log)
+
+
+def test_keyless_records_are_refused_by_a_compacted_topic(tmp_path):
+    log = make(tmp_path, **{"cleanup.policy": "compact"})
+    with log.producer("t", background=False) as p:
+        with pytest.raises(fslog.InvalidInputError, match="needs a key"):
+            p.send(b"no key")
+        with pytest.raises(fslog.InvalidInputError, match="needs a key"):
+            p.send_values([b"a", b"b"])
+        p.send(b"ok", key=b"k")
+    assert read(log) == [(0, b"k", b"ok")]
+
+
+def test_compact_delete_applies_both(tmp_path):
+    log = make(tmp_path, **{"cleanup.policy": "compact,delete", "retention.ms": -1,
+                            "min.cleanable.dirty.ratio": 1.0})
+    produce(log, keyed(8, 10), flush_every=2)
+    p = part(log)
+    log.topic("t").set_config(dict(TINY, **{"cleanup.policy": "compact,delete",
+                                            "retention.bytes": 1500, "retention.ms": -1}))
+    res = cleaner.clean_partition(p, now=NOW, force_compaction=True)
+    assert res["segments_deleted"] and res["compaction"]["ran"]
+    assert p.start_offset() > 0
+    verify_clean(log)
+
+
+def test_dirty_ratio_decides_when_compaction_runs(tmp_path):
+    log = make(tmp_path, **{"cleanup.policy": "compact", "min.cleanable.dirty.ratio": 0.5})
+    p = part(log)
+    produce(log, keyed(5, 10), flush_every=2)
+    # rolls compacted already once the dirty part reached half of the sealed bytes
+    assert cleaner.read_checkpoint(p) > 0
+    ratio = cleaner.dirty_ratio(p)
+    assert 0 <= ratio < 1
+    d = log.topic("t").describe()
+    assert d["partitions"][0]["dirty_ratio"] == round(ratio, 4)
+    res = cleaner.clean_partition(p, now=NOW)
+    assert res["compaction"]["ran"] == (ratio > 0.5)
+
+
+# ------------------------------------------------------------------ crash-safe swap
+
+def _swap_steps(tmp_path, monkeypatch, fail_at):
+    """Compact, making the fail_at-th rename/unlink of the swap raise (a crash there);
+    return (log, records before, records expected after)."""
+    log = make(tmp_path, **{"cleanup.policy": "compact", "min.cleanable.dirty.ratio": 1.0,
+                            "segment.bytes": 1024})
+    produce(log, keyed(4, 20), flush_every=2)
+    p = part(log)
+    before = read(log)
+    calls = {"n": 0}
+    real_replace, real_unlink = os.replace, os.unlink
+
+    def counting(real):
+        def f(*a, **k):
+            calls["n"] += 1
+            if calls["n"] == fail_at:
+                raise KeyboardInterrupt("crash")
+            return real(*a, **k)
+        return f
+
+    monkeypatch.setattr(cleaner.os, "replace", counting(real_replace))
+    monkeypatch.setattr(cleaner.os, "unlink", counting(real_unlink))
+    crashed = False
+    try:
+        cleaner.clean_partition(p, now=NOW, force_compaction=True)
+    except KeyboardInterrupt:
+        crashed = True
+    monkeypatch.setattr(cleaner.os, "replace", real_replace)
+    monkeypatch.setattr(cleaner.os, "unlink", real_unlink)
+    return log, before, crashed
+
+
+@pytest.mark.parametrize("fail_at", range(1, 48, 2))
+def test_a_crash_at_any_step_of_the_swap_leaves_old_or_new(tmp_path, monkeypatch, fail_at):
+    log, before, crashed = _swap_steps(tmp_path, monkeypatch, fail_at)
+    p = part(log)
+    # whatever a reader sees meanwhile is the log (old or new records), never a mix or a loss
+    mid = read(log)
+    by_offset = {o: (k, v) for o, k, v in before}
+    assert all(by_offset[o] == (k, v) for o, k, v in mid)
+    assert len({o for o, _k, _v in mid}) == len(mid)
+    latest = {}
+    for o, k, _v in before:
+        latest[k] = o
+    assert set(latest.values()) <= {o for o, _k, _v in mid}
+    # the next clean (or verify --repair) finishes or rolls back, and the log is sound
+    cleaner.clean_partition(p, now=NOW, force_compaction=True)
+    leftovers = [n for n in os.listdir(p.path)
+                 if n.endswith((F.CLEANED_SUFFIX, F.CLEAN_MARKER_SUFFIX)) or ".tmp." in n]
+    assert leftovers == []
+    final = read(log)
+    assert all(by_offset[o] == (k, v) for o, k, v in final)
+    assert judge(p) == final
+    verify_clean(log)
+    if not crashed:
+        assert final == mid
