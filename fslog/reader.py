@@ -11,6 +11,8 @@ are not thread-safe; use one per thread.
 
 from __future__ import annotations
 
+from functools import partial
+from itertools import repeat
 from typing import Iterator, NamedTuple
 
 from . import batch as rb
@@ -29,6 +31,11 @@ class ConsumerRecord(NamedTuple):
     headers: tuple[tuple[str, bytes | None], ...] = ()
 
 
+# ConsumerRecord / Record from a tuple of all their fields, in C (namedtuple's own _make)
+_new_consumer_record = partial(tuple.__new__, ConsumerRecord)
+_new_record = partial(tuple.__new__, rb.Record)
+
+
 class FetchedBatch(NamedTuple):
     partition: int
     header: rb.BatchHeader
@@ -37,7 +44,29 @@ class FetchedBatch(NamedTuple):
     path: str
     position: int
 
+    def plain_values(self) -> list | None:
+        """The values from ``min_offset`` on if this is a plain batch (see
+        ``batch.decode_plain_values``: offset ``first_offset + i``, the batch's base
+        timestamp, no key, no headers), else None."""
+        h = self.header
+        if h.record_count < rb.PLAIN_MIN_RECORDS:
+            return None
+        vals = rb.decode_plain_values(self.data, 0, h)
+        if vals is not None and self.min_offset > h.base_offset:
+            return vals[self.min_offset - h.base_offset:]
+        return vals
+
+    @property
+    def first_offset(self) -> int:
+        return max(self.header.base_offset, self.min_offset)
+
     def records(self) -> list[rb.Record]:
+        vals = self.plain_values()
+        if vals is not None:
+            first = self.first_offset
+            return list(map(_new_record, zip(range(first, first + len(vals)),
+                                             repeat(self.header.base_timestamp), repeat(None),
+                                             vals, repeat(()))))
         recs = rb.decode_records(self.data, 0, self.header, self.path)
         if self.header.base_offset < self.min_offset:
             recs = [r for r in recs if r.offset >= self.min_offset]
@@ -48,6 +77,9 @@ class FetchedBatch(NamedTuple):
         if h.last_offset_delta + 1 != h.record_count:
             # offsets with gaps (a compacted batch): go through the full decoder
             return [r.value for r in self.records()]
+        vals = self.plain_values()
+        if vals is not None:
+            return vals
         try:
             vals = rb.decode_values(self.data, 0, h)
         except CorruptRecordError as e:
@@ -299,6 +331,16 @@ class TopicReader:
                 return
             for b in batches:
                 stop = self.stop_offsets[b.partition] if self.stop_offsets is not None else None
+                vals = b.plain_values()
+                if vals is not None:
+                    # a plain batch: its records are made in C, not one by one
+                    first = b.first_offset
+                    if stop is not None and first + len(vals) > stop:
+                        vals = vals[:max(0, stop - first)]
+                    yield from map(_new_consumer_record, zip(
+                        repeat(name), repeat(b.partition), range(first, first + len(vals)),
+                        repeat(b.header.base_timestamp), repeat(None), vals, repeat(())))
+                    continue
                 for r in b.records():
                     if stop is not None and r.offset >= stop:
                         break

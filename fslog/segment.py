@@ -113,7 +113,7 @@ class SegmentReader:
             data = self._map[pos:end]
             if end - self._released > _RELEASE_STEP:
                 self._release_before(pos)
-        if rb.crc32c(data[rb.CRC_START:]) != h.crc:
+        if rb.crc32c_range(data, rb.CRC_START, h.size) != h.crc:
             if end == size or self._shrunk() or self._is_torn_tail(pos, expect):
                 return None  # a write in progress, or a torn tail the next writer drops
             raise CorruptRecordError(

@@ -371,3 +371,74 @@ def test_negative_record_length_does_not_hang_values_decoder():
             rb.decode_values(bytes(buf), 0, h)
         with pytest.raises(CorruptRecordError):
             rb.decode_records(bytes(buf), 0, h)
+
+
+# ------------------------------------------------------------------ the plain-batch fast path
+
+def _plain_judge(buf, h, got):
+    """decode_plain_values gave ``got``: None, or exactly what the full decoder says."""
+    if got is None:
+        return
+    recs = rb.decode_records(buf, 0, h)
+    assert [r.value for r in recs] == got
+    assert all(r.key is None and r.headers == () and r.timestamp == h.base_timestamp
+               and r.offset == h.base_offset + i for i, r in enumerate(recs))
+
+
+# values that look like record framing: zeros, ones, varint-ish bytes
+framing_like = st.binary(max_size=40) | st.lists(
+    st.sampled_from([b"\x00", b"\x01", b"\x02", b"\x80", b"\x81\x01", b"\x00\x00", b"x"]),
+    max_size=12).map(b"".join)
+
+
+@given(st.lists(framing_like, min_size=1, max_size=120), st.integers(0, 2**40))
+@fast
+def test_plain_values_never_disagree_with_the_full_decoder(values, base_offset):
+    buf = bytes(rb.encode_values(values, 1_700_000_000_000, base_offset))
+    h = rb.check_batch(buf, 0, len(buf))
+    _plain_judge(buf, h, rb.decode_plain_values(buf, 0, h))
+
+
+@pytest.mark.parametrize("n,sizes", [(1, [0]), (32, [5]), (64, [63, 64]), (65, [100]),
+                                     (300, [0, 1, 63, 64, 65, 200, 8191]), (9000, [10, 70])])
+def test_plain_values_take_text_batches(n, sizes):
+    values = [b"v" * sizes[i % len(sizes)] for i in range(n)]
+    buf = bytes(rb.encode_values(values, 5, 7))
+    h = rb.check_batch(buf, 0, len(buf))
+    assert rb.decode_plain_values(buf, 0, h) == values
+
+
+def test_plain_values_refuse_other_shapes():
+    for recs in ([(b"k", b"v", 5, [])] * 40,          # a key
+                 [(None, b"v", 5, [("h", b"x")])] * 40,  # headers
+                 [(None, b"v", 5 + i, []) for i in range(40)],  # timestamp deltas
+                 [(None, None, 5, [])] * 40):          # null values
+        buf = bytes(rb.encode_records(recs))
+        h = rb.check_batch(buf, 0, len(buf))
+        assert rb.decode_plain_values(buf, 0, h) is None
+    buf = bytes(rb.encode_records([(None, b"v", 5, [])] * 40, offset_deltas=list(range(0, 80, 2))))
+    assert rb.decode_plain_values(buf, 0, rb.check_batch(buf, 0, len(buf))) is None
+
+
+@given(st.data())
+@settings(max_examples=300, deadline=None)
+def test_plain_values_of_mutated_batches_are_right_or_none(data):
+    """Plain batches with bytes changed and the CRC fixed: the fast path either declines
+    or gives exactly the records the full decoder reads (which then must not fail)."""
+    values = data.draw(st.lists(st.binary(min_size=0, max_size=8) | st.just(b"abc"),
+                                min_size=1, max_size=50))
+    buf = rb.encode_values(values, 99, 3)
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(rb.HEADER_SIZE, len(buf) - 1))
+        buf[i] = data.draw(st.sampled_from([0, 1, 2, 0x7F, 0x80, data.draw(st.integers(0, 255))]))
+    fix_crc(buf)
+    buf = bytes(buf)
+    h = rb.check_batch(buf, 0, len(buf))
+    with time_limit(5):
+        _plain_judge(buf, h, rb.decode_plain_values(buf, 0, h))
+
+
+def test_crc32c_range_matches_one_slice():
+    data = bytes(random.Random(4).randbytes(300_000))
+    for start, end in ((21, len(data)), (0, 0), (5, 70_000), (65_536, 65_537)):
+        assert rb.crc32c_range(data, start, end) == rb.crc32c(data[start:end])
