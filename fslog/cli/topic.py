@@ -91,8 +91,9 @@ def describe(
 
 
 @app.command("alter", help="Change a topic's config: set keys with --config, return keys to their "
-                           "defaults with --delete-config. Producers and the cleaner use the new "
-                           "values from their next segment roll or clean.\n\n"
+                           "defaults with --delete-config. Retention and compaction settings take "
+                           "effect at the next clean (a segment roll or fslog clean); segment and "
+                           "size settings for producers started afterwards.\n\n"
                            "Example: fslog topic alter orders --config retention.ms=3600000 "
                            "--delete-config retention.bytes")
 def alter(
