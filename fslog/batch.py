@@ -271,6 +271,36 @@ def encode_records(records: Sequence[tuple[bytes | None, bytes | None, int,
     return out
 
 
+def encode_compacted(records: Sequence[Record], base_offset: int, last_offset: int,
+                     timestamp: int = NO_TIMESTAMP) -> bytearray:
+    """A batch covering offsets ``base_offset..last_offset`` that holds only ``records``
+    (compaction's output: offsets keep their gaps, and the batch's range — base offset
+    and lastOffsetDelta — may extend past its first and last record, as Kafka's cleaner
+    writes them). With no records it is an empty batch that only carries the range
+    forward, timestamped ``timestamp``; readers step over it.
+    """
+    parts = []
+    if records:
+        base_ts = records[0].timestamp
+        max_ts = max(r.timestamp for r in records)
+        for r in records:
+            parts.append(encode_record(r.offset - base_offset, r.timestamp - base_ts, r.key,
+                                       r.value, r.headers))
+    else:
+        base_ts = max_ts = timestamp
+    body = b"".join(parts)
+    count = len(records)
+    last_delta = last_offset - base_offset
+    if not 0 <= last_delta < 1 << 31:
+        raise ValueError(f"offset range {base_offset}..{last_offset} does not fit one batch")
+    after_crc = _AFTER_CRC.pack(0, last_delta, base_ts, max_ts, -1, -1, -1, count)
+    crc = crc32c(body, crc32c(after_crc))
+    out = bytearray(_HEADER.pack(base_offset, HEADER_SIZE - LOG_OVERHEAD + len(body), 0, MAGIC,
+                                 crc, 0, last_delta, base_ts, max_ts, -1, -1, -1, count))
+    out += body
+    return out
+
+
 def single_record_batch_size(value: bytes | None, key: bytes | None = None,
                              headers: Iterable[tuple[str, bytes | None]] = ()) -> int:
     """Exact size of a batch holding just this record: what max.message.bytes limits."""

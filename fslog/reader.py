@@ -96,6 +96,8 @@ class PartitionReader:
         self.partition = partition
         self.next_offset = offset
         self.skipped = 0  # records skipped because they were deleted by retention
+        # (first offset, offset read from instead) for each such skip, for warnings
+        self.retention_skips: list[tuple[int, int]] = []
         # With skip_corrupt, damaged data is stepped over (to the next valid batch) and
         # reported here instead of raised: dicts with path, position, bytes, offsets.
         self.skip_corrupt = skip_corrupt
@@ -107,22 +109,31 @@ class PartitionReader:
         self._seg: SegmentReader | None = None
         self._pos = 0
         self._error: CorruptRecordError | None = None
+        self._reseek_at: tuple[int, int] | None = None  # where the last re-seek happened
         self._seek(offset)
 
     def _seek(self, offset: int) -> None:
-        bases = self.partition.segment_bases()
         if self._seg is not None:
             self._seg.close()
             self._seg = None
-        if not bases:
-            return
-        start = bases[0]
-        if offset < start:
-            self.skipped += start - offset
-            offset = start
-            self.next_offset = offset
-        base = max(b for b in bases if b <= offset)
-        self._seg = SegmentReader(self.partition.path, base)
+        while True:
+            bases = self.partition.segment_bases()
+            if not bases:
+                return
+            start = bases[0]
+            if offset < start:
+                # deleted by retention before this reader got there: go on from the log
+                # start offset, and say how many were missed (never an endless error)
+                self.skipped += start - offset
+                self.retention_skips.append((offset, start))
+                offset = start
+                self.next_offset = offset
+            base = max(b for b in bases if b <= offset)
+            try:
+                self._seg = SegmentReader(self.partition.path, base)
+            except FileNotFoundError:
+                continue  # deleted (retention) or replaced (compaction) meanwhile: look again
+            break
         self._pos = self._seg.position_for(offset)
         self._expect = base if self._pos == 0 else None
 
@@ -190,6 +201,17 @@ class PartitionReader:
                         f"end of a sealed segment are not a valid batch (offset "
                         f"{self.next_offset}); run 'fslog verify' for details",
                         seg.path, self._pos, self.next_offset)
+                if newer[0] != self.next_offset and self._reseek_at != (seg.base_offset, self._pos):
+                    # The next segment does not start where this one ends: the log changed
+                    # under this reader (retention deleted segments, or compaction merged
+                    # them into one that now holds the offsets that come next). Find the
+                    # offset again; offsets below the log start count as skipped.
+                    self._reseek_at = (seg.base_offset, self._pos)
+                    self._seek(self.next_offset)
+                    if self._seg is None:
+                        break
+                    seg = self._seg
+                    continue
                 seg.close()
                 try:
                     seg = self._seg = SegmentReader(self.partition.path, newer[0])
@@ -203,7 +225,7 @@ class PartitionReader:
                 self._pos = 0
                 self._expect = newer[0]
                 if newer[0] > self.next_offset:
-                    # offsets removed between segments (retention / compaction)
+                    # a gap between segments (written by other tools): step over it
                     self.next_offset = newer[0]
                 continue
             h, data = got
