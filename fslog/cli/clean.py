@@ -9,7 +9,7 @@ import typer
 
 HELP = """Apply each topic's cleanup.policy now: delete sealed segments past retention.ms
 or retention.bytes (delete), and rewrite sealed segments keeping only the latest record
-of each key (compact, when the dirty ratio reaches min.cleanable.dirty.ratio). The active
+of each key (compact, when the dirty ratio exceeds min.cleanable.dirty.ratio). The active
 segment is never touched; offsets never change; readers and producers may run meanwhile.
 
 Producers run the same cleaning whenever they roll a segment, so a busy topic stays
