@@ -44,11 +44,22 @@ class Consumer:
                         f"{tr.topic.name}/{n}: {r.skipped} records before offset {r.next_offset} "
                         f"were deleted by retention")
 
-    def fetch(self):
+    def fetch(self, want=None):
+        """Batches available now. ``want(topic, partition)``, if given, says which
+        partitions to read from this time (a caller with a backlog reads no further)."""
         out = []
         for tr in self.readers:
             name = tr.topic.name
-            for b in tr.fetch():
+            if want is None:
+                batches = tr.fetch()
+            else:
+                batches = []
+                for n, r in tr.readers.items():
+                    if tr.stop_offsets is not None and r.next_offset >= tr.stop_offsets[n]:
+                        continue
+                    if want(name, n):
+                        batches.extend(r.fetch())
+            for b in batches:
                 stop = tr.stop_offsets[b.partition] if tr.stop_offsets is not None else None
                 out.append((name, b, stop))
             for r in tr.readers.values():
@@ -58,6 +69,12 @@ class Consumer:
 
     def delivered(self, topic: str, partition: int, next_offset: int) -> None:
         pass
+
+    def claim(self, topic: str, partition: int) -> int | None:
+        """Which reading of the partition fetched batches belong to (see GroupConsumer)."""
+        return 0
+
+    busy = None
 
     def after_write(self) -> None:
         pass
@@ -85,9 +102,10 @@ class Consumer:
 
 
 class _Owned:
-    __slots__ = ("reader", "lock", "stop", "delivered", "committed", "skips")
+    __slots__ = ("reader", "lock", "stop", "delivered", "committed", "skips", "epoch")
 
-    def __init__(self, reader, lock, stop, committed):
+    def __init__(self, reader, lock, stop, committed, epoch=0):
+        self.epoch = epoch
         self.reader = reader
         self.lock = lock
         self.stop = stop
@@ -116,6 +134,11 @@ class GroupConsumer:
         self.warnings: list[str] = []
         self._stamp = None
         self._last_commit = time.monotonic()
+        self._epochs = 0
+        # ``busy(tp) -> bool``: a caller still working on records of a partition (--exec)
+        # keeps it until done; a revoked partition is released (committed, unlocked) only
+        # once it is not busy, so its next owner never handles records of it concurrently.
+        self.busy = None
         self.member.join()
         self._sync()
 
@@ -126,7 +149,9 @@ class GroupConsumer:
         if stamp != self._stamp or any(tp not in self.owned for tp in self.wanted):
             self._stamp = stamp
             self.generation, self.wanted = self.member.assignment()
-        for tp in [tp for tp in self.owned if tp not in self.wanted]:
+        busy = self.busy
+        for tp in [tp for tp in self.owned
+                   if tp not in self.wanted and not (busy is not None and busy(tp))]:
             self._release(tp)
         for tp in sorted(self.wanted):
             if tp not in self.owned:
@@ -167,7 +192,9 @@ class GroupConsumer:
                 # delivers nothing.
                 committed = reader.next_offset
                 self.registry.commit(topic, p, committed, self.member.member_id)
-            self.owned[tp] = _Owned(reader, lock, None if self.follow else end, committed)
+            self._epochs += 1
+            self.owned[tp] = _Owned(reader, lock, None if self.follow else end, committed,
+                                    self._epochs)
         except BaseException:
             lock.release()
             raise
@@ -181,7 +208,9 @@ class GroupConsumer:
             o.lock.release()
 
     # ------------------------------------------------------------ reading
-    def fetch(self):
+    def fetch(self, want=None):
+        """Batches of the assigned partitions; ``want(topic, partition)``, if given, says
+        which of them to read from this time."""
         self.check()
         self._sync()
         out = []
@@ -189,6 +218,10 @@ class GroupConsumer:
             if not o.lock.held and o.lock.try_acquire():  # taken over from a hung member
                 o.lock.set_holder(self.member.member_id)
             if o.stop is not None and o.reader.next_offset >= o.stop:
+                continue
+            if (topic, p) not in self.wanted:  # revoked, kept only while busy
+                continue
+            if want is not None and not want(topic, p):
                 continue
             for b in o.reader.fetch():
                 out.append((topic, b, o.stop))
@@ -201,6 +234,16 @@ class GroupConsumer:
         o = self.owned.get((topic, partition))
         if o is not None and next_offset > o.delivered:
             o.delivered = next_offset
+
+    def claim(self, topic: str, partition: int) -> int | None:
+        """A number naming this member's current reading of an assigned partition, or
+        None if the partition is not (or no longer) assigned to it. Batches fetched under
+        one number are gone once it changes: the partition was released and taken again,
+        and its new reader starts from the committed offset."""
+        o = self.owned.get((topic, partition))
+        if o is None or (topic, partition) not in self.wanted:
+            return None
+        return o.epoch
 
     def after_write(self) -> None:
         """Once everything before a stepped-over damaged range is delivered, so is the

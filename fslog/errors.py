@@ -61,3 +61,19 @@ class InvalidInputError(FslogError):
 
 class UnsafePathError(FslogError):
     """A path under the root that is a symlink or otherwise points outside the root."""
+
+
+class CommandFailedError(FslogError):
+    """A command run for records (``--exec``) failed for good, with no dead-letter topic.
+
+    ``topic``, ``partition`` and ``offset`` name the first record of the failed batch;
+    it is not committed, so the next run starts with it.
+    """
+
+    def __init__(self, message: str, topic: str | None = None, partition: int | None = None,
+                 offset: int | None = None, exit_code: int | None = None):
+        super().__init__(message)
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.exit_code = exit_code

@@ -32,6 +32,12 @@ Examples:
   fslog consume orders --group notify --follow
 
   0 * * * *  fslog consume orders --group nightly >> nightly.jsonl
+
+  fslog consume orders --group billing --exec './bill.sh' --retries 3 --dead-letter orders.failed
+
+--exec CMD runs CMD once per record (or --batch N records), the record on stdin, and with
+--group commits it only after CMD exited 0: at-least-once processing from the shell
+(see docs/groups.md). Without --group nothing is committed.
 """
 
 
@@ -52,12 +58,35 @@ def consume(
     fmt: str = typer.Option("raw", "--format", "-f", help="raw (values), json, or a template like '%t/%p@%o %k %s'."),
     skip_corrupt: bool = typer.Option(False, "--skip-corrupt", help="Step over damaged data (reported on stderr with file, position and offsets) instead of stopping."),
     session_timeout: float = typer.Option(10.0, "--session-timeout", min=0.5, metavar="SECONDS", help="With --group: a member whose heartbeats stop for this long is evicted."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress line or summary on stderr (shown only on a terminal anyway)."),
+    exec_: Optional[str] = typer.Option(None, "--exec", "-x", metavar="CMD",
+                                        help="Run CMD (through sh -c) once per record, the record on stdin (as --format prints it), "
+                                             "FSLOG_TOPIC, FSLOG_PARTITION, FSLOG_OFFSET, FSLOG_KEY, FSLOG_TIMESTAMP, FSLOG_HEADER_<NAME> in its "
+                                             "environment; with --group, a record is committed only after CMD exited 0. "
+                                             "Example: --exec './notify.sh'"),
+    exec_argv: bool = typer.Option(False, "--exec-argv", help="Split --exec into words like a shell would, and run it without a shell."),
+    retries: int = typer.Option(0, "--retries", min=0, metavar="N", help="With --exec: run a failed command up to N more times, with backoff."),
+    retry_backoff: float = typer.Option(0.1, "--retry-backoff", min=0, metavar="SECONDS", help="With --exec: wait this long before the first retry, doubling each time."),
+    retry_backoff_max: float = typer.Option(10.0, "--retry-backoff-max", min=0, metavar="SECONDS", help="With --exec: the longest wait between retries."),
+    exec_timeout: Optional[float] = typer.Option(None, "--exec-timeout", min=0.001, metavar="SECONDS", help="With --exec: a command running longer has failed (it gets SIGTERM, then SIGKILL)."),
+    dead_letter: Optional[str] = typer.Option(None, "--dead-letter", metavar="TOPIC", help="With --exec: after the last attempt, write the record to TOPIC (headers fslog.errors.*: why) and go on; "
+                                                                                          "without it fslog stops with exit 1 and the record is not committed."),
+    batch: int = typer.Option(1, "--batch", min=1, metavar="N", help="With --exec: give CMD up to N records of one partition at once, one per line; committed together."),
+    concurrency: int = typer.Option(1, "--concurrency", "-j", min=1, metavar="K", help="With --exec: run up to K commands at once (never two for one partition: order per partition is kept)."),
+    shutdown_timeout: float = typer.Option(30.0, "--shutdown-timeout", min=0, metavar="SECONDS", help="With --exec: on SIGINT/SIGTERM, wait this long for running commands before stopping them."),
 ) -> None:
     from ..errors import FslogError
     from ..timeparse import parse_time_ms
     from .common import open_log
     from .output import err
 
+    if exec_ is None:
+        used = [flag for flag, on in (("--exec-argv", exec_argv), ("--retries", retries),
+                                      ("--dead-letter", dead_letter is not None),
+                                      ("--batch", batch != 1), ("--concurrency", concurrency != 1),
+                                      ("--exec-timeout", exec_timeout is not None)) if on]
+        if used:
+            raise typer.BadParameter(f"{used[0]} needs --exec CMD", param_hint=used[0])
     starts = [x for x in (offset is not None, last is not None, from_time is not None) if x]
     if len(starts) > 1:
         raise FslogError("use only one of --offset, --last and --from-time")
@@ -89,6 +118,16 @@ def consume(
         if partition is not None and partition >= t.partition_count:
             raise FslogError(f"--partition {partition}: topic {name!r} has partitions 0..{t.partition_count - 1}")
 
+    if exec_ is not None:
+        from .execute import run_exec
+        return run_exec(log, topics, group=group, start=start, partition=partition,
+                        command=exec_, exec_argv=exec_argv, fmt=fmt, batch=batch,
+                        concurrency=concurrency, retries=retries, retry_backoff=retry_backoff,
+                        retry_backoff_max=retry_backoff_max, exec_timeout=exec_timeout,
+                        dead_letter=dead_letter, follow=follow, idle_timeout=idle_timeout,
+                        max_messages=max_messages, shutdown_timeout=shutdown_timeout,
+                        session_timeout=session_timeout, skip_corrupt=skip_corrupt, quiet=quiet)
+
     if fmt == "raw":
         write_batch = _raw_writer()
     elif fmt == "json":
@@ -119,6 +158,9 @@ def consume(
                               start=start, follow=follow, skip_corrupt=skip_corrupt)
     except _Stopped:
         return
+    from .progress import consume_progress
+    source, progress = consume_progress(source, enabled=not follow and not quiet)
+    progress.__enter__()
     out = sys.stdout.buffer
     pump = _Pump(source, out, write_batch, follow, idle_timeout, max_messages, stopping, state,
                  skip_corrupt)
@@ -134,6 +176,7 @@ def consume(
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
+            progress.__exit__(None, None, None)
             pump.close_waiter()
             try:
                 if not broken_pipe:

@@ -56,7 +56,7 @@ def produce(
     partitions: Optional[int] = typer.Option(None, "--partitions", min=1, help="Partitions of the topic if this creates it [default: 1, or $FSLOG_DEFAULT_PARTITIONS]."),
     linger_ms: float = typer.Option(5.0, "--linger-ms", min=0, help="While input keeps coming, append at least this often; records are appended at once when the input pauses."),
     json_: bool = typer.Option(False, "--json", help="Print a JSON summary (records, bytes, offsets per partition) to stdout."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on stderr."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary on stderr (shown only on a terminal anyway)."),
 ) -> None:
     from ..errors import FslogError
     from ..ingest import LineIngester
@@ -89,11 +89,14 @@ def produce(
         if ing.waiting:  # blocked on stdin: unblock; otherwise the loop stops by itself
             raise _Stopped()
 
+    from .progress import file_progress
+    progress = file_progress(sys.stdin.fileno(), ing, enabled=not quiet)
     old_int = signal.signal(signal.SIGINT, _on_signal)
     old_term = signal.signal(signal.SIGTERM, _on_signal)
     try:
         try:
-            ing.run(sys.stdin.fileno())
+            with progress:  # a bar on stderr when reading a regular file on a terminal
+                ing.run(sys.stdin.fileno())
         except _Stopped:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
