@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from . import consume, group, produce, status, topic, verify
+from . import consume, group, produce, status, top, topic, verify
 
 app = typer.Typer(
     name="fslog",
@@ -28,8 +28,12 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from .. import __version__
-        sys.stdout.write(f"fslog {__version__}\n")
+        try:  # the installed distribution's version (pyproject.toml)
+            from importlib.metadata import version
+            v = version("fslog")
+        except Exception:  # running from a source tree that is not installed
+            from .. import __version__ as v
+        sys.stdout.write(f"fslog {v}\n")
         raise typer.Exit()
 
 
@@ -54,6 +58,7 @@ app.command("consume", help=consume.HELP)(consume.consume)
 app.command("verify", help=verify.HELP)(verify.verify)
 app.add_typer(group.app, name="group")
 app.command("status", help=status.HELP)(status.status)
+app.command("top", help=top.HELP)(top.top)
 
 
 def run() -> None:
