@@ -29,8 +29,11 @@ STICKY_BATCH_BYTES = 64 * 1024
 RECORD_OVERHEAD = 24  # upper bound on a record's framing bytes besides key/value/headers
 
 
+_time = time.time
+
+
 def now_ms() -> int:
-    return int(time.time() * 1000)
+    return int(_time() * 1000)
 
 
 class _Pending:
@@ -94,9 +97,13 @@ class Producer:
         self._sticky_current = self._sticky.next()
         self._pending: dict[int, list[_Pending]] = {}
         self._pending_bytes: dict[int, int] = {}
+        # the open values batch (last in its partition) that send's fast path fills
+        self._fast: _Pending | None = None
+        self._fast_partition = -1
         self._dirty: set[int] = set()
         self.stats: dict[int, PartitionStats] = {}
         self._lock = threading.RLock()
+        self._acquire, self._release = self._lock.acquire, self._lock.release
         self._closed = False
         self._last_sync = time.monotonic()
         self._thread: threading.Thread | None = None
@@ -129,6 +136,7 @@ class Producer:
 
     def _open_batch(self, partition: int, timestamp: int | None, size: int,
                     limit: int | None = None) -> _Pending:
+        self._fast = None  # any other buffering ends the fast path's batch
         batches = self._pending.setdefault(partition, [])
         if batches:
             cur = batches[-1]
@@ -144,6 +152,30 @@ class Producer:
              headers: list[tuple[str, bytes | None]] | None = None,
              partition: int | None = None, timestamp: int | None = None) -> int:
         """Buffer one record; return the partition it goes to."""
+        if key is None and headers is None and partition is None and timestamp is None \
+                and value is not None and self._error is None:
+            # The fast path: a keyless record into the values batch the previous keyless
+            # record went to (``_fast``: still the last of its partition, see
+            # ``_open_batch``), if it is of the same millisecond and has room; otherwise the
+            # general path below, which opens the next such batch. (Room within
+            # sticky_batch implies the record is within max.message.bytes: see there.)
+            size = len(value) + RECORD_OVERHEAD
+            ts = int(_time() * 1000)
+            self._acquire()  # (half the cost of "with self._lock")
+            try:
+                fast = self._fast
+                if fast is not None and fast.timestamp == ts and \
+                        fast.nbytes + size <= self.sticky_batch:
+                    fast.values.append(value)
+                    fast.nbytes += size
+                    p = self._fast_partition
+                    total = self._pending_bytes[p] + size
+                    self._pending_bytes[p] = total
+                    if total >= self.max_batch:
+                        self._drain_partition(p)
+                    return p
+            finally:
+                self._release()
         if self._error:
             raise self._error
         if key is None and self._needs_key:
@@ -166,6 +198,9 @@ class Producer:
             if key is None and not headers and timestamp is None and value is not None:
                 cur = self._open_batch(partition, now_ms(), size, limit)
                 cur.values.append(value)
+                if limit is not None and headers is None and \
+                        limit <= self.topic.config.max_message_bytes:
+                    self._fast, self._fast_partition = cur, partition  # see the fast path
             else:
                 ts = now_ms() if timestamp is None else timestamp
                 cur = self._open_batch(partition, None, size, limit)
@@ -185,6 +220,7 @@ class Producer:
         ts = now_ms() if timestamp is None else timestamp
         limit = self.topic.config.max_message_bytes - rb.HEADER_SIZE - RECORD_OVERHEAD
         with self._lock:
+            self._fast = None  # any other buffering ends the fast path's batch
             i = 0
             n = len(values)
             if n and max(map(len, values)) > limit:
@@ -227,6 +263,8 @@ class Producer:
 
     # ------------------------------------------------------------ appending
     def _drain_partition(self, partition: int) -> None:
+        if partition == self._fast_partition:
+            self._fast = None
         pend = self._pending.pop(partition, None)
         self._pending_bytes[partition] = 0
         if not pend:
