@@ -211,6 +211,57 @@ def latency(root: str, seconds: float = 5.0, rate: int = 1000) -> dict:
             "p99_ms": round(pct(0.99), 2), "max_ms": round(got[-1] / 1e6, 2)}
 
 
+def run_sampled(cmd, env=None) -> tuple[float, dict]:
+    """Run one process (stdout to /dev/null), reading /proc/PID/status every 10 ms; return
+    (seconds, peak MB of VmRSS, RssAnon and RssFile). RssAnon is the process's own memory
+    (heap, Python objects); RssFile counts pages of mapped files (segments), which the
+    kernel may drop at any time."""
+    keys = ("VmRSS", "RssAnon", "RssFile")
+    peak = dict.fromkeys(keys, 0)
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    while p.poll() is None:
+        try:
+            with open(f"/proc/{p.pid}/status") as f:
+                for line in f:
+                    k, _, v = line.partition(":")
+                    if k in peak:
+                        peak[k] = max(peak[k], int(v.split()[0]))
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.01)
+    dt = time.perf_counter() - t0
+    err = p.stderr.read().decode(errors="replace")
+    p.stderr.close()
+    if p.returncode:
+        raise SystemExit(f"benchmark step failed ({p.returncode}): {' '.join(cmd)}\n{err}")
+    return dt, {k: round(v / 1024, 1) for k, v in peak.items()}
+
+
+def big_topic(work: str, records: int, env) -> dict:
+    """Memory while consuming a large topic (~1 GB with the default 10,000,000 records of
+    ~106 bytes): through the CLI and through the library reader."""
+    data = os.path.join(work, "big.jsonl")
+    root = os.path.join(work, "bigroot")
+    subprocess.run([PY, os.path.join(HERE, "gen-sample-data"), "--bench", str(records), data],
+                   check=True, stdout=sys.stderr)
+    with open(data, "rb") as f:
+        run(FSLOG + ["--root", root, "produce", "big"], stdin=f, env=env)
+    os.unlink(data)
+    size = sum(os.path.getsize(os.path.join(d, x)) for d, _, xs in os.walk(os.path.join(root, "topics"))
+               for x in xs if x.endswith(".log"))
+    out = {"records": records, "log_bytes": size, "cases": []}
+    for name, cmd in (("fslog consume (CLI)", FSLOG + ["--root", root, "consume", "big"]),
+                      ("library TopicReader iteration", [PY, "-c", LIB_READ, root, "big"])):
+        dt, mem = run_sampled(cmd, env)
+        out["cases"].append({"case": name, "records_per_s": round(records / dt), **mem})
+        print(f"  {name}, {size / 1e9:.2f} GB topic: {records / dt:,.0f} records/s, peak RSS "
+              f"{mem['VmRSS']} MB (anonymous {mem['RssAnon']} MB, file-backed {mem['RssFile']} MB)",
+              file=sys.stderr)
+    shutil.rmtree(root, ignore_errors=True)
+    return out
+
+
 def best_of(k, fn):
     results = [fn() for _ in range(k)]
     return min(results, key=lambda r: r[0])
@@ -222,6 +273,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-alternatives", action="store_true",
                     help="skip the other Python queues (they take a few minutes)")
+    ap.add_argument("--big", type=int, nargs="?", const=10_000_000, default=0, metavar="N",
+                    help="also consume a ~1 GB topic (N records, default 10,000,000) and report "
+                         "memory: peak RSS, and of it anonymous (the process's own) and "
+                         "file-backed (mapped segment pages); off by default")
     ap.add_argument("--out", default=os.path.join(REPO, "bench-results", "latest.json"))
     args = ap.parse_args()
 
@@ -338,6 +393,8 @@ def main() -> None:
         if not args.no_alternatives:
             alternatives(work, data, n, args.repeat, add)
 
+        big = big_topic(work, args.big, env) if args.big else None
+
         lat = latency(os.path.join(work, "latroot"))
         print(f"  end-to-end latency at {lat['rate']} records/s: p50 {lat['p50_ms']} ms, "
               f"p99 {lat['p99_ms']} ms ({lat['received']}/{lat['records']} received)", file=sys.stderr)
@@ -349,7 +406,7 @@ def main() -> None:
                    "machine": platform.machine(), "cpus": os.cpu_count(),
                    "processor": _cpu_model()}
         result = {"records": n, "bytes": size, "repeat": args.repeat, "machine": machine,
-                  "date": time.strftime("%Y-%m-%d"), "rows": rows, "latency": lat}
+                  "date": time.strftime("%Y-%m-%d"), "rows": rows, "latency": lat, "big": big}
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:
             json.dump(result, f, indent=2)
@@ -388,6 +445,14 @@ def markdown(result) -> str:
         lines += ["", f"End-to-end latency (produce → a following group member's stdout) at "
                       f"{lat['rate']} records/s: p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms, "
                       f"max {lat['max_ms']} ms ({lat['received']:,} of {lat['records']:,} received)."]
+    big = result.get("big")
+    if big:
+        lines += ["", f"Consuming a {big['log_bytes'] / 1e9:.2f} GB topic ({big['records']:,} records):", "",
+                  "| case | records/s | peak RSS MB | anonymous MB | file-backed MB |",
+                  "|---|---:|---:|---:|---:|"]
+        for c in big["cases"]:
+            lines.append(f"| {c['case']} | {c['records_per_s']:,} | {c['VmRSS']} | {c['RssAnon']} | "
+                         f"{c['RssFile']} |")
     return "\n".join(lines)
 
 
