@@ -122,17 +122,9 @@ class _CountingSource:
         self._source = source
         self.bytes = 0
         self.done = 0
-        self._pos: dict = {}
-        self.total_at_start = None
-        readers = getattr(source, "readers", None)
-        if readers is not None:  # a plain consumer: the whole range is known now
-            total = 0
-            for tr in readers:
-                for n, r in tr.readers.items():
-                    self._pos[(tr.topic.name, n)] = r.next_offset
-                    if tr.stop_offsets is not None:
-                        total += max(0, tr.stop_offsets[n] - r.next_offset)
-            self.total_at_start = total
+        self._pos = {(tr.topic.name, n): r.next_offset
+                     for tr in getattr(source, "readers", ()) for n, r in tr.readers.items()}
+        self.total_at_start = _known_total(source)
 
     def __getattr__(self, name):
         return getattr(self._source, name)
@@ -157,7 +149,17 @@ class _CountingSource:
         return self.done, _total(self._source, self.done, self.total_at_start)
 
 
+def _known_total(source) -> int | None:
+    """Records to the end offsets of a plain consumer, known before it reads anything."""
+    readers = getattr(source, "readers", None)
+    if readers is None:
+        return None
+    return sum(max(0, tr.stop_offsets[n] - r.next_offset)
+               for tr in readers if tr.stop_offsets is not None for n, r in tr.readers.items())
+
+
 def _total(source, done: int, total_at_start: int | None) -> int | None:
+    """Plain consumer: known at start; group member: done plus what its partitions lack."""
     if total_at_start is not None:
         return total_at_start
     owned = getattr(source, "owned", None)
@@ -184,12 +186,7 @@ def exec_progress(executor, source, enabled: bool = True) -> Progress:
     """``--exec`` without --follow: records handled toward the end offsets."""
     if not stderr_wants_progress(enabled):
         return Progress("", lambda: (0, None, ""), enabled=False)
-    total_at_start = None
-    readers = getattr(source, "readers", None)
-    if readers is not None:
-        total_at_start = sum(max(0, tr.stop_offsets[n] - r.next_offset)
-                             for tr in readers if tr.stop_offsets is not None
-                             for n, r in tr.readers.items())
+    total_at_start = _known_total(source)
     started = time.monotonic()
 
     def poll():
