@@ -180,9 +180,10 @@ def recover(partition) -> list[str]:
         path = os.path.join(d, n)
         if n.endswith(files.CLEAN_MARKER_SUFFIX):
             try:
-                with open(path, "rb") as f:
+                with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as f:
                     marker = json.loads(f.read())
                 int(marker["base"])
+                [int(b) for b in marker["replaces"]]
             except (OSError, ValueError, KeyError, TypeError):
                 raise FslogError(f"{path}: unreadable record of an interrupted compaction; "
                                  f"run 'fslog verify' on the partition") from None
