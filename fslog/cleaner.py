@@ -48,13 +48,14 @@ append to the active segment and readers read, in any process, while a clean run
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
 
 from . import batch as rb
 from . import files
-from .errors import CorruptRecordError, FslogError
+from .errors import CorruptRecordError, FslogError, UnsafePathError
 from .index import OFFSET_ENTRY, TIME_ENTRY, open_time_index
 from .locks import BlockingLock, ProcessLock
 from .segment import SegmentReader
@@ -184,9 +185,14 @@ def recover(partition) -> list[str]:
                     marker = json.loads(f.read())
                 int(marker["base"])
                 [int(b) for b in marker["replaces"]]
-            except (OSError, ValueError, KeyError, TypeError):
-                raise FslogError(f"{path}: unreadable record of an interrupted compaction; "
-                                 f"run 'fslog verify' on the partition") from None
+            except OSError as e:
+                if e.errno == errno.ELOOP:
+                    raise UnsafePathError(f"{path} is a symbolic link: fslog does not follow "
+                                          f"links under its root; remove it") from None
+                raise
+            except (ValueError, KeyError, TypeError):
+                raise FslogError(f"{path}: unreadable record of an interrupted compaction (not "
+                                 f"written by fslog?); move it away and run 'fslog verify'") from None
             _finish_swap(d, path, marker)
             markers.add(int(marker["base"]))
             done.append(f"{path}: finished the swap of a compaction cut short")

@@ -215,3 +215,20 @@ def test_clean_while_producer_and_follower_run(cli):
     assert set(latest.values()) <= set(final)
     cli("clean", "t")
     cli("verify", "t")
+
+
+def test_cleaner_files_replaced_by_links_are_refused(cli, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    cli.produce("t", b"a\n")
+    d = cli.partition_dir("t")
+    (d / ".cleaner.lock").symlink_to(outside / "victim")
+    cp = cli("clean", check=1)
+    assert "symbolic link" in cp.stderr.decode() and ".cleaner.lock" in cp.stderr.decode()
+    (d / ".cleaner.lock").unlink()
+    (outside / "m.json").write_text('{"base": 0, "end": 1, "replaces": []}')
+    (d / "00000000000000000000.swap.json").symlink_to(outside / "m.json")
+    cp = cli("clean", check=1)
+    assert "symbolic link" in cp.stderr.decode()
+    assert sorted(p.name for p in outside.iterdir()) == ["m.json"]
+    assert cli.values("t") == [b"a"]
