@@ -22,6 +22,18 @@ from .reader import PartitionReader, TopicReader
 from .locks import ProcessLock, read_holder
 
 
+def retention_messages(reader, group: str | None = None) -> list[str]:
+    """Warnings for records a reader skipped because retention deleted them first."""
+    out = []
+    who = f"group {group!r}" if group else "this reader"
+    for first, start in reader.retention_skips:
+        out.append(f"{reader.partition.topic}/{reader.partition.number}: {start - first} records "
+                   f"(offsets {first}..{start - 1}) were deleted by retention before {who} read "
+                   f"them; going on from the log start offset {start}")
+    reader.retention_skips.clear()
+    return out
+
+
 def damage_message(d: dict) -> str:
     offsets = (f"offset {d['first_offset']}" if d["last_offset"] <= d["first_offset"]
                else f"offsets {d['first_offset']}..{d['last_offset']}")
@@ -38,11 +50,8 @@ class Consumer:
                         for t in topics]
         self.warnings: list[str] = []
         for tr in self.readers:
-            for n, r in tr.readers.items():
-                if r.skipped:
-                    self.warnings.append(
-                        f"{tr.topic.name}/{n}: {r.skipped} records before offset {r.next_offset} "
-                        f"were deleted by retention")
+            for r in tr.readers.values():
+                self.warnings.extend(retention_messages(r))
 
     def fetch(self, want=None):
         """Batches available now. ``want(topic, partition)``, if given, says which
@@ -65,6 +74,8 @@ class Consumer:
             for r in tr.readers.values():
                 self.warnings.extend(map(damage_message, r.damage))
                 r.damage.clear()
+                if r.retention_skips:
+                    self.warnings.extend(retention_messages(r))
         return out
 
     def delivered(self, topic: str, partition: int, next_offset: int) -> None:
@@ -182,10 +193,8 @@ class GroupConsumer:
             else:
                 offset = min(committed, end)
             reader = PartitionReader(part, offset, self.skip_corrupt)
-            if reader.skipped:
-                self.warnings.append(
-                    f"{topic}/{p}: {reader.skipped} records before offset {reader.next_offset} were "
-                    f"deleted by retention before group {self.member.group!r} read them")
+            gone = list(reader.retention_skips)  # nothing there to deliver: move past it
+            self.warnings.extend(retention_messages(reader, self.member.group))
             if committed is None:
                 # Record where the group starts, so that a later run continues from here
                 # (with --offset end, that is the end as it was now) even if this one
@@ -195,6 +204,7 @@ class GroupConsumer:
             self._epochs += 1
             self.owned[tp] = _Owned(reader, lock, None if self.follow else end, committed,
                                     self._epochs)
+            self.owned[tp].skips.extend(gone)
         except BaseException:
             lock.release()
             raise
@@ -225,6 +235,9 @@ class GroupConsumer:
                 continue
             for b in o.reader.fetch():
                 out.append((topic, b, o.stop))
+            if o.reader.retention_skips:
+                o.skips.extend(o.reader.retention_skips)
+                self.warnings.extend(retention_messages(o.reader, self.member.group))
             self.warnings.extend(map(damage_message, o.reader.damage))
             o.skips.extend((d["first_offset"], d["last_offset"] + 1) for d in o.reader.damage)
             o.reader.damage.clear()

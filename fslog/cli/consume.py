@@ -287,13 +287,16 @@ def _raw_writer():
         first = max(h.base_offset, b.min_offset)
         dense = h.last_offset_delta + 1 == h.record_count
         if not dense:
+            # A compacted batch: its offsets have gaps, and it may end past its last
+            # record; once all of it is written, the position is the batch's end.
             recs = [r for r in b.records() if stop is None or r.offset < stop]
-            if remaining is not None:
+            nxt = h.next_offset if stop is None else min(stop, h.next_offset)
+            if remaining is not None and len(recs) > remaining:
                 recs = recs[:remaining]
+                nxt = recs[-1].offset + 1 if recs else b.min_offset
             if not recs:
-                return remaining, b.min_offset
+                return remaining, nxt
             vals = [r.value for r in recs]
-            nxt = recs[-1].offset + 1
         else:
             if stop is not None and h.next_offset > stop:
                 vals = vals[:max(0, stop - first)]
@@ -313,16 +316,19 @@ def _raw_writer():
 def _record_writer(render):
     def write(out, topic, b, stop, remaining):
         chunks = []
-        nxt = b.min_offset
+        h = b.header
+        # once the whole batch is written the position is its end (a compacted batch
+        # may end past its last record)
+        nxt = h.next_offset if stop is None else min(stop, h.next_offset)
         for r in b.records():
             if stop is not None and r.offset >= stop:
                 break
             if remaining is not None:
                 if remaining == 0:
+                    nxt = r.offset
                     break
                 remaining -= 1
             chunks.append(render(topic, b.partition, r))
-            nxt = r.offset + 1
         if chunks:
             out.write(b"".join(chunks))
         return remaining, nxt

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from . import consume, group, produce, status, top, topic, verify
+from . import clean, consume, group, produce, status, top, topic, verify
 
 app = typer.Typer(
     name="fslog",
@@ -56,6 +56,7 @@ app.add_typer(topic.app, name="topic")
 app.command("produce", help=produce.HELP, no_args_is_help=False)(produce.produce)
 app.command("consume", help=consume.HELP)(consume.consume)
 app.command("verify", help=verify.HELP)(verify.verify)
+app.command("clean", help=clean.HELP)(clean.clean)
 app.add_typer(group.app, name="group")
 app.command("status", help=status.HELP)(status.status)
 app.command("top", help=top.HELP)(top.top)
