@@ -71,6 +71,7 @@ class Topic:
 
     def describe(self) -> dict:
         from .cleaner import dirty_ratio
+        compacted = "compact" in str(self.config.get("cleanup.policy"))
         parts = []
         for p in self.partitions():
             bases = p.segment_bases()
@@ -81,7 +82,8 @@ class Topic:
                 "size_bytes": p.size_bytes(),
                 "segments": len(bases),
                 # compaction: share of the sealed segments' bytes not compacted yet
-                "dirty_ratio": round(dirty_ratio(p, bases), 4),
+                # (null for a topic that is not compacted)
+                "dirty_ratio": round(dirty_ratio(p, bases), 4) if compacted else None,
             })
         return {"name": self.name, "partitions": parts, "config": self.config.effective(),
                 "overrides": dict(self.config.overrides)}

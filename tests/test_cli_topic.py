@@ -145,7 +145,7 @@ def test_describe_empty_topic_and_plain_table(cli):
     cli.create("t")
     d = json.loads(cli("topic", "describe", "t", "--json").stdout)
     assert d["partitions"] == [{"partition": 0, "start_offset": 0, "end_offset": 0,
-                                "size_bytes": 0, "segments": 0, "dirty_ratio": 0.0}]
+                                "size_bytes": 0, "segments": 0, "dirty_ratio": None}]
     cli.produce("t", b"x\ny\n")
     size = cli.log().topic("t").partition(0).size_bytes()
     out = cli("topic", "describe", "t").stdout.decode().splitlines()
