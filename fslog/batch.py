@@ -155,9 +155,19 @@ def _tables() -> tuple[list[bytes], list[bytes], list[int]]:
 
 def zigzag_varint(n: int) -> bytes:
     """Kafka's varint/varlong: zigzag, then 7 bits per byte, least significant first."""
-    if 0 <= n < _TABLE_SIZE:
-        return _tables()[0][n]
+    if _TABLES is not None and 0 <= n < _TABLE_SIZE:  # (a few records never build them)
+        return _TABLES[0][n]
     return _zigzag_varint(n)
+
+
+def varint_size(n: int) -> int:
+    """Bytes of ``zigzag_varint(n)``."""
+    z = (n << 1) ^ (n >> 63)
+    size = 1
+    while z >= 0x80:
+        z >>= 7
+        size += 1
+    return size
 
 
 def read_varint(buf, pos: int) -> tuple[int, int]:
@@ -207,7 +217,7 @@ def encode_values(values: Sequence[bytes], timestamp: int, base_offset: int = 0)
     if n == 0:
         raise ValueError("a batch needs at least one record")
     lens = list(map(len, values))
-    if n < _TABLE_SIZE and max(lens) < _TABLE_SIZE - 16:
+    if (n >= 16 or _TABLES is not None) and n < _TABLE_SIZE and max(lens) < _TABLE_SIZE - 16:
         zz, mid, ln = _tables()
         parts = [b"\x00"] * (3 * n)  # every third item: headerCount 0
         parts[0::3] = [zz[4 + ln[i] + ln[m] + m] + mid[i] + zz[m] for i, m in enumerate(lens)]
@@ -255,6 +265,8 @@ def encode_records(records: Sequence[tuple[bytes | None, bytes | None, int,
     """
     if not records:
         raise ValueError("a batch needs at least one record")
+    if len(records) >= 16:
+        _tables()  # varints by table lookup from here on
     base_ts = records[0][2]
     max_ts = base_ts
     parts = []
@@ -305,6 +317,13 @@ def single_record_batch_size(value: bytes | None, key: bytes | None = None,
                              headers: Iterable[tuple[str, bytes | None]] = ()) -> int:
     """Exact size of a batch holding just this record: what max.message.bytes limits."""
     return HEADER_SIZE + len(encode_record(0, 0, key, value, headers))
+
+
+def value_batch_size(value_size: int) -> int:
+    """``single_record_batch_size`` of a keyless, headerless record with a value of
+    ``value_size`` bytes, computed without building it."""
+    length = 5 + varint_size(value_size) + value_size  # see encode_record
+    return HEADER_SIZE + varint_size(length) + length
 
 
 def set_base_offset(batch: bytearray, base_offset: int) -> None:

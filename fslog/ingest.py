@@ -73,7 +73,7 @@ class LineIngester:
         self.max_line = producer.topic.config.max_message_bytes
         # the longest value a keyless, headerless record can have
         self.max_value = self.max_line - rb.HEADER_SIZE
-        while self.max_value > 0 and rb.single_record_batch_size(b"x" * self.max_value) > self.max_line:
+        while self.max_value > 0 and rb.value_batch_size(self.max_value) > self.max_line:
             self.max_value -= 1
         self._simple = (fmt == "raw" and key_separator is None and not self.headers
                         and null_marker is None)

@@ -442,3 +442,13 @@ def test_crc32c_range_matches_one_slice():
     data = bytes(random.Random(4).randbytes(300_000))
     for start, end in ((21, len(data)), (0, 0), (5, 70_000), (65_536, 65_537)):
         assert rb.crc32c_range(data, start, end) == rb.crc32c(data[start:end])
+
+
+@pytest.mark.parametrize("n", [0, 1, 63, 64, 65, 8191, 8192, 1 << 20, 2**31 - 1, -1, -65])
+def test_varint_size(n):
+    assert rb.varint_size(n) == len(rb._zigzag_varint(n))
+
+
+def test_value_batch_size_is_exact():
+    for m in list(range(0, 300)) + [8000, 8191, 8192, 8200, 1 << 20, (1 << 20) - 70]:
+        assert rb.value_batch_size(m) == rb.single_record_batch_size(b"x" * m), m
