@@ -280,6 +280,9 @@ def main() -> None:
     ap.add_argument("--out", default=os.path.join(REPO, "bench-results", "latest.json"))
     args = ap.parse_args()
 
+    # Bytecode for fslog, as an installed package has it: otherwise, with
+    # PYTHONDONTWRITEBYTECODE set, every process would compile fslog from source.
+    subprocess.run([PY, "-m", "compileall", "-q", os.path.join(REPO, "fslog")], check=True)
     work = tempfile.mkdtemp(prefix="fslog-bench.")
     try:
         data = os.path.join(work, "data.jsonl")
