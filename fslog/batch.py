@@ -153,6 +153,20 @@ def _tables() -> tuple[list[bytes], list[bytes], list[int]]:
     return _TABLES
 
 
+_LENGTHS: list | None = None
+
+
+def _length_tables() -> list[list[bytes]]:
+    """lengths[c - 1][m]: the length varint of a keyless, headerless record with an m-byte
+    value, timestamp delta 0 and an offsetDelta of c bytes: zz(4 + c + len(zz(m)) + m)
+    (zz(m) takes 1 byte below 64, 2 below 8192, then 3). Built on first use."""
+    global _LENGTHS
+    if _LENGTHS is None:
+        zz = _tables()[0]
+        _LENGTHS = [zz[5 + c:69 + c] + zz[70 + c:8198 + c] + zz[8199 + c:] for c in (1, 2, 3)]
+    return _LENGTHS
+
+
 def zigzag_varint(n: int) -> bytes:
     """Kafka's varint/varlong: zigzag, then 7 bits per byte, least significant first."""
     if _TABLES is not None and 0 <= n < _TABLE_SIZE:  # (a few records never build them)
@@ -218,10 +232,17 @@ def encode_values(values: Sequence[bytes], timestamp: int, base_offset: int = 0)
         raise ValueError("a batch needs at least one record")
     lens = list(map(len, values))
     if (n >= 16 or _TABLES is not None) and n < _TABLE_SIZE and max(lens) < _TABLE_SIZE - 16:
-        zz, mid, ln = _tables()
-        parts = [b"\x00"] * (3 * n)  # every third item: headerCount 0
-        parts[0::3] = [zz[4 + ln[i] + ln[m] + m] + mid[i] + zz[m] for i, m in enumerate(lens)]
-        parts[1::3] = values
+        zz, mid, _ln = _tables()
+        lengths = _length_tables()
+        # five items a record, each list made by a table lookup in C: length, the middle
+        # (attributes, timestampDelta, offsetDelta, keyLength), valueLength, value, 0
+        parts = [b"\x00"] * (5 * n)  # every fifth item: headerCount 0
+        parts[0:320:5] = map(lengths[0].__getitem__, lens[:64])
+        parts[320:40960:5] = map(lengths[1].__getitem__, lens[64:8192])
+        parts[40960::5] = map(lengths[2].__getitem__, lens[8192:])
+        parts[1::5] = mid[:n]
+        parts[2::5] = map(zz.__getitem__, lens)
+        parts[3::5] = values
         return _finish(b"".join(parts), n, timestamp, timestamp, base_offset)
     parts = []
     append = parts.append
@@ -622,10 +643,7 @@ def _plain_tables() -> tuple:
         # headerCount 0 (of the record before), length, attributes 0, timestampDelta 0,
         # offsetDelta, keyLength -1 (null key), valueLength
         framing = re.compile(rb"\x00" + v + rb"\x00\x00" + v + rb"\x01" + v)
-        # lengths[c - 1][m]: the length varint of a record with an m-byte value whose
-        # offsetDelta takes c bytes, zz(4 + c + len(zz(m)) + m); m < 64 has a 1-byte zz(m)
-        lengths = [zz[5 + c:69 + c] + zz[70 + c:8198 + c] + zz[8199 + c:] for c in (1, 2, 3)]
-        _PLAIN = (framing, zz, lengths)
+        _PLAIN = (framing, zz, _length_tables())
     return _PLAIN
 
 
