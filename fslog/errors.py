@@ -12,6 +12,11 @@ class FslogError(Exception):
     """Base class of every error fslog raises on purpose."""
 
 
+class UsageError(FslogError):
+    """Wrong use of the command line or the API: options that cannot go together, a
+    malformed argument. The CLI exits 2 for it (1 for every other error)."""
+
+
 class InvalidNameError(FslogError):
     """A topic, group or other name that fslog refuses before touching any file."""
 

@@ -37,6 +37,9 @@ class Partition:
         self._unsynced: list[int] = []  # fds of segments written and not yet fsynced
         self._rolled = False  # a roll happened: clean (retention, compaction) after the append
         self.clean_error: Exception | None = None  # the last failure of a clean after a roll
+        # Torn tails this object's writers truncated (dicts: path, position, bytes, offset):
+        # the CLI reports them, so that data loss is never silent.
+        self.repairs: list[dict] = []
 
     def __repr__(self) -> str:
         return f"Partition({self.topic!r}, {self.number})"
@@ -105,6 +108,10 @@ class Partition:
         w = SegmentWriter(self.path, base, self.config.index_interval_bytes)
         if created:
             files.fsync_dir(self.path)
+        if w.truncated_bytes:
+            self.repairs.append({"topic": self.topic, "partition": self.number, "path": w.path,
+                                 "position": w.truncated_at, "bytes": w.truncated_bytes,
+                                 "offset": w.next_offset})
         self._writer = w
         return w
 

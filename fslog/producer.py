@@ -67,6 +67,18 @@ class PartitionStats:
                 "first_offset": self.first_offset, "last_offset": self.last_offset}
 
 
+def _default_partitions() -> int:
+    raw = os.environ.get("FSLOG_DEFAULT_PARTITIONS", "") or "1"
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise FslogError(f"FSLOG_DEFAULT_PARTITIONS={raw!r}: expected a whole number of at "
+                         f"least 1 (the partitions of a topic that producing creates)")
+    return n
+
+
 class Producer:
     def __init__(self, log, topic: str, *, create: bool = True, partitions: int | None = None,
                  linger_ms: float = 5, batch_bytes: int = DEFAULT_BATCH_BYTES,
@@ -78,7 +90,7 @@ class Producer:
         except UnknownTopicError:
             if not create:
                 raise
-            n = partitions or int(os.environ.get("FSLOG_DEFAULT_PARTITIONS", "1") or 1)
+            n = partitions or _default_partitions()
             self.topic = log.create_topic(topic, partitions=n, if_not_exists=True)
             self.created = self.topic.created
         self.linger = linger_ms / 1000.0
@@ -311,6 +323,13 @@ class Producer:
         """fsync if there is unsynced data older than ``interval`` seconds."""
         if self._dirty and time.monotonic() - self._last_sync >= interval:
             self.sync()
+
+    @property
+    def repairs(self) -> list[dict]:
+        """Torn tails truncated by this producer's appends (a crashed writer's partial batch,
+        or a damaged last batch): each a dict with topic, partition, path, position, bytes
+        and offset (the first offset that was in it)."""
+        return [r for p in list(self.topic._partitions.values()) for r in p.repairs]
 
     @property
     def buffered(self) -> int:

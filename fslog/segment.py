@@ -297,6 +297,7 @@ class SegmentWriter:
         self.first_timestamp: int | None = None
         self.last_index_position = 0
         self.truncated_bytes = 0
+        self.truncated_at = 0
         self.recover()
 
     # -- recovery
@@ -351,6 +352,7 @@ class SegmentWriter:
                 f"'fslog verify' and restore the file from a copy", self.path, end, self.next_offset)
         os.ftruncate(self.fd, end)
         self.truncated_bytes = rest
+        self.truncated_at = end  # position; the records from self.next_offset on are gone
 
     def _check_index_tail(self, size: int) -> tuple[bool, int]:
         """(index consistent?, position to scan from)."""
@@ -425,8 +427,18 @@ class SegmentWriter:
         """
         view = memoryview(data)
         written = 0
-        while written < len(view):
-            written += os.write(self.fd, view[written:])
+        try:
+            while written < len(view):
+                written += os.write(self.fd, view[written:])
+        except OSError:
+            # A full disk or a file-size limit cut the write short: take the partial
+            # batch back out (this writer holds the lock), so the log stays valid.
+            if written:
+                try:
+                    os.ftruncate(self.fd, self.size)
+                except OSError:
+                    pass  # the next writer drops it as a torn tail
+            raise
         entries: list[tuple[int, int]] = []
         times: list[tuple[int, int]] = []
         start = self.size

@@ -8,7 +8,7 @@ import re
 import time
 from datetime import datetime, timezone
 
-from .errors import FslogError
+from .errors import UsageError
 
 _UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
@@ -26,7 +26,7 @@ def parse_time_ms(text: str, now_ms: int | None = None) -> int:
     try:
         dt = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise FslogError(
+        raise UsageError(
             f"cannot read the time {text!r}: use ISO-8601 (2026-11-25T10:00:00Z) or a relative "
             f"time such as 30m, 1h, 2d") from None
     if dt.tzinfo is None:

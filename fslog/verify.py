@@ -60,7 +60,9 @@ def _check_segment(path: str, base: int, expect_first: int | None, compact: bool
                         problems.append(_problem(
                             "torn-tail", path, pos, nxt,
                             f"{path}: position {pos}: {what}, {size - pos} bytes to the end of "
-                            f"the file (a write cut short by a crash); --repair truncates it"))
+                            f"the file (a write cut short by a crash"
+                            + ("" if isinstance(e, rb.Incomplete) else ", or damage to the last batch")
+                            + f"; records from offset {nxt} on); --repair truncates it"))
                         break
                     damaged = True
                     why = str(e) if isinstance(e, CorruptRecordError) else \

@@ -191,7 +191,7 @@ def test_headers(cli):
     assert [d["headers"] for d in docs] == [[{"key": "a", "value": "b"},
                                              {"key": "empty", "value": ""},
                                              {"key": "eq", "value": "x=y"}]] * 2
-    cp = cli("produce", "t", "--header", "novalue", input=b"x\n", check=1)
+    cp = cli("produce", "t", "--header", "novalue", input=b"x\n", check=2)  # wrong usage
     assert "novalue" in cp.stderr.decode() and len(stderr_lines(cp)) == 1
     assert len(cli.records("t")) == 2
 
@@ -345,7 +345,7 @@ def test_record_whose_batch_fits_is_accepted(cli):
     (["--key-separator", ""], ["--key-separator"]),
 ])
 def test_option_errors(cli, fslog_root, args, words):
-    cp = cli("produce", "t", *args, input=b"x\n", check=1)
+    cp = cli("produce", "t", *args, input=b"x\n", check=2)  # wrong usage: exit 2
     msg = stderr_lines(cp)
     assert len(msg) == 1
     for w in words:

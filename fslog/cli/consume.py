@@ -75,7 +75,7 @@ def consume(
     concurrency: int = typer.Option(1, "--concurrency", "-j", min=1, metavar="K", help="With --exec: run up to K commands at once (never two for one partition: order per partition is kept)."),
     shutdown_timeout: float = typer.Option(30.0, "--shutdown-timeout", min=0, metavar="SECONDS", help="With --exec: on SIGINT/SIGTERM, wait this long for running commands before stopping them."),
 ) -> None:
-    from ..errors import FslogError
+    from ..errors import FslogError, UsageError
     from ..timeparse import parse_time_ms
     from .common import open_log
     from .output import err
@@ -89,9 +89,9 @@ def consume(
             raise typer.BadParameter(f"{used[0]} needs --exec CMD", param_hint=used[0])
     starts = [x for x in (offset is not None, last is not None, from_time is not None) if x]
     if len(starts) > 1:
-        raise FslogError("use only one of --offset, --last and --from-time")
+        raise UsageError("use only one of --offset, --last and --from-time")
     if from_beginning and starts:
-        raise FslogError("--from-beginning cannot be combined with --offset, --last or --from-time")
+        raise UsageError("--from-beginning cannot be combined with --offset, --last or --from-time")
     if offset is None or offset in ("beginning", "earliest"):
         start = "beginning"
     elif offset in ("end", "latest"):
@@ -100,16 +100,16 @@ def consume(
         try:
             start = int(offset)
         except ValueError:
-            raise FslogError(f"--offset {offset!r}: use a number, beginning, end, or -N") from None
+            raise UsageError(f"--offset {offset!r}: use a number, beginning, end, or -N") from None
     if last is not None:
         start = ("last", last)
     if from_time is not None:
         start = ("time", parse_time_ms(from_time))
     if group is not None:
         if partition is not None:
-            raise FslogError("--partition cannot be used with --group: the group assigns partitions")
+            raise UsageError("--partition cannot be used with --group: the group assigns partitions")
         if start not in ("beginning", "end"):
-            raise FslogError("with --group, the start comes from the group's committed offsets; "
+            raise UsageError("with --group, the start comes from the group's committed offsets; "
                              "only --offset end is accepted (to reset a group: fslog group reset)")
 
     log = open_log(ctx, topics=topics, groups=[group] if group else [])

@@ -63,10 +63,13 @@ app.command("top", help=top.HELP)(top.top)
 
 
 def run() -> None:
-    from ..errors import FslogError
+    from ..errors import FslogError, UsageError
     from .output import err, quiet_broken_pipe
     try:
         app()
+    except UsageError as e:
+        err(str(e))
+        sys.exit(2)
     except FslogError as e:
         err(str(e))
         sys.exit(1)

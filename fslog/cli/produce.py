@@ -9,7 +9,8 @@ from typing import List, Optional
 
 import typer
 
-HELP = """Append stdin to a topic, one record per line (the newline stripped, bytes kept).
+HELP = """Append stdin to a topic, one record per line (the newline stripped, bytes kept:
+a carriage return before it stays in the record; strip CRLF input with tr -d '\\r').
 
 Exits 0 once every line read is on disk (fsynced); SIGINT or SIGTERM ends it the same
 way for the complete lines read so far. A topic that does not exist is
@@ -26,12 +27,12 @@ Examples:
 
 
 def _parse_headers(items: list[str]) -> list[tuple[str, bytes]]:
-    from ..errors import FslogError
+    from ..errors import FslogError, UsageError
     out = []
     for item in items:
         k, sep, v = item.partition("=")
         if not sep or not k:
-            raise FslogError(f"--header {item!r}: expected KEY=VALUE")
+            raise UsageError(f"--header {item!r}: expected KEY=VALUE")
         try:
             k.encode("utf-8")
         except UnicodeEncodeError:
@@ -58,22 +59,26 @@ def produce(
     json_: bool = typer.Option(False, "--json", help="Print a JSON summary (records, bytes, offsets per partition) to stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary on stderr (shown only on a terminal anyway)."),
 ) -> None:
-    from ..errors import FslogError
+    from ..errors import FslogError, UsageError
     from ..ingest import LineIngester
     from .common import open_log
     from .output import err, print_json
 
     if fmt not in ("raw", "json"):
-        raise FslogError(f"--format {fmt!r}: use raw or json")
+        raise UsageError(f"--format {fmt!r}: use raw or json")
     if key_field is not None and fmt != "json":
-        raise FslogError("--key-field needs --format json")
+        raise UsageError("--key-field needs --format json")
     if key_separator == "":
-        raise FslogError("--key-separator must not be empty")
+        raise UsageError("--key-separator must not be empty")
     log = open_log(ctx, topics=[topic])
     producer = log.producer(topic, partitions=partitions, background=False, linger_ms=linger_ms)
     if producer.created:
-        err(f"created topic {topic!r} with {producer.topic.partition_count} partition"
-            f"{'s' if producer.topic.partition_count != 1 else ''}")
+        if not quiet:
+            err(f"created topic {topic!r} with {producer.topic.partition_count} partition"
+                f"{'s' if producer.topic.partition_count != 1 else ''}")
+    elif partitions is not None and partitions != producer.topic.partition_count:
+        err(f"topic {topic!r} exists with {producer.topic.partition_count} partitions: "
+            f"--partitions {partitions} applies only to a topic that producing creates")
     if partition is not None and partition >= producer.topic.partition_count:
         raise FslogError(f"--partition {partition}: topic {topic!r} has partitions "
                          f"0..{producer.topic.partition_count - 1}")
@@ -104,6 +109,10 @@ def produce(
     finally:
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
+        for r in producer.repairs:
+            err(f"{r['topic']}/{r['partition']}: truncated {r['bytes']} bytes at position "
+                f"{r['position']} of {r['path']} (from offset {r['offset']}): the tail of a write "
+                f"cut short by a crash, or a damaged last batch; appending went on after it")
         for line, reason in ing.skipped[:1000]:
             err(f"skipped line {line}: {reason}")
         if len(ing.skipped) > 1000:
