@@ -314,9 +314,26 @@ def _raw_writer():
 
 
 def _record_writer(render):
+    from .formats import json_line, json_lines_plain
+    plain = json_lines_plain if render is json_line else None
+
     def write(out, topic, b, stop, remaining):
-        chunks = []
         h = b.header
+        vals = b.plain_values() if plain is not None else None
+        if vals is not None:
+            # a plain batch: its lines are made in C, not one call per record
+            first = b.first_offset
+            nxt = h.next_offset if stop is None else min(stop, h.next_offset)
+            if stop is not None and first + len(vals) > stop:
+                vals = vals[:max(0, stop - first)]
+            if remaining is not None and len(vals) > remaining:
+                vals = vals[:remaining]
+                nxt = first + remaining
+            data = plain(topic, b.partition, first, h.base_timestamp, vals) if vals else b""
+            if data is not None:
+                out.write(data)
+                return (None if remaining is None else remaining - len(vals)), nxt
+        chunks = []
         # once the whole batch is written the position is its end (a compacted batch
         # may end past its last record)
         nxt = h.next_offset if stop is None else min(stop, h.next_offset)
