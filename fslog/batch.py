@@ -633,17 +633,17 @@ _PLAIN: tuple | None = None
 
 
 def _plain_tables() -> tuple:
-    """(framing regex, zigzag table, record-length tables) for ``decode_plain_values``;
-    built on first use."""
+    """(framing regex, zigzag table, middles table, record-length tables) for
+    ``decode_plain_values``; built on first use."""
     global _PLAIN
     if _PLAIN is None:
         import re
-        zz = _tables()[0]
-        v = rb"([\x80-\xff]{0,2}[\x00-\x7f])"  # a varint of 1 to 3 bytes
-        # headerCount 0 (of the record before), length, attributes 0, timestampDelta 0,
-        # offsetDelta, keyLength -1 (null key), valueLength
-        framing = re.compile(rb"\x00" + v + rb"\x00\x00" + v + rb"\x01" + v)
-        _PLAIN = (framing, zz, _length_tables())
+        zz, mid, _ln = _tables()
+        v = rb"[\x80-\xff]{0,2}[\x00-\x7f]"  # a varint of 1 to 3 bytes
+        # headerCount 0 (of the record before), then the framing up to the value: length,
+        # attributes 0, timestampDelta 0, offsetDelta, keyLength -1 (null key), valueLength
+        framing = re.compile(rb"\x00(" + v + rb"\x00\x00" + v + rb"\x01" + v + rb")")
+        _PLAIN = (framing, zz, mid, _length_tables())
     return _PLAIN
 
 
@@ -655,8 +655,8 @@ def decode_plain_values(buf: bytes, pos: int, h: BatchHeader) -> list | None:
 
     The read loop's fast path, with no Python loop per record: one regex split (in C)
     cuts the batch at what looks like record framing, and the result is accepted only if
-    the batch is, byte for byte, the encoding of the values found: every record's length,
-    offset delta and value length are compared with ones built from the tables. A value
+    the batch is, byte for byte, the encoding of the values found: the framing found is
+    compared with the framing those values must have (built from the tables). A value
     that happens to contain framing-like bytes, or a batch of any other shape, gives None,
     never a wrong answer.
     """
@@ -665,22 +665,27 @@ def decode_plain_values(buf: bytes, pos: int, h: BatchHeader) -> list | None:
     if (n < 1 or n >= _TABLE_SIZE or h.last_offset_delta != n - 1
             or h.attributes & COMPRESSION_MASK or end - pos <= HEADER_SIZE or buf[end - 1]):
         return None
-    framing, zz, lengths = _plain_tables()
+    framing, zz, mid, lengths = _plain_tables()
     # records as [length, 0, 0, offsetDelta, 1, valueLength, value, 0]: with a 0 put in
-    # front and the last 0 taken off, the batch splits into [b"", length, offsetDelta,
-    # valueLength, value, length, ...]
+    # front and the last 0 taken off, the batch splits into [b"", framing of record 0,
+    # value 0, framing of record 1, ...]
     parts = framing.split(b"\x00" + buf[pos + HEADER_SIZE:end - 1])
-    if len(parts) != 4 * n + 1 or parts[0]:
+    if len(parts) != 2 * n + 1 or parts[0]:
         return None
-    values = parts[4::4]
+    values = parts[2::2]
     lens = list(map(len, values))
+    # The framing each record must have: length, middle (0, 0, offsetDelta, -1), value
+    # length. Framings are self-delimiting (varints end at a byte < 0x80), so if the
+    # framings found, joined, equal these joined, each one equals its own.
+    want = [b""] * (3 * n)
     try:
-        if (parts[2::4] != zz[:n]
-                or parts[3::4] != list(map(zz.__getitem__, lens))
-                or parts[1:257:4] != list(map(lengths[0].__getitem__, lens[:64]))
-                or parts[257:32769:4] != list(map(lengths[1].__getitem__, lens[64:8192]))
-                or parts[32769::4] != list(map(lengths[2].__getitem__, lens[8192:]))):
-            return None
+        want[0:192:3] = map(lengths[0].__getitem__, lens[:64])
+        want[192:24576:3] = map(lengths[1].__getitem__, lens[64:8192])
+        want[24576::3] = map(lengths[2].__getitem__, lens[8192:])
+        want[2::3] = map(zz.__getitem__, lens)
     except IndexError:  # a value too long for the tables
+        return None
+    want[1::3] = mid[:n]
+    if b"".join(want) != b"".join(parts[1::2]):
         return None
     return values
