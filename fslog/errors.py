@@ -68,6 +68,20 @@ class UnsafePathError(FslogError):
     """A path under the root that is a symlink or otherwise points outside the root."""
 
 
+class UnreadableOffsetError(FslogError):
+    """A committed-offset file that cannot be read (damaged, hand-edited, a link).
+
+    ``path``, ``topic`` and ``partition`` name it; ``fslog group reset`` replaces it.
+    """
+
+    def __init__(self, message: str, path: str | None = None, topic: str | None = None,
+                 partition: int | None = None):
+        super().__init__(message)
+        self.path = path
+        self.topic = topic
+        self.partition = partition
+
+
 class CommandFailedError(FslogError):
     """A command run for records (``--exec``) failed for good, with no dead-letter topic.
 

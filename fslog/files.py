@@ -14,6 +14,7 @@ Layout under the root directory (the "broker")::
             00000000000000000000.index      offset index (sparse)
             00000000000000000000.timeindex  time index (sparse)
       groups/                         consumer groups (registry, committed offsets)
+      tmp/                            topics being created or deleted, groups being deleted
 
 Segment files are named by their base offset, zero-padded to 20 digits so that ``ls``
 sorts them numerically, exactly as Kafka names them.
@@ -23,8 +24,9 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 
-from .errors import InvalidNameError, UnsafePathError
+from .errors import FslogError, InvalidNameError, UnsafePathError
 
 LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
@@ -36,6 +38,8 @@ CLEANER_LOCK_FILE = ".cleaner.lock"  # one cleaner per partition at a time
 CLEANER_CHECKPOINT_FILE = "cleaner-checkpoint.json"  # first dirty offset
 TOPICS_DIR = "topics"
 GROUPS_DIR = "groups"
+TMP_DIR = "tmp"
+TMP_INFIX = ".tmp."  # write_atomic's temp files: NAME.tmp.<pid>
 TOPIC_CONFIG_FILE = "topic.json"
 LOCK_FILE = ".lock"
 
@@ -117,6 +121,45 @@ def check_real_dir(path: str, root: str) -> None:
         raise UnsafePathError(f"{path} resolves outside the root {root}: refusing to use it")
 
 
+def tmp_dir(root: str) -> str:
+    """Where topic creation and topic and group deletion are staged (renamed in or out)."""
+    return os.path.join(root, TMP_DIR)
+
+
+def ensure_dir(path: str, root: str) -> bool:
+    """Create the directory ``path`` under ``root`` and any missing parents below the root;
+    return True if ``path`` was created. Every level below the root is checked before
+    anything is created in or through it: a symbolic link is refused (UnsafePathError),
+    so nothing is ever created outside the root. The root itself may be a link."""
+    root = os.path.abspath(root)
+    path = os.path.abspath(path)
+    rel = os.path.relpath(path, root)
+    if rel == os.curdir:
+        return False
+    if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+        raise ValueError(f"{path} is not under {root}")
+    cur = root
+    created = False
+    for part in rel.split(os.sep):
+        cur = os.path.join(cur, part)
+        try:
+            st = os.lstat(cur)
+        except FileNotFoundError:
+            try:
+                os.mkdir(cur, DIR_MODE)
+                created = True
+                continue
+            except FileExistsError:  # a concurrent creator: look at what it made
+                st = os.lstat(cur)
+        if stat.S_ISLNK(st.st_mode):
+            raise UnsafePathError(
+                f"{cur} is a symbolic link: fslog does not follow links under its root; remove it")
+        if not stat.S_ISDIR(st.st_mode):
+            raise FslogError(f"{cur} is not a directory: move it out of the way")
+        created = False
+    return created
+
+
 def makedirs(path: str) -> bool:
     """Create ``path`` (and parents) with DIR_MODE; return True if it was created."""
     if os.path.isdir(path) and not os.path.islink(path):
@@ -133,10 +176,55 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+_TMP_RE = re.compile(r".+" + re.escape(TMP_INFIX) + r"([1-9][0-9]{0,9})\Z")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this host (of any user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    except (OverflowError, ValueError):
+        return True  # not a pid we can judge: leave its files alone
+    return True
+
+
+def remove_stale_temp_files(directory: str) -> int:
+    """Remove the temp files of ``write_atomic`` (``NAME.tmp.<pid>``) in ``directory`` whose
+    writer is gone (killed between writing and renaming): one listdir, and one kill(pid, 0)
+    a temp file. Temp files of live processes and of this one are left alone. Returns the
+    number removed; never raises for a file that vanished or cannot be removed."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return 0
+    me = os.getpid()
+    removed = 0
+    for name in names:
+        m = _TMP_RE.match(name)
+        if m is None:
+            continue
+        pid = int(m.group(1))
+        if pid == me or pid_alive(pid):
+            continue
+        try:
+            os.unlink(os.path.join(directory, name))
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
 def write_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file, fsync, rename, fsync dir."""
+    """Write ``data`` to ``path`` atomically: temp file, fsync, rename, fsync dir.
+
+    The temp file is ``PATH.tmp.<pid>``; afterwards the temp files that dead writers left
+    in the same directory (kill -9 between write and rename) are removed."""
     directory = os.path.dirname(path) or "."
-    tmp = f"{path}.tmp.{os.getpid()}"
+    tmp = f"{path}{TMP_INFIX}{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
     try:
         try:
@@ -154,4 +242,5 @@ def write_atomic(path: str, data: bytes) -> None:
         except OSError:
             pass
         raise
+    remove_stale_temp_files(directory)
     fsync_dir(directory)

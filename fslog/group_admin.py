@@ -11,7 +11,7 @@ import shutil
 import time
 
 from . import files
-from .errors import FslogError, UnknownTopicError
+from .errors import FslogError, UnknownTopicError, UnreadableOffsetError, UsageError
 from .reader import offset_for_time
 from .registry import Registry, list_groups, now_ms
 
@@ -30,7 +30,10 @@ def _members_view(registry: Registry, state: dict) -> list[dict]:
 
 
 def describe_group(log, group: str) -> dict:
-    """``{"group", "generation", "members": [...], "partitions": [...]}`` with lag per partition."""
+    """``{"group", "generation", "members": [...], "partitions": [...], "problems": [...]}``
+    with lag per partition. A partition whose committed-offset file is damaged has
+    ``committed`` and ``lag`` None and a message in ``problems`` (its file, and the
+    ``fslog group reset`` that replaces it); the rest of the group is described as usual."""
     reg = Registry(log.root, group, create=False)
     state = reg.read()
     members = _members_view(reg, state)
@@ -39,9 +42,13 @@ def describe_group(log, group: str) -> dict:
         for a in m["assigned"]:
             owner[(a["topic"], a["partition"])] = {"member_id": m["member_id"], "pid": m["pid"],
                                                    "host": m["host"]}
-    committed = reg.committed_all()
-    topics = set(t for t, _ in committed) | {t for m in members for t in m["topics"]}
+    damaged: list = []
+    committed = reg.committed_all(damaged)
+    unreadable = {(e.topic, e.partition): e for e in damaged}
+    topics = set(t for t, _ in committed) | {t for m in members for t in m["topics"]} \
+        | {t for t, _ in unreadable}
     parts = []
+    problems = []
     for name in sorted(topics):
         try:
             topic = log.topic(name)
@@ -51,21 +58,54 @@ def describe_group(log, group: str) -> dict:
             end = p.end_offset()
             c = committed.get((name, p.number))
             lag = end - c if c is not None else end - p.start_offset()
+            if (name, p.number) in unreadable:  # unknown: neither 0 nor everything
+                lag = None
+                problems.append(str(unreadable[(name, p.number)]))
             parts.append({"topic": name, "partition": p.number, "committed": c,
-                          "end_offset": end, "lag": max(0, lag),
+                          "end_offset": end, "lag": None if lag is None else max(0, lag),
                           "member": owner.get((name, p.number))})
     return {"group": group, "generation": int(state.get("generation", 0)), "members": members,
-            "partitions": parts}
+            "partitions": parts, "problems": problems}
 
 
-def groups_overview(log) -> list[dict]:
-    out = []
+def problem_message(group: str, e: BaseException) -> str:
+    """One line for a group that could not be read at all."""
+    if isinstance(e, FslogError):
+        return str(e)
+    where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+    return f"group {group!r} cannot be read: {getattr(e, 'strerror', None) or e}{where}"
+
+
+def describe_groups(log) -> tuple[list[dict], list[str]]:
+    """``describe_group`` of every group, and the problems found: one bad group (damaged
+    offsets, a link, a permission) is reported, never hides the others."""
+    out, problems = [], []
     for g in list_groups(log.root):
-        d = describe_group(log, g)
-        out.append({"group": g, "generation": d["generation"], "members": len(d["members"]),
-                    "topics": sorted({p["topic"] for p in d["partitions"]}),
-                    "lag": sum(p["lag"] for p in d["partitions"])})
-    return out
+        try:
+            d = describe_group(log, g)
+        except (FslogError, OSError) as e:
+            problems.append(problem_message(g, e))
+            continue
+        out.append(d)
+        problems.extend(d["problems"])
+    return out, problems
+
+
+def _lag_sum(parts: list[dict]) -> int:
+    return sum(p["lag"] for p in parts if p["lag"] is not None)
+
+
+def groups_overview(log, problems: list | None = None) -> list[dict]:
+    """One row per group that can be read; the messages for those that cannot be read, or
+    only in part, are appended to ``problems`` (else the first one is raised)."""
+    described, found = describe_groups(log)
+    if found and problems is None:
+        raise FslogError(found[0])
+    if problems is not None:
+        problems.extend(found)
+    return [{"group": d["group"], "generation": d["generation"], "members": len(d["members"]),
+             "topics": sorted({p["topic"] for p in d["partitions"]}),
+             "lag": _lag_sum(d["partitions"])} for d in described]
 
 
 def _refuse_if_live(reg: Registry, action: str) -> None:
@@ -79,8 +119,10 @@ def _refuse_if_live(reg: Registry, action: str) -> None:
 
 def reset_plan(log, group: str, topic: str, *, to_earliest: bool = False, to_latest: bool = False,
                to_offset: int | None = None, to_datetime_ms: int | None = None,
-               shift_by: int | None = None) -> list[dict]:
-    """[{"topic", "partition", "old", "new"}] for every partition of ``topic``."""
+               shift_by: int | None = None, partitions: list[int] | None = None) -> list[dict]:
+    """[{"topic", "partition", "old", "old_unreadable", "new"}] for every partition of
+    ``topic`` (or those in ``partitions``). A damaged committed-offset file has ``old``
+    None and ``old_unreadable`` True: resetting it is how it gets fixed."""
     chosen = [to_earliest, to_latest, to_offset is not None, to_datetime_ms is not None,
               shift_by is not None]
     if sum(chosen) != 1:
@@ -88,10 +130,25 @@ def reset_plan(log, group: str, topic: str, *, to_earliest: bool = False, to_lat
                          "--to-datetime, --shift-by")
     reg = Registry(log.root, group, create=False)
     t = log.topic(topic)
+    chosen_parts = t.partitions()
+    if partitions:
+        missing = sorted(set(partitions) - {p.number for p in chosen_parts})
+        if missing:
+            raise UsageError(f"topic {topic!r} has no partition {missing[0]}: it has partitions "
+                             f"0 to {t.partition_count - 1}")
+        chosen_parts = [p for p in chosen_parts if p.number in set(partitions)]
     plan = []
-    for p in t.partitions():
+    for p in chosen_parts:
         start, end = p.start_offset(), p.end_offset()
-        old = reg.committed(topic, p.number)
+        try:
+            old, unreadable = reg.committed(topic, p.number), False
+        except UnreadableOffsetError as e:
+            if shift_by is not None:
+                raise UnreadableOffsetError(
+                    f"{e.path}: the committed offset of {topic}/{p.number} is unreadable, so "
+                    f"--shift-by has nothing to shift: use {reg.reset_hint(topic, p.number)}",
+                    e.path, topic, p.number) from None
+            old, unreadable = None, True
         if to_earliest:
             new = start
         elif to_latest:
@@ -103,7 +160,8 @@ def reset_plan(log, group: str, topic: str, *, to_earliest: bool = False, to_lat
         else:
             new = (old if old is not None else start) + shift_by
         new = min(max(new, start), end)
-        plan.append({"topic": topic, "partition": p.number, "old": old, "new": new})
+        plan.append({"topic": topic, "partition": p.number, "old": old,
+                     "old_unreadable": unreadable, "new": new})
     return plan
 
 
@@ -119,7 +177,8 @@ def delete_group(log, group: str) -> None:
     reg = Registry(log.root, group, create=False)
     with reg._flock:
         _refuse_if_live(reg, "delete")
-        trash = os.path.join(log.root, "tmp", f"group-{group}-{os.getpid()}-{time.monotonic_ns()}")
+        files.ensure_dir(files.tmp_dir(log.root), log.root)  # never staged through a link
+        trash = os.path.join(files.tmp_dir(log.root), f"group-{group}-{os.getpid()}-{time.monotonic_ns()}")
         os.rename(reg.path, trash)
         files.fsync_dir(files.groups_dir(log.root))
     shutil.rmtree(trash, ignore_errors=True)

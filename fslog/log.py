@@ -2,7 +2,9 @@
 
 Topic creation is atomic: the topic is assembled in ``ROOT/tmp/`` and renamed into
 ``ROOT/topics/``, so a concurrent reader or a second creator sees either no topic or a
-complete one. Safe to use from any number of processes.
+complete one; deletion renames it into ``ROOT/tmp/`` first. Neither ``ROOT/topics`` nor
+``ROOT/tmp`` may be a symbolic link (checked before anything is created or moved through
+them). Safe to use from any number of processes.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ class Log:
     def __init__(self, root: str | None = None):
         self.root = os.path.abspath(os.path.expanduser(root or files.default_root()))
         try:
-            for d in (self.root, files.topics_dir(self.root), os.path.join(self.root, "tmp")):
-                files.makedirs(d)
+            files.makedirs(self.root)
+            # ROOT/topics and ROOT/tmp are checked (never a link) before anything is made in them
+            for d in (files.topics_dir(self.root), files.tmp_dir(self.root)):
+                files.ensure_dir(d, self.root)
         except OSError as e:
             raise FslogError(f"cannot create the fslog root {self.root}: {e.strerror}") from None
-        files.check_real_dir(files.topics_dir(self.root), self.root)
 
     def __repr__(self) -> str:
         return f"Log({self.root!r})"
@@ -63,8 +66,9 @@ class Log:
             if if_not_exists:
                 return self.topic(name)
             raise TopicExistsError(f"topic {name!r} already exists (use --if-not-exists to accept that)")
-        staging = os.path.join(self.root, "tmp", f"create-{os.getpid()}-{time.monotonic_ns()}")
-        files.makedirs(staging)
+        staging = os.path.join(files.tmp_dir(self.root), f"create-{os.getpid()}-{time.monotonic_ns()}")
+        files.ensure_dir(files.topics_dir(self.root), self.root)
+        files.ensure_dir(staging, self.root)
         try:
             write_topic_meta(staging, partitions, overrides)
             for i in range(partitions):
@@ -96,7 +100,8 @@ class Log:
             os.unlink(path)  # never follow a link out of the root
             return
         # name[:200]: a 249-character name would make the trash name too long (ENAMETOOLONG)
-        trash = os.path.join(self.root, "tmp",
+        files.ensure_dir(files.tmp_dir(self.root), self.root)
+        trash = os.path.join(files.tmp_dir(self.root),
                              f"delete-{name[:200]}-{os.getpid()}-{time.monotonic_ns()}")
         os.rename(path, trash)
         files.fsync_dir(files.topics_dir(self.root))

@@ -5,7 +5,9 @@ group's committed offsets, lag and live members (``group_admin.describe_group``)
 ``view(previous, current)`` turns two samples into the document ``fslog top --json``
 prints: per topic the produce rate (records/s, from the growth of the log-end offsets),
 per group the consume rate (from the growth of the committed offsets), the lag, and the
-members with their partitions and lag. Rates are None for the first sample.
+members with their partitions and lag. Rates are None for the first sample. A group that
+cannot be read, or only in part (a damaged committed-offset file), is reported in
+``problems`` (one message each) and the rest is shown as usual.
 Read-only; safe to call from any number of processes.
 """
 
@@ -14,8 +16,7 @@ from __future__ import annotations
 import time
 
 from .errors import FslogError
-from .group_admin import describe_group
-from .registry import list_groups
+from .group_admin import describe_groups
 
 
 def sample(log) -> dict:
@@ -29,14 +30,9 @@ def sample(log) -> dict:
                            "end_offsets": [p.end_offset() for p in parts]})
         except FslogError:  # a damaged or vanishing topic must not hide the rest
             continue
-    groups = []
-    for g in list_groups(log.root):
-        try:
-            groups.append(describe_group(log, g))
-        except FslogError:
-            continue
+    groups, problems = describe_groups(log)  # a damaged group is reported, not hidden
     return {"time": time.time(), "monotonic": time.monotonic(), "topics": topics,
-            "groups": groups}
+            "groups": groups, "problems": problems}
 
 
 def _rate(now: int, before: int | None, dt: float | None) -> float | None:
@@ -67,7 +63,7 @@ def view(previous: dict | None, current: dict) -> dict:
             old = {(p["topic"], p["partition"]): p["committed"] for p in pg["partitions"]
                    if p["committed"] is not None}
             before = sum(old.get(tp, c) for tp, c in committed.items())
-        lag_of = {(p["topic"], p["partition"]): p["lag"] for p in g["partitions"]}
+        lag_of = {(p["topic"], p["partition"]): p["lag"] or 0 for p in g["partitions"]}
         members = []
         for m in g["members"]:
             tps = [(a["topic"], a["partition"]) for a in m["assigned"]]
@@ -75,8 +71,8 @@ def view(previous: dict | None, current: dict) -> dict:
                             "partitions": [f"{t}/{p}" for t, p in tps],
                             "lag": sum(lag_of.get(tp, 0) for tp in tps)})
         groups.append({"group": g["group"], "generation": g["generation"],
-                       "lag": sum(p["lag"] for p in g["partitions"]),
+                       "lag": sum(p["lag"] or 0 for p in g["partitions"]),
                        "consume_rate": _rate(sum(committed.values()), before, dt),
                        "members": members, "partitions": g["partitions"]})
     return {"time": current["time"], "interval": None if dt is None else round(dt, 3),
-            "topics": topics, "groups": groups}
+            "topics": topics, "groups": groups, "problems": list(current.get("problems", []))}

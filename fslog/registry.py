@@ -22,6 +22,7 @@ Thread-safe; any number of processes.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -29,7 +30,7 @@ import threading
 import time
 
 from . import files
-from .errors import FslogError
+from .errors import FslogError, UnreadableOffsetError
 from .locks import BlockingLock, ProcessLock, is_locked_by_someone  # noqa: F401 (re-exported)
 
 REGISTRY_FILE = "registry.json"
@@ -48,20 +49,42 @@ class Registry:
         self.root = root
         self.group = group
         self.path = group_dir(root, group)
+        subdirs = [os.path.join(self.path, sub) for sub in ("members", "owners", "offsets")]
         if create:
-            for d in (files.groups_dir(root), self.path, os.path.join(self.path, "members"),
-                      os.path.join(self.path, "owners"), os.path.join(self.path, "offsets")):
-                files.makedirs(d)
-        elif not os.path.isdir(self.path):
-            raise FslogError(f"group {group!r} does not exist in {root} (see 'fslog group list')")
+            files.makedirs(root)
+            # each level is checked before anything is created in or through it
+            for d in subdirs:
+                files.ensure_dir(d, root)
+        else:
+            for d in (files.groups_dir(root), self.path):
+                if os.path.islink(d):
+                    files.check_real_dir(d, root)  # refuses it
+            if not os.path.isdir(self.path):
+                raise FslogError(f"group {group!r} does not exist in {root} (see 'fslog group list')")
+            for d in subdirs:
+                if os.path.lexists(d):
+                    files.check_real_dir(d, root)
         files.check_real_dir(self.path, root)
-        for sub in ("members", "owners", "offsets"):
-            d = os.path.join(self.path, sub)
-            if os.path.lexists(d):
-                files.check_real_dir(d, root)
         self.file = os.path.join(self.path, REGISTRY_FILE)
         self._flock = BlockingLock(os.path.join(self.path, ".lock"))
         self._tlock = threading.RLock()
+        if create:  # a member starting: clear what members killed mid-write left behind
+            self.remove_stale_temp_files()
+
+    def remove_stale_temp_files(self) -> None:
+        """Remove the temp files of atomic writes whose writers were killed (kill -9 between
+        write and rename) from the group directory and its offset directories. Later
+        writes clear their own directory as they go (``files.write_atomic``)."""
+        files.remove_stale_temp_files(self.path)
+        base = os.path.join(self.path, "offsets")
+        try:
+            topics = os.listdir(base)
+        except OSError:
+            return
+        for name in topics:
+            d = os.path.join(base, name)
+            if not os.path.islink(d) and os.path.isdir(d):
+                files.remove_stale_temp_files(d)
 
     # ------------------------------------------------------------ reading
     def read(self) -> dict:
@@ -120,26 +143,44 @@ class Registry:
     def _offset_path(self, topic: str, partition: int) -> str:
         return os.path.join(self.path, "offsets", files.validate_name(topic), str(int(partition)))
 
+    def reset_hint(self, topic: str, partition: int) -> str:
+        """The command that replaces a partition's committed offset."""
+        return (f"'fslog group reset {self.group} --topic {topic} --partition {partition} "
+                f"--to-offset N --execute' (N: the next offset to read; or --to-earliest, "
+                f"--to-latest)")
+
     def committed(self, topic: str, partition: int) -> int | None:
+        """The committed offset, None if there is none; UnreadableOffsetError if its file
+        is damaged: never guessed, so a group never silently starts again elsewhere."""
+        path = self._offset_path(topic, partition)
         try:
-            fd = os.open(self._offset_path(topic, partition), os.O_RDONLY | os.O_NOFOLLOW)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
             with os.fdopen(fd, "rb") as f:
-                return int(json.loads(f.read())["offset"])
+                offset = json.loads(f.read())["offset"]
+            if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+                raise ValueError("not an offset")
+            return offset
         except FileNotFoundError:
             return None
+        except OSError as e:
+            if e.errno != errno.ELOOP:
+                raise
+            why = "is a symbolic link (fslog does not follow links under its root)"
         except (ValueError, KeyError, TypeError):
-            raise FslogError(
-                f"{self._offset_path(topic, partition)}: committed offset is unreadable; "
-                f"fix it with 'fslog group reset {self.group} --topic {topic} ... --execute'") from None
+            why = "is unreadable (damaged)"
+        raise UnreadableOffsetError(
+            f"{path}: the committed offset of group {self.group!r} for {topic}/{partition} {why}; "
+            f"replace it with {self.reset_hint(topic, partition)}", path, topic, partition)
 
     def commit(self, topic: str, partition: int, offset: int, member_id: str | None = None) -> None:
         path = self._offset_path(topic, partition)
-        files.makedirs(os.path.dirname(path))
-        files.check_real_dir(os.path.dirname(path), self.root)
+        files.ensure_dir(os.path.dirname(path), self.root)
         doc = {"offset": int(offset), "member": member_id, "committed_at": now_ms()}
         files.write_atomic(path, json.dumps(doc).encode() + b"\n")
 
-    def committed_all(self) -> dict[tuple[str, int], int]:
+    def committed_all(self, unreadable: list | None = None) -> dict[tuple[str, int], int]:
+        """Every committed offset. A damaged file raises UnreadableOffsetError, or, given a
+        list ``unreadable``, is appended to it (as that error) and left out."""
         out = {}
         base = os.path.join(self.path, "offsets")
         if not os.path.isdir(base):
@@ -150,7 +191,13 @@ class Registry:
                 continue
             for name in os.listdir(tdir):
                 if name.isdigit():
-                    c = self.committed(topic, int(name))
+                    try:
+                        c = self.committed(topic, int(name))
+                    except UnreadableOffsetError as e:
+                        if unreadable is None:
+                            raise
+                        unreadable.append(e)
+                        continue
                     if c is not None:
                         out[(topic, int(name))] = c
         return out
@@ -162,6 +209,8 @@ def new_member_id() -> str:
 
 def list_groups(root: str) -> list[str]:
     d = files.groups_dir(root)
+    if os.path.islink(d):
+        files.check_real_dir(d, root)  # refuses it
     if not os.path.isdir(d):
         return []
     out = []

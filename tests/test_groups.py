@@ -564,7 +564,7 @@ def test_group_reset_delete_list_status(fs):
     # wrong usage of reset: one target exactly
     r = fs.run("group", "reset", "rg", "--topic", "rs", "--to-earliest", "--to-latest",
                "--execute", check=False)
-    assert r.returncode == 1 and b"exactly one" in r.stderr
+    assert r.returncode == 2 and b"exactly one" in r.stderr
 
     # refused while a member is live
     fs.run("group", "reset", "rg", "--topic", "rs", "--to-earliest", "--execute")
@@ -611,7 +611,99 @@ def test_group_reset_delete_list_status(fs):
     assert r.returncode == 1
 
 
+def test_damaged_committed_offset_is_reported_and_reset_fixes_it(fs):
+    """A torn or hand-damaged offset file: consuming refuses (never restarts silently from
+    the beginning) with a suggestion that works; describe names the file; list, status and
+    top report it and still show the other groups; reset replaces it atomically."""
+    fs.create("t", 2)
+    fs.produce("t", [rec("d", i) for i in range(40)])
+    fs.consume("t", "--group", "g")
+    fs.consume("t", "--group", "ok")
+    ends = {r["partition"]: r["end_offset"] for r in fs.describe("ok")["partitions"]}
+    assert min(ends.values()) > 2
+    bad = os.path.join(fs.group_dir("g"), "offsets", "t", "0")
+    with open(bad, "wb") as f:
+        f.write(b'{"offs')
+
+    def one_line(r, *words):
+        lines = r.stderr.decode().splitlines()
+        assert len(lines) == 1, lines
+        assert "Traceback" not in r.stderr.decode()
+        for w in words:
+            assert w in lines[0], (w, lines[0])
+        return lines[0]
+
+    r = fs.run("consume", "t", "--group", "g", check=False)
+    assert (r.returncode, r.stdout) == (1, b"")
+    msg = one_line(r, bad, "fslog group reset g --topic t --partition 0")
+
+    r = fs.run("group", "describe", "g", "--json", check=False)
+    assert r.returncode == 1
+    one_line(r, bad, "fslog group reset g")
+    d = json.loads(r.stdout)
+    rows = {p["partition"]: p for p in d["partitions"]}
+    assert (rows[0]["committed"], rows[0]["lag"]) == (None, None)
+    assert (rows[1]["committed"], rows[1]["lag"]) == (ends[1], 0)
+    assert len(d["problems"]) == 1 and bad in d["problems"][0]
+    r = fs.run("group", "describe", "g", check=False)
+    assert r.returncode == 1 and b"unreadable" in r.stdout
+    one_line(r, bad)
+
+    for args in (["group", "list", "--json"], ["status", "--json"],
+                 ["top", "--once", "--json", "--interval", "0.05"]):
+        r = fs.run(*args, check=False)
+        assert r.returncode == 1, (args, r)
+        one_line(r, bad)
+        doc = json.loads(r.stdout)
+        groups = doc if isinstance(doc, list) else doc["groups"]
+        assert sorted(g["group"] for g in groups) == ["g", "ok"], args
+
+    # the plan shows the unreadable offset; --shift-by cannot start from it
+    r = fs.run("group", "reset", "g", "--topic", "t", "--to-earliest", "--json")
+    plan = {x["partition"]: x for x in json.loads(r.stdout)["plan"]}
+    assert (plan[0]["old"], plan[0]["old_unreadable"], plan[0]["new"]) == (None, True, 0)
+    assert (plan[1]["old"], plan[1]["old_unreadable"]) == (ends[1], False)
+    r = fs.run("group", "reset", "g", "--topic", "t", "--shift-by", "-1", check=False)
+    assert r.returncode == 1
+    one_line(r, bad, "--to-offset")
+    assert open(bad, "rb").read() == b'{"offs'  # plans change nothing
+
+    # the suggested command, as the message gives it (N: here, 2)
+    suggested = msg.split("'fslog ", 1)[1].split("'")[0].replace(" N ", " 2 ").split()
+    assert suggested[:2] == ["group", "reset"]
+    r = fs.run(*suggested)
+    assert b"unreadable" in r.stdout
+    assert committed(fs, "g") == {0: 2, 1: ends[1]}
+    assert not [n for n in os.listdir(os.path.dirname(bad)) if ".tmp." in n]
+    got = fs.consume("t", "--group", "g")
+    assert sorted((p, o) for p, o, _ in got) == [(0, o) for o in range(2, ends[0])]
+    for args in (["group", "list"], ["status"], ["group", "describe", "g"]):
+        assert fs.run(*args).stderr == b""
+
+
 # ---------------------------------------------------------------- 8. registry robustness
+def test_temp_files_of_killed_writers_are_removed(fs):
+    """kill -9 between writing an atomic file's temp file and renaming it leaves
+    ``NAME.tmp.<pid>``: the next run removes those of dead processes, not those of live
+    ones (a write in progress)."""
+    fs.create("t", 2)
+    fs.produce("t", [rec("x", i) for i in range(10)])
+    fs.consume("t", "--group", "g")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    g = Path(fs.group_dir("g"))
+    litter = [g / f"registry.json.tmp.{dead.pid}", g / "offsets" / "t" / f"0.tmp.{dead.pid}",
+              g / "offsets" / "t" / f"1.tmp.{dead.pid}"]
+    alive = g / "offsets" / "t" / f"1.tmp.{os.getpid()}"
+    for f in litter + [alive]:
+        f.write_bytes(b'{"offset": 1')
+    fs.consume("t", "--group", "g")  # the next run: nothing to read, nothing to commit
+    assert [f for f in litter if f.exists()] == []
+    assert alive.exists()
+    assert committed(fs, "g") == {r["partition"]: r["end_offset"]
+                                  for r in fs.describe("g")["partitions"]}
+
+
 def test_registry_survives_kill9_during_joins(fs):
     fs.create("k", 6)
     docs = [rec("k", i) for i in range(1200)]
@@ -767,6 +859,8 @@ def test_hung_member_is_evicted_and_rejoins_after_resuming(fs):
         time.sleep(2.5)  # more than two heartbeats: no member may come or go meanwhile
         return stable_ownership(fs, "h", [a, b], 4) and fs.describe("h")["generation"] == g0
     wait_for(healthy, 3, "both members live and the generation stable", interval=0)
+    # it came back under the same member id (docs/groups.md), not as a new member
+    assert aid in fs.registry("h")["members"]
 
 
 def test_short_session_timeout_keeps_healthy_members(fs):

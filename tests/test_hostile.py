@@ -349,7 +349,8 @@ def assert_refused(cp, *words) -> str:
     msg = one_error_line(cp)
     for w in words:
         assert w in msg, (cp.args[1:], msg)
-    assert cp.stdout == b"" or cp.args[1:3] == ["topic", "list"]
+    # commands that list many things show the rest and report the one refused
+    assert cp.stdout == b"" or cp.args[1:3] in (["topic", "list"], ["group", "list"], ["status"])
     return msg
 
 
@@ -483,6 +484,48 @@ def test_group_subdir_symlinked_outside(cli, outside, group_g, name):
     os.symlink(outside / "moved", d)
     before = snapshot(outside)
     cli("consume", "t", "--group", "g", check=None)
+    assert snapshot(outside) == before
+
+
+@pytest.mark.parametrize("name", ["groups", "groups/g", "groups/g/offsets"])
+def test_group_dirs_symlinked_outside_before_first_use(cli, outside, name):
+    """A link where a group's directories would be created: refused before anything is
+    created through it (found creating outside/g/members, owners, offsets first)."""
+    cli.produce("t", b"a\n")
+    link = cli.root / name
+    link.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(outside, link)
+    before = snapshot(outside)
+    cmds = [["consume", "t", "--group", "g"], ["consume", "t", "--group", "g", "--follow"]]
+    for cp in cli.run_many(cmds, check=None):
+        assert_refused(cp, f"{link} is a symbolic link", "remove it")
+        assert snapshot(outside) == before, cp.args
+    for c in GROUP_COMMANDS[1:]:
+        assert_refused(cli(*c, check=None), str(link), "symbolic link")
+        assert snapshot(outside) == before, c
+
+
+def test_tmp_dir_symlinked_outside(cli, outside):
+    """ROOT/tmp stages topic creation and deletion and group deletion: a link there is
+    refused before anything is staged or deleted through it (found staging outside, or
+    failing with 'Invalid cross-device link')."""
+    cli.produce("t", b"a\n")
+    cli("consume", "t", "--group", "g")
+    (cli.root / "tmp").rmdir()
+    os.symlink(outside, cli.root / "tmp")
+    before = snapshot(outside)
+    cases = [(["topic", "create", "u"], b""), (["produce", "new"], b"x\n"),
+             (["topic", "delete", "t"], b""), (["group", "delete", "g"], b""),
+             (["consume", "t"], b""), (["status"], b"")]
+    for cp in cli.run_many(cases, check=None):
+        assert_refused(cp, f"{cli.root / 'tmp'} is a symbolic link", "remove it")
+    assert snapshot(outside) == before
+    assert (cli.root / "topics" / "t").is_dir() and (cli.root / "groups" / "g").is_dir()
+    # once the link is gone, everything works again
+    (cli.root / "tmp").unlink()
+    cli("topic", "create", "u")
+    cli("group", "delete", "g")
+    cli("topic", "delete", "t")
     assert snapshot(outside) == before
 
 

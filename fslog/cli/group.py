@@ -18,13 +18,23 @@ app = typer.Typer(help="Inspect and manage consumer groups (like kafka-consumer-
                           "Example: fslog group list --json")
 def list_(ctx: typer.Context, json_: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     from ..group_admin import groups_overview
-    rows = groups_overview(open_log(ctx))
+    problems: list[str] = []
+    rows = groups_overview(open_log(ctx), problems)
     if json_:
         print_json(rows)
-        return
-    print_table(["GROUP", "GENERATION", "MEMBERS", "TOPICS", "LAG"],
-                [[r["group"], r["generation"], r["members"], ",".join(r["topics"]), r["lag"]]
-                 for r in rows])
+    else:
+        print_table(["GROUP", "GENERATION", "MEMBERS", "TOPICS", "LAG"],
+                    [[r["group"], r["generation"], r["members"], ",".join(r["topics"]), r["lag"]]
+                     for r in rows])
+    report_problems(problems)
+
+
+def report_problems(problems: list[str]) -> None:
+    """After the data: one line on stderr per problem found, then exit 1 if there was any."""
+    for p in problems:
+        err(p)
+    if problems:
+        raise typer.Exit(1)
 
 
 @app.command("describe", help="Per partition: committed offset, log-end offset, lag and owning "
@@ -35,15 +45,19 @@ def describe(ctx: typer.Context, group: str = typer.Argument(..., help="Group na
     d = describe_group(open_log(ctx, groups=[group]), group)
     if json_:
         print_json(d)
+        report_problems(d["problems"])
         return
     rows = []
     for p in d["partitions"]:
         m = p["member"]
-        rows.append([p["topic"], p["partition"], "-" if p["committed"] is None else p["committed"],
-                     p["end_offset"], p["lag"], m["member_id"] if m else "-",
+        unreadable = p["lag"] is None
+        rows.append([p["topic"], p["partition"],
+                     "unreadable" if unreadable else "-" if p["committed"] is None else p["committed"],
+                     p["end_offset"], "?" if unreadable else p["lag"], m["member_id"] if m else "-",
                      m["pid"] if m else "-", m["host"] if m else "-"])
     print_table(["TOPIC", "PARTITION", "COMMITTED", "END OFFSET", "LAG", "MEMBER", "PID", "HOST"],
                 rows, title=f"group {group}, generation {d['generation']}, {len(d['members'])} live member(s)")
+    report_problems(d["problems"])
 
 
 @app.command("reset", help="Move a group's committed offsets. Prints the plan; changes nothing "
@@ -53,6 +67,7 @@ def reset(
     ctx: typer.Context,
     group: str = typer.Argument(..., help="Group name."),
     topic: str = typer.Option(..., "--topic", "-t", help="Topic whose offsets to move."),
+    partition: Optional[list[int]] = typer.Option(None, "--partition", "-p", min=0, help="Only this partition (repeatable; default: every partition of the topic)."),
     to_earliest: bool = typer.Option(False, "--to-earliest", help="To the log start offset."),
     to_latest: bool = typer.Option(False, "--to-latest", help="To the log-end offset (skip everything)."),
     to_offset: Optional[int] = typer.Option(None, "--to-offset", help="To this offset (clamped to the log)."),
@@ -67,15 +82,16 @@ def reset(
     plan = reset_plan(log, group, topic, to_earliest=to_earliest, to_latest=to_latest,
                       to_offset=to_offset,
                       to_datetime_ms=parse_time_ms(to_datetime) if to_datetime else None,
-                      shift_by=shift_by)
+                      shift_by=shift_by, partitions=partition or None)
     if execute:
         reset_offsets(log, group, plan)
     if json_:
         print_json({"group": group, "executed": execute, "plan": plan})
     else:
         print_table(["TOPIC", "PARTITION", "OLD OFFSET", "NEW OFFSET"],
-                    [[r["topic"], r["partition"], "-" if r["old"] is None else r["old"], r["new"]]
-                     for r in plan])
+                    [[r["topic"], r["partition"],
+                      "unreadable" if r["old_unreadable"] else "-" if r["old"] is None else r["old"],
+                      r["new"]] for r in plan])
     if execute:
         err(f"reset {len(plan)} partition(s) of group {group!r}")
     else:

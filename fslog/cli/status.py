@@ -12,30 +12,32 @@ Example: fslog status --json
 
 
 def status(ctx: typer.Context, json_: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    from ..group_admin import describe_group
-    from ..registry import list_groups
+    from ..group_admin import describe_groups
     from .common import open_log
+    from .group import report_problems
     from .output import print_json, print_table
     from ..errors import FslogError
-    from .output import err
     log = open_log(ctx)
     topics = []
+    problems: list[str] = []
     for name in log.topics():
         try:
             t = log.topic(name)
         except FslogError as e:  # one damaged topic must not hide the rest
-            err(str(e))
+            problems.append(str(e))
             continue
         topics.append({"name": name, "partitions": t.partition_count,
                        "end_offsets": [p.end_offset() for p in t.partitions()]})
     groups = []
-    for g in list_groups(log.root):
-        d = describe_group(log, g)
-        groups.append({"group": g, "generation": d["generation"], "members": d["members"],
-                       "lag": sum(p["lag"] for p in d["partitions"])})
+    described, group_problems = describe_groups(log)  # nor one damaged group
+    problems.extend(group_problems)
+    for d in described:
+        groups.append({"group": d["group"], "generation": d["generation"], "members": d["members"],
+                       "lag": sum(p["lag"] for p in d["partitions"] if p["lag"] is not None)})
     doc = {"root": log.root, "topics": topics, "groups": groups}
     if json_:
         print_json(doc)
+        report_problems(problems)
         return
     print(f"root: {log.root}")
     print_table(["TOPIC", "PARTITIONS", "LOG-END OFFSETS"],
@@ -49,3 +51,4 @@ def status(ctx: typer.Context, json_: bool = typer.Option(False, "--json", help=
             rows.append([g["group"], g["generation"], m["member_id"], m["pid"], m["host"],
                          parts or "-", g["lag"]])
     print_table(["GROUP", "GENERATION", "MEMBER", "PID", "HOST", "PARTITIONS", "LAG"], rows)
+    report_problems(problems)

@@ -10,7 +10,9 @@ import typer
 
 HELP = """A live dashboard of the root: per topic the log-end offsets and produce rate,
 per group the consume rate, lag, and live members with their partitions. Refreshes in
-place every --interval seconds until q, Ctrl-C or SIGTERM.
+place every --interval seconds until q, Ctrl-C or SIGTERM. A group that cannot be read
+(e.g. a damaged committed-offset file) is reported on stderr (with --once: exit 1) or,
+live, on the screen; the others are shown as usual.
 
 Rates are measured between two samples, so --once waits one --interval before printing.
 --json prints the same as JSON: one document (with --once) or one line per refresh.
@@ -55,6 +57,7 @@ def _renderable(doc: dict, root: str, interval: float):
     stamp = time.strftime("%H:%M:%S", time.localtime(doc["time"]))
     parts = [Text(f"fslog top  {root}  {stamp}  every {interval:g} s  (q or Ctrl-C to quit)",
                   style="bold")]
+    parts.extend(Text(f"problem: {p}", style="red") for p in doc.get("problems", []))
     for title, columns, rows in _tables(doc):
         table = Table(title=title, title_justify="left", expand=False)
         for c in columns:
@@ -76,9 +79,17 @@ def top(
 ) -> None:
     from ..monitor import sample, view
     from .common import open_log
-    from .output import print_json, print_table
+    from .group import report_problems
+    from .output import err, print_json, print_table
 
     log = open_log(ctx)
+    reported: set[str] = set()
+
+    def _report_new(doc):  # a problem once, when it appears (not at every refresh)
+        for p in doc.get("problems", []):
+            if p not in reported:
+                reported.add(p)
+                err(p)
     stopping: list[int] = []
 
     def _on_signal(signum, frame):
@@ -98,6 +109,7 @@ def top(
                     if i and not sys.stdout.isatty():
                         sys.stdout.write("\n")
                     print_table(columns, rows, title=title if sys.stdout.isatty() else None)
+            report_problems(doc["problems"])
             return
         if json_ or not sys.stdout.isatty():
             while not stopping:
@@ -107,6 +119,7 @@ def top(
                 cur = sample(log)
                 doc = view(prev, cur)
                 prev = cur
+                _report_new(doc)
                 if json_:
                     print_json(doc)
                 else:
