@@ -134,8 +134,9 @@ def reset_plan(log, group: str, topic: str, *, to_earliest: bool = False, to_lat
     if partitions:
         missing = sorted(set(partitions) - {p.number for p in chosen_parts})
         if missing:
-            raise UsageError(f"topic {topic!r} has no partition {missing[0]}: it has partitions "
-                             f"0 to {t.partition_count - 1}")
+            n = t.partition_count
+            raise UsageError(f"topic {topic!r} has no partition {missing[0]}: its "
+                             f"{n} partition(s) are numbered 0 to {n - 1}")
         chosen_parts = [p for p in chosen_parts if p.number in set(partitions)]
     plan = []
     for p in chosen_parts:

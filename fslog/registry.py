@@ -10,7 +10,12 @@ Layout::
       offsets/<topic>/<p>      committed offset of a partition: {"offset", "member", ...}
 
 ``registry.json`` is only changed under ``.lock`` and always written atomically (temp file,
-fsync, rename), so a reader — or a member killed mid-write — never sees half a file.
+fsync, rename), so a reader — or a member killed mid-write — never sees half a file; the
+temp files such a member leaves are removed by the next member that starts here (and by
+the next write in their directory). None of these directories, nor ``ROOT/groups``, may
+be a symbolic link: each is checked before anything is created or written through it.
+A committed-offset file that cannot be read raises UnreadableOffsetError (never taken
+for "no offset"); ``fslog group reset`` replaces it.
 A member record holds its id, host, pid, start time, last heartbeat, topics and assigned
 partitions. A member is dead when nobody holds its ``members/<id>`` lock (its process is
 gone: the kernel dropped the lock) or when its heartbeat is older than its session timeout
