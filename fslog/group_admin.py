@@ -126,7 +126,7 @@ def reset_plan(log, group: str, topic: str, *, to_earliest: bool = False, to_lat
     chosen = [to_earliest, to_latest, to_offset is not None, to_datetime_ms is not None,
               shift_by is not None]
     if sum(chosen) != 1:
-        raise FslogError("choose exactly one of --to-earliest, --to-latest, --to-offset, "
+        raise UsageError("choose exactly one of --to-earliest, --to-latest, --to-offset, "
                          "--to-datetime, --shift-by")
     reg = Registry(log.root, group, create=False)
     t = log.topic(topic)
