@@ -41,6 +41,18 @@ def damage_message(d: dict) -> str:
             f"({d['topic']}/{d['partition']} {offsets}); 'fslog verify' shows the damage")
 
 
+def open_consumer(log, topics: list[str], group: str | None = None,
+                  partition: int | None = None, start="beginning", follow: bool = False,
+                  session_timeout: float = 10.0, skip_corrupt: bool = False):
+    """A ``GroupConsumer`` of ``group``, or without a group a ``Consumer`` of the topics
+    (of one partition, if given): what ``fslog consume`` reads from."""
+    if group is not None:
+        return GroupConsumer(log, group, topics, start=start, follow=follow,
+                             session_timeout=session_timeout, skip_corrupt=skip_corrupt)
+    return Consumer(log, topics, partitions=None if partition is None else [partition],
+                    start=start, follow=follow, skip_corrupt=skip_corrupt)
+
+
 class Consumer:
     def __init__(self, log, topics: list[str], partitions: list[int] | None = None,
                  start="beginning", follow: bool = False, skip_corrupt: bool = False):

@@ -148,14 +148,9 @@ def consume(
     old_term = signal.signal(signal.SIGTERM, _on_signal)
     old_int = signal.signal(signal.SIGINT, _on_signal)
     try:
-        if group is not None:
-            from ..consumer import GroupConsumer
-            source = GroupConsumer(log, group, topics, start=start, follow=follow,
-                                   session_timeout=session_timeout, skip_corrupt=skip_corrupt)
-        else:
-            from ..consumer import Consumer
-            source = Consumer(log, topics, partitions=None if partition is None else [partition],
-                              start=start, follow=follow, skip_corrupt=skip_corrupt)
+        from ..consumer import open_consumer
+        source = open_consumer(log, topics, group, partition, start=start, follow=follow,
+                               session_timeout=session_timeout, skip_corrupt=skip_corrupt)
     except _Stopped:
         return
     from .progress import consume_progress

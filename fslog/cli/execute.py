@@ -65,14 +65,9 @@ def run_exec(log, topics: list[str], *, group: str | None, start, partition: int
     old_int = signal.signal(signal.SIGINT, _on_signal)
     source = producer = None
     try:
-        if group is not None:
-            from ..consumer import GroupConsumer
-            source = GroupConsumer(log, group, topics, start=start, follow=follow,
-                                   session_timeout=session_timeout, skip_corrupt=skip_corrupt)
-        else:
-            from ..consumer import Consumer
-            source = Consumer(log, topics, partitions=None if partition is None else [partition],
-                              start=start, follow=follow, skip_corrupt=skip_corrupt)
+        from ..consumer import open_consumer
+        source = open_consumer(log, topics, group, partition, start=start, follow=follow,
+                               session_timeout=session_timeout, skip_corrupt=skip_corrupt)
         if dead_letter is not None:
             producer = log.producer(dead_letter, background=False)
             if producer.created:
