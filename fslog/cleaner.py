@@ -106,7 +106,8 @@ def dirty_ratio(partition, bases: list[int] | None = None) -> float:
 
 def largest_timestamp(partition, base: int) -> int:
     """The newest record timestamp in a segment (from its time index, checked by a scan
-    of the batches after the index's last entry)."""
+    of the batches after the index's last entry); for a segment whose records carry no
+    timestamp (-1), the time its file was last written, as Kafka does."""
     d = partition.path
     tidx = open_time_index(os.path.join(d, files.segment_name(base, files.TIMEINDEX_SUFFIX)))
     try:
@@ -120,6 +121,8 @@ def largest_timestamp(partition, base: int) -> int:
         for _p, h, _d in seg.batches(pos):
             if h.max_timestamp > best:
                 best = h.max_timestamp
+        if best < 0:
+            best = int(os.fstat(seg._fd).st_mtime * 1000)
     finally:
         seg.close()
     return best

@@ -332,3 +332,22 @@ def test_a_crash_at_any_step_of_the_swap_leaves_old_or_new(tmp_path, monkeypatch
     verify_clean(log)
     if not crashed:
         assert final == mid
+
+
+def test_records_without_timestamps_age_by_the_segment_file(tmp_path):
+    """Records with timestamp -1 (no time given) are not "infinitely old": retention goes
+    by the time the segment file was last written, as Kafka does."""
+    log = make(tmp_path, **{"retention.ms": 3_600_000})
+    produce(log, [(None, b"t" * 60, -1) for _ in range(100)], flush_every=2)
+    p = part(log)
+    assert p.start_offset() == 0 and len(p.segment_bases()) > 3
+    res = cleaner.clean_partition(p)
+    assert res["segments_deleted"] == []
+    # an hour and more later (by the files' clocks) they go
+    old = os.path.getmtime(os.path.join(p.path, F.segment_name(0))) - 7200
+    for b in p.segment_bases()[:-1]:
+        os.utime(os.path.join(p.path, F.segment_name(b)), (old, old))
+    res = cleaner.clean_partition(p)
+    assert res["segments_deleted"]
+    assert all(d["reason"] == "retention.ms" for d in res["segments_deleted"])
+    assert len(p.segment_bases()) == 1  # all but the active one
