@@ -383,11 +383,13 @@ def compact(partition, config, now: int, force: bool = False) -> dict:
 
 def _clean_group(partition, group: list[int], end: int, latest: dict, horizon: int,
                  interval: int) -> dict | None:
-    """Rewrite one group; None if it would lose nothing (left as it is)."""
+    """Rewrite one group (merging its segments into one); None if it is a single segment
+    that would lose nothing (left as it is)."""
     stats = {"records_removed": 0, "tombstones_removed": 0, "keyless_removed": 0, "bytes": 0}
     # First see whether anything goes at all (cheap compared to a rewrite).
-    if not any(_drops(r, latest, horizon) for b in group
-               for _h, recs in _segment_batches(partition, b) for r in recs):
+    if len(group) == 1 and not any(_drops(r, latest, horizon)
+                                   for _h, recs in _segment_batches(partition, group[0])
+                                   for r in recs):
         return None
     out = _SegmentBuilder(partition.path, group[0], interval)
     try:

@@ -351,3 +351,27 @@ def test_records_without_timestamps_age_by_the_segment_file(tmp_path):
     assert res["segments_deleted"]
     assert all(d["reason"] == "retention.ms" for d in res["segments_deleted"])
     assert len(p.segment_bases()) == 1  # all but the active one
+
+
+def test_small_sealed_segments_are_merged(tmp_path):
+    log = make(tmp_path, **{"cleanup.policy": "compact", "min.cleanable.dirty.ratio": 1.0})
+    produce(log, keyed(3, 40), flush_every=3)  # three keys: each segment shrinks to a few records
+    p = part(log)
+    n = len(p.segment_bases())
+    assert n > 6
+    cleaner.clean_partition(p, now=NOW, force_compaction=True)
+    after_first = read(log)
+    # the first pass groups by the segments' sizes before cleaning; the second merges the
+    # small results, though no record goes
+    res = cleaner.clean_partition(p, now=NOW, force_compaction=True)
+    assert res["compaction"]["records_removed"] == 0
+    assert len(p.segment_bases()) <= 3 < n
+    assert read(log) == after_first
+    assert judge(p) == after_first
+    verify_clean(log)
+    # and once merged, a further pass leaves the files alone
+    names = sorted(os.listdir(p.path))
+    inode = os.stat(os.path.join(p.path, F.segment_name(0))).st_ino
+    cleaner.clean_partition(p, now=NOW, force_compaction=True)
+    assert os.stat(os.path.join(p.path, F.segment_name(0))).st_ino == inode
+    assert sorted(os.listdir(p.path)) == names

@@ -139,29 +139,48 @@ def test_compaction_through_the_cli_with_tombstones(cli):
     cli("verify")
 
 
+def _leftovers(cli, topic="t"):
+    return [p.name for p in cli.partition_dir(topic).iterdir()
+            if p.name.endswith((".cleaned", ".swap.json"))]
+
+
 def test_kill9_during_clean_leaves_old_or_new(cli):
-    cli.create("t", "--config", "segment.bytes=4096", "--config", "index.interval.bytes=256",
-               "--config", "cleanup.policy=compact", "--config", "min.cleanable.dirty.ratio=0.99")
+    config = ["--config", "segment.bytes=4096", "--config", "index.interval.bytes=256",
+              "--config", "cleanup.policy=compact", "--config", "min.cleanable.dirty.ratio=1"]
+    cli.create("t", *config)
+    # how long a clean of one trial's data takes, start-up included, on this machine now
+    cli.create("cal", *config)
+    cli.produce("cal", keyed_lines(3000, 50), "--key-separator", ":")
+    t0 = time.monotonic()
+    cli("clean", "cal", "--compact-now")
+    took = time.monotonic() - t0
     rng = random.Random(7)
     n = 0
-    for trial in range(8):
+    cut_in_the_middle = 0  # kills that left a half-done swap or a half-written segment
+    for trial in range(30):
+        if trial >= 8 and cut_in_the_middle >= 2:
+            break
         data = keyed_lines(3000, 50 + trial)
         cli.produce("t", data, "--key-separator", ":")
         n += 3000
         before = by_offset(cli)
+        left_before = set(_leftovers(cli))  # a kill before the next clean's recovery keeps them
         p = cli.popen("clean", "t", "--compact-now")
-        time.sleep(rng.uniform(0.0, 0.35))
+        time.sleep(rng.uniform(0.2, 1.3) * took)
         p.send_signal(signal.SIGKILL)
         p.wait()
+        if p.returncode == -signal.SIGKILL and set(_leftovers(cli)) - left_before:
+            cut_in_the_middle += 1
         mid = by_offset(cli)
         assert all(before[o] == kv for o, kv in mid.items()), f"trial {trial}: a record changed"
         latest = {}
         for o in sorted(before):
             latest[before[o][0]] = o
         assert set(latest.values()) <= set(mid), f"trial {trial}: a latest value was lost"
+    assert cut_in_the_middle >= 2, "no kill landed while a clean was writing or swapping"
     cli("clean", "t")  # finishes or rolls back whatever was cut short
-    cp = cli("verify", "t")
-    assert b"problem" not in cp.stdout
+    assert _leftovers(cli) == []
+    cli("verify", "t")
     final = by_offset(cli)
     assert max(final) == n - 1
     for path in cli.segments("t"):

@@ -85,7 +85,11 @@ def clean(
                     f"({', '.join(sorted({x['reason'] for x in d}))}); log start offset now "
                     f"{p['start_offset']}")
             c = p["compaction"]
-            if c and c["ran"]:
+            if c and c["ran"] and not (c["records_removed"] or c["tombstones_removed"]
+                                       or c["keyless_removed"]
+                                       or c["segments_after"] != c["segments_before"]):
+                err(f"{where}: compaction found nothing to remove")
+            elif c and c["ran"]:
                 err(f"{where}: compacted {c['segments_before'] - 1} sealed segment(s) into "
                     f"{c['segments_after'] - 1}: removed {c['records_removed']} superseded "
                     f"record(s), {c['tombstones_removed']} tombstone(s)"
