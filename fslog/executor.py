@@ -179,6 +179,7 @@ class Executor:
         self._procs_lock = threading.Lock()
         self._dl_lock = threading.Lock()
         self._stopping = threading.Event()  # nothing new starts; retries are cancelled
+        self._killing = False  # shutdown is stopping commands that outlived its timeout
         # set by stop(), which may run in a signal handler: plain flags, no locks
         self._stop_requested = False
         self._force = False
@@ -364,6 +365,10 @@ class Executor:
                 if o.status == "dead_letter":
                     self.stats["dead_lettered"] += len(t.records)
                 completed = True
+            elif o.status == "cancelled" and not self._killing:
+                # a failed attempt that is not retried because fslog is stopping: say so
+                # (its record stays uncommitted; the next run handles it again)
+                self._emit("abandoned", where=t.where, reason=o.reason)
             elif o.status == "failed":
                 self._queues.pop(t.tp, None)
                 if self._failure is None:
@@ -380,6 +385,7 @@ class Executor:
             self._collect(min(0.05, max(0.001, deadline - time.monotonic())))
         if self._inflight:
             n = len(self._inflight)
+            self._killing = True  # their outcomes are reported by this one event
             self._emit("killed", count=n, timeout=self.shutdown_timeout,
                        where=[t.where for t in self._inflight.values()])
             with self._procs_lock:

@@ -287,6 +287,23 @@ def test_sigterm_waits_for_running_command_commits_and_leaves(cli, tmp_path):
     assert sorted(ends) == sorted((p, o) for p, offs in by_partition(cli, "t").items() for o in offs)
 
 
+def test_sigterm_during_a_retry_backoff_says_the_record_is_left(cli, tmp_path):
+    out = tmp_path / "events"
+    produce_keyed(cli, "t", 2)
+    script = 'echo "try $FSLOG_OFFSET" >> "$OUT"; exit 3'
+    p = _member(cli, tmp_path, script, "--follow", "--retries", "5", "--retry-backoff", "5",
+                env={"OUT": str(out)})
+    wait_for(lambda: len(lines(out)) == 1, 20, what="the first attempt")
+    wait_for(lambda: b"retrying in 5 s" in (tmp_path / "member.err").read_bytes(), 10,
+             what="the retry message")
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(20) == 0
+    err = (tmp_path / "member.err").read_text().splitlines()
+    assert "not retried, as fslog is stopping" in err[-1] and "t/0@0" in err[-1], err
+    assert lines(out) == ["try 0"]  # no second attempt after SIGTERM
+    assert committed(cli, "g") == {("t", 0): 0}  # left for the next run
+
+
 def test_sigterm_stops_a_command_running_past_the_shutdown_timeout(cli, tmp_path):
     out = tmp_path / "events"
     produce_keyed(cli, "t", 3)

@@ -85,6 +85,9 @@ def run_exec(log, topics: list[str], *, group: str | None, start, partition: int
                 err(f"{info['where']}: {info['reason']} after {info['attempts']} attempt"
                     f"{'s' if info['attempts'] != 1 else ''}; written to dead-letter topic "
                     f"{info['topic']!r}")
+            elif kind == "abandoned":
+                err(f"{info['where']}: {info['reason']}; not retried, as fslog is stopping: "
+                    f"not committed, the next run handles it again")
             elif kind == "killed":
                 err(f"stopped {info['count']} command(s) still running after "
                     f"{info['timeout']:g} s ({', '.join(info['where'])}); their records are "
