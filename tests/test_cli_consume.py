@@ -293,3 +293,15 @@ def test_several_topics(cli):
     assert cli("consume", "a", "b", "--format", "%t %o %s").stdout == b"a 0 x\nb 0 y\nb 1 z\n"
     docs = [json.loads(l) for l in cli("consume", "b", "a", "--format", "json").stdout.splitlines()]
     assert [(d["topic"], d["offset"], d["value"]) for d in docs] == [("b", 0, "y"), ("b", 1, "z"), ("a", 0, "x")]
+
+
+def test_options_that_need_another_are_usage_errors(cli):
+    cli.produce("t", b"a\n")
+    for args, needs in ([["--idle-timeout", "1"], "--follow"],
+                        [["--session-timeout", "3"], "--group"],
+                        [["--retries", "2"], "--exec"]):
+        cp = cli("consume", "t", *args, check=2)
+        assert stderr_lines(cp) == [f"fslog: {args[0]} needs {needs}" + (
+            " (without it, consume stops once caught up)" if needs == "--follow" else
+            " CMD" if needs == "--exec" else "")]
+        assert cp.stdout == b""

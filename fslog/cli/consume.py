@@ -86,7 +86,12 @@ def consume(
                                       ("--batch", batch != 1), ("--concurrency", concurrency != 1),
                                       ("--exec-timeout", exec_timeout is not None)) if on]
         if used:
-            raise typer.BadParameter(f"{used[0]} needs --exec CMD", param_hint=used[0])
+            raise UsageError(f"{used[0]} needs --exec CMD")
+    if idle_timeout is not None and not follow:
+        raise UsageError("--idle-timeout needs --follow (without it, consume stops once "
+                         "caught up)")
+    if group is None and ctx.get_parameter_source("session_timeout").name == "COMMANDLINE":
+        raise UsageError("--session-timeout needs --group")
     starts = [x for x in (offset is not None, last is not None, from_time is not None) if x]
     if len(starts) > 1:
         raise UsageError("use only one of --offset, --last and --from-time")
