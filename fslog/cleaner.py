@@ -225,6 +225,16 @@ def pending_swaps(partition) -> list[str]:
         return []
 
 
+def leftovers(partition) -> list[str]:
+    """Paths of half-written segments of cleans cut short (``.cleaned``), for ``fslog
+    verify``; the next clean removes them."""
+    try:
+        return [os.path.join(partition.path, n) for n in sorted(os.listdir(partition.path))
+                if n.endswith(files.CLEANED_SUFFIX)]
+    except FileNotFoundError:
+        return []
+
+
 # ---------------------------------------------------------------- retention
 
 def _delete_segment(directory: str, base: int) -> None:

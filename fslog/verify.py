@@ -166,9 +166,20 @@ def verify_partition(partition, repair: bool = False) -> dict:
     problems: list[dict] = []
     repaired: list[dict] = []
     batches = records = 0
-    from .cleaner import pending_swaps
+    from .cleaner import leftovers, pending_swaps
+    from .locks import is_locked_by_someone
     swaps = pending_swaps(partition)
-    if swaps and repair:
+    left = leftovers(partition)
+    if (swaps or left) and not repair and is_locked_by_someone(
+            os.path.join(partition.path, files.CLEANER_LOCK_FILE)):
+        swaps, left = [], []  # a clean is running: its files are work in progress
+    if left and not swaps and not repair:
+        for path in left:
+            problems.append(_problem(
+                "interrupted-clean", path, None, None,
+                f"{path}: the leftover of a clean cut short (never part of the log); --repair "
+                f"or the next clean removes it"))
+    if (swaps or left) and repair:
         from .cleaner import clean_lock, recover
         with clean_lock(partition):
             for line in recover(partition):

@@ -271,3 +271,17 @@ def test_group_reads_a_compacted_topic_to_its_end(cli):
     cp = cli("consume", "t", "--group", "h", "--max-messages", "5")
     rest = cli("consume", "t", "--group", "h").stdout.splitlines()
     assert cp.stdout.splitlines() + rest == expected
+
+
+def test_verify_reports_and_repairs_what_a_killed_clean_left(cli):
+    cli.create("t", *TINY, "--config", "cleanup.policy=compact")
+    cli.produce("t", keyed_lines(300, 5), "--key-separator", ":")
+    d = cli.partition_dir("t")
+    (d / "00000000000000000000.log.cleaned").write_bytes(b"half a segment")
+    doc = json.loads(cli("verify", "--json", check=1).stdout)
+    [p] = doc["topics"][0]["problems"]
+    assert p["kind"] == "interrupted-clean" and p["path"].endswith(".log.cleaned")
+    cp = cli("verify", "--repair")
+    assert b"repaired" in cp.stdout
+    assert _leftovers(cli) == []
+    cli("verify")
