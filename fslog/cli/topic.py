@@ -1,4 +1,4 @@
-"""``fslog topic create|list|describe|delete``."""
+"""``fslog topic create|list|describe|alter|delete``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 from .common import open_log
 from .output import err, print_json, print_table
 
-app = typer.Typer(help="Create, list, inspect and delete topics.\n\n"
+app = typer.Typer(help="Create, list, inspect, alter and delete topics.\n\n"
                        "Example: fslog topic create orders --partitions 3; fslog topic describe orders",
                   no_args_is_help=True)
 
