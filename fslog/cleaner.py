@@ -363,20 +363,40 @@ def compact(partition, config, now: int, force: bool = False) -> dict:
     if not force and not ratio > config.get("min.cleanable.dirty.ratio"):  # as Kafka: >
         return result
     result["ran"] = True
-    # Pass 1: the latest offset of every key in the sealed segments (Kafka's offset map).
+    horizon = now - config.get("delete.retention.ms")
+    # Pass 1: the latest offset of every key in the sealed segments (Kafka's offset map),
+    # and which segments lose a record (so that the others are not rewritten for nothing).
     latest: dict[bytes, int] = {}
+    where: dict[bytes, int] = {}  # key -> base offset of the segment of its latest record
+    expired: set[bytes] = set()   # keys whose latest record is a tombstone past the horizon
+    losing: set[int] = set()
     for b in bases[:-1]:
         for _h, recs in _segment_batches(partition, b):
             for r in recs:
-                if r.key is not None:
-                    latest[r.key] = r.offset
-    horizon = now - config.get("delete.retention.ms")
+                k = r.key
+                if k is None:
+                    losing.add(b)
+                    continue
+                w = where.get(k)
+                if w is not None:
+                    losing.add(w)  # its older record goes
+                latest[k] = r.offset
+                where[k] = b
+                if r.value is None and r.timestamp < horizon:
+                    expired.add(k)
+                else:
+                    expired.discard(k)
+    losing.update(where[k] for k in expired)
+    del where, expired
     # Pass 2: rewrite each group that loses records.
     for group, end in _groups(partition, bases, config.get("segment.bytes")):
         before = sum(_size(partition.path, b) for b in group)
         result["bytes_before"] += before
-        stats = _clean_group(partition, group, end, latest, horizon,
-                             config.get("index.interval.bytes"))
+        if len(group) == 1 and group[0] not in losing:
+            stats = None  # loses nothing, merges nothing: left as it is
+        else:
+            stats = _clean_group(partition, group, end, latest, horizon,
+                                 config.get("index.interval.bytes"))
         if stats is None:
             result["bytes_after"] += before
             continue
@@ -392,15 +412,9 @@ def compact(partition, config, now: int, force: bool = False) -> dict:
 
 
 def _clean_group(partition, group: list[int], end: int, latest: dict, horizon: int,
-                 interval: int) -> dict | None:
-    """Rewrite one group (merging its segments into one); None if it is a single segment
-    that would lose nothing (left as it is)."""
+                 interval: int) -> dict:
+    """Rewrite one group, merging its segments into one; return what it removed."""
     stats = {"records_removed": 0, "tombstones_removed": 0, "keyless_removed": 0, "bytes": 0}
-    # First see whether anything goes at all (cheap compared to a rewrite).
-    if len(group) == 1 and not any(_drops(r, latest, horizon)
-                                   for _h, recs in _segment_batches(partition, group[0])
-                                   for r in recs):
-        return None
     out = _SegmentBuilder(partition.path, group[0], interval)
     try:
         pending: tuple[int, list, int] | None = None  # (range start, records, last offset)
