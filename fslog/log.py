@@ -107,6 +107,13 @@ class Log:
         files.fsync_dir(files.topics_dir(self.root))
         shutil.rmtree(trash, ignore_errors=True)
 
+    def clean(self, topic: str, compact_now: bool = False) -> list[dict]:
+        """Apply the topic's cleanup.policy now (retention, compaction: ``cleaner.py``);
+        one summary per partition, as ``fslog clean --json`` prints them."""
+        from .cleaner import clean_partition
+        return [clean_partition(p, force_compaction=compact_now)
+                for p in self.topic(topic).partitions()]
+
     def producer(self, topic: str, **kwargs):
         from .producer import Producer
         return Producer(self, topic, **kwargs)

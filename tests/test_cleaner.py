@@ -375,3 +375,14 @@ def test_small_sealed_segments_are_merged(tmp_path):
     cleaner.clean_partition(p, now=NOW, force_compaction=True)
     assert os.stat(os.path.join(p.path, F.segment_name(0))).st_ino == inode
     assert sorted(os.listdir(p.path)) == names
+
+
+def test_log_clean_is_the_library_entry_point(tmp_path):
+    log = fslog.Log(str(tmp_path / "root"))
+    log.create_topic("t", partitions=2, config=dict(TINY, **{"retention.ms": -1}))
+    produce(log, [(b"k%d" % (i % 7), b"v" * 80, NOW) for i in range(200)], flush_every=4)
+    log.topic("t").set_config(dict(TINY, **{"retention.bytes": 1500, "retention.ms": -1}))
+    res = log.clean("t")
+    assert [r["partition"] for r in res] == [0, 1]
+    assert all(r["segments_deleted"] for r in res)
+    assert all(r["start_offset"] == log.topic("t").partition(r["partition"]).start_offset() for r in res)
