@@ -179,7 +179,6 @@ def recover(partition) -> list[str]:
         names = sorted(os.listdir(d))
     except FileNotFoundError:
         return done
-    markers = set()
     for n in names:
         path = os.path.join(d, n)
         if n.endswith(files.CLEAN_MARKER_SUFFIX):
@@ -197,7 +196,6 @@ def recover(partition) -> list[str]:
                 raise FslogError(f"{path}: unreadable record of an interrupted compaction (not "
                                  f"written by fslog?); move it away and run 'fslog verify'") from None
             _finish_swap(d, path, marker)
-            markers.add(int(marker["base"]))
             done.append(f"{path}: finished the swap of a compaction cut short")
     for n in names:
         if n.endswith(files.CLEANED_SUFFIX) or (files.CLEAN_MARKER_SUFFIX + ".tmp." in n) \
