@@ -168,6 +168,12 @@ class Registry:
         except FileNotFoundError:
             return None
         except OSError as e:
+            if e.errno == errno.EISDIR:
+                raise UnreadableOffsetError(
+                    f"{path}: the committed offset of group {self.group!r} for {topic}/"
+                    f"{partition} is a directory, not a file; remove it (rm -r), then set the "
+                    f"offset with {self.reset_hint(topic, partition)}", path, topic,
+                    partition) from None
             if e.errno != errno.ELOOP:
                 raise
             why = "is a symbolic link (fslog does not follow links under its root)"

@@ -969,3 +969,19 @@ def test_hung_members_partitions_are_taken_over_within_the_session_timeout(fs):
     assert a.stop() == 0 and b.stop() == 0
     got = [v for m in (a, b) for _p, _o, v in m.records()]
     assert set(got) == want
+
+
+def test_committed_offset_that_is_a_directory_says_what_to_do(fs):
+    fs.create("t", 1)
+    fs.run("produce", "t", input=b"a\nb\n")
+    fs.run("consume", "t", "--group", "g")
+    path = Path(fs.group_dir("g")) / "offsets" / "t" / "0"
+    path.unlink()
+    path.mkdir()
+    r = fs.run("consume", "t", "--group", "g", check=False)
+    assert r.returncode == 1 and r.stdout == b""
+    [line] = r.stderr.decode().splitlines()
+    assert "is a directory" in line and "rm -r" in line and "group reset g" in line
+    path.rmdir()
+    fs.run("group", "reset", "g", "--topic", "t", "--to-offset", "1", "--execute")
+    assert fs.run("consume", "t", "--group", "g").stdout == b"b\n"
