@@ -388,20 +388,14 @@ class Executor:
             self._killing = True  # their outcomes are reported by this one event
             self._emit("killed", count=n, timeout=self.shutdown_timeout,
                        where=[t.where for t in self._inflight.values()])
-            with self._procs_lock:
-                procs = list(self._procs.values())
-            for p in procs:
-                _signal_group(p, signal.SIGTERM)
-            end = time.monotonic() + KILL_GRACE
-            while self._inflight and time.monotonic() < end:
-                self._collect(0.05)
-            with self._procs_lock:
-                procs = list(self._procs.values())
-            for p in procs:
-                _signal_group(p, signal.SIGKILL)
-            end = time.monotonic() + KILL_GRACE
-            while self._inflight and time.monotonic() < end:
-                self._collect(0.05)
+            for sig in (signal.SIGTERM, signal.SIGKILL):  # each given KILL_GRACE to work
+                with self._procs_lock:
+                    procs = list(self._procs.values())
+                for p in procs:
+                    _signal_group(p, sig)
+                end = time.monotonic() + KILL_GRACE
+                while self._inflight and time.monotonic() < end:
+                    self._collect(0.05)
         self._collect(0)
         self.source.maybe_commit(force=True)
 
