@@ -56,7 +56,7 @@ import time
 from . import batch as rb
 from . import files
 from .errors import CorruptRecordError, FslogError, UnsafePathError
-from .index import OFFSET_ENTRY, TIME_ENTRY, open_time_index
+from .index import OFFSET_ENTRY, TIME_ENTRY, open_time_index, write_index_file
 from .locks import BlockingLock, ProcessLock
 from .segment import SegmentReader
 
@@ -214,23 +214,23 @@ def recover(partition) -> list[str]:
     return done
 
 
-def pending_swaps(partition) -> list[str]:
-    """Paths of markers of interrupted compactions (for ``fslog verify``)."""
+def _paths_ending(partition, suffix: str) -> list[str]:
     try:
         return [os.path.join(partition.path, n) for n in sorted(os.listdir(partition.path))
-                if n.endswith(files.CLEAN_MARKER_SUFFIX)]
+                if n.endswith(suffix)]
     except FileNotFoundError:
         return []
+
+
+def pending_swaps(partition) -> list[str]:
+    """Paths of markers of interrupted compactions (for ``fslog verify``)."""
+    return _paths_ending(partition, files.CLEAN_MARKER_SUFFIX)
 
 
 def leftovers(partition) -> list[str]:
     """Paths of half-written segments of cleans cut short (``.cleaned``), for ``fslog
     verify``; the next clean removes them."""
-    try:
-        return [os.path.join(partition.path, n) for n in sorted(os.listdir(partition.path))
-                if n.endswith(files.CLEANED_SUFFIX)]
-    except FileNotFoundError:
-        return []
+    return _paths_ending(partition, files.CLEANED_SUFFIX)
 
 
 # ---------------------------------------------------------------- retention
@@ -315,12 +315,7 @@ class _SegmentBuilder:
         for suffix, entry, rows in ((files.INDEX_SUFFIX, OFFSET_ENTRY, self.entries),
                                     (files.TIMEINDEX_SUFFIX, TIME_ENTRY, self.times)):
             p = os.path.join(self.directory, files.segment_name(self.base, suffix) + files.CLEANED_SUFFIX)
-            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, files.FILE_MODE)
-            try:
-                os.write(fd, b"".join(entry.pack(a, b) for a, b in rows))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            write_index_file(p, entry, rows, sync=True)
 
     def abort(self) -> None:
         if self.fd >= 0:

@@ -139,6 +139,18 @@ class IndexWriter:
             self.fd = -1
 
 
+def write_index_file(path: str, entry: struct.Struct, entries: list[tuple[int, int]],
+                     sync: bool = False) -> None:
+    """Write a whole index file of ``entries`` (created or truncated; fsynced if ``sync``)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
+    try:
+        os.write(fd, b"".join(entry.pack(a, b) for a, b in entries))
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def offset_index_writer(path: str) -> IndexWriter:
     return IndexWriter(path, OFFSET_ENTRY)
 

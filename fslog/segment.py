@@ -24,7 +24,7 @@ from . import batch as rb
 from . import files
 from .errors import CorruptRecordError
 from .index import (OFFSET_ENTRY, TIME_ENTRY, IndexView, IndexWriter, open_offset_index,
-                    open_time_index)
+                    open_time_index, write_index_file)
 
 
 _RELEASE_STEP = 32 << 20
@@ -483,10 +483,6 @@ class _EmptyWriter:
 
 def _replace_index(path: str, entry, entries: list[tuple[int, int]]) -> IndexWriter:
     tmp = path + ".rebuild"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, files.FILE_MODE)
-    try:
-        os.write(fd, b"".join(entry.pack(a, b) for a, b in entries))
-    finally:
-        os.close(fd)
+    write_index_file(tmp, entry, entries)
     os.replace(tmp, path)
     return IndexWriter(path, entry)
