@@ -495,7 +495,7 @@ def clean_partition(partition, now: int | None = None, wait: bool = True,
         config = _current_config(partition)
         policy = str(config.get("cleanup.policy"))
         deleted = apply_retention(partition, config, now) if "delete" in policy else []
-        compaction = compact(partition, config, now, force_compaction) if "compact" in policy else None
+        compaction = compact(partition, config, now, force_compaction) if config.compacted else None
         return _summary(partition, deleted, compaction, recovered, policy)
     finally:
         release()

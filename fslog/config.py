@@ -115,6 +115,11 @@ class TopicConfig:
         return {k: self.get(k) for k in sorted(KEYS)}
 
     @property
+    def compacted(self) -> bool:
+        """cleanup.policy includes compact (compact, or compact,delete)."""
+        return "compact" in self.get("cleanup.policy").split(",")
+
+    @property
     def segment_bytes(self) -> int:
         return self.get("segment.bytes")
 

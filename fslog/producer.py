@@ -97,7 +97,7 @@ class Producer:
         cfg = self.topic.config
         # Kafka refuses keyless records for compacted topics: compaction keeps a key's
         # latest record, and a record without a key has none.
-        self._needs_key = "compact" in str(cfg.get("cleanup.policy"))
+        self._needs_key = cfg.compacted
         # A batch never exceeds max.message.bytes, nor segment.bytes (so that tiny test
         # segments roll as often as their size says).
         self.max_batch = max(1024, min(batch_bytes, cfg.max_message_bytes, cfg.segment_bytes))

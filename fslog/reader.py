@@ -104,7 +104,7 @@ class PartitionReader:
         self.damage: list[dict] = []
         # Offsets must continue from batch to batch: the base offset is not covered by the
         # CRC, so this is what catches a damaged one. Gaps are legal only in compacted logs.
-        self._gaps_ok = "compact" in str(partition.config.get("cleanup.policy"))
+        self._gaps_ok = partition.config.compacted
         self._expect: int | None = None  # base offset the batch at _pos must have
         self._seg: SegmentReader | None = None
         self._pos = 0

@@ -71,7 +71,7 @@ class Topic:
 
     def describe(self) -> dict:
         from .cleaner import dirty_ratio
-        compacted = "compact" in str(self.config.get("cleanup.policy"))
+        compacted = self.config.compacted
         parts = []
         for p in self.partitions():
             bases = p.segment_bases()

@@ -161,7 +161,7 @@ def _check_indexes(directory: str, base: int, positions: dict[int, int], next_of
 
 
 def verify_partition(partition, repair: bool = False) -> dict:
-    compact = "compact" in str(partition.config.get("cleanup.policy"))
+    compact = partition.config.compacted
     interval = partition.config.index_interval_bytes
     problems: list[dict] = []
     repaired: list[dict] = []

@@ -119,9 +119,9 @@ def alter(
                               f"{valid_keys_text()}")
         overrides.pop(key, None)
     overrides.update(changes)
-    was_compacted = "compact" in str(t.config.get("cleanup.policy"))
+    was_compacted = t.config.compacted
     t.set_config(overrides)
-    if not was_compacted and "compact" in str(t.config.get("cleanup.policy")):
+    if not was_compacted and t.config.compacted:
         err(f"topic {name!r} is compacted from now on: producers must give every record a key, "
             f"and compaction drops records already written without one")
     if json_:
