@@ -18,10 +18,11 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Log": "log", "Topic": "topic", "Partition": "partition", "Producer": "producer",
-    "TopicReader": "reader", "PartitionReader": "reader", "ConsumerRecord": "reader",
-    "Record": "batch", "TopicConfig": "config", "Consumer": "consumer",
-    "GroupConsumer": "consumer",
+    "Log": "log", "Topic": "storage.topic", "Partition": "storage.partition",
+    "Producer": "clients.producer", "TopicReader": "storage.reader",
+    "PartitionReader": "storage.reader", "ConsumerRecord": "storage.reader",
+    "Record": "records.batch", "TopicConfig": "config", "Consumer": "clients.consumer",
+    "GroupConsumer": "clients.consumer",
     "FslogError": "errors", "ConfigError": "errors", "CorruptRecordError": "errors",
     "InvalidInputError": "errors", "InvalidNameError": "errors",
     "OffsetOutOfRangeError": "errors", "RecordTooLargeError": "errors",

@@ -13,10 +13,10 @@ import os
 import shutil
 import time
 
-from . import files
+from .storage import files
 from .config import parse_config
 from .errors import FslogError, TopicExistsError, UnknownTopicError
-from .topic import Topic, write_topic_meta
+from .storage.topic import Topic, write_topic_meta
 
 MAX_PARTITIONS = 10000
 
@@ -110,14 +110,14 @@ class Log:
     def clean(self, topic: str, compact_now: bool = False) -> list[dict]:
         """Apply the topic's cleanup.policy now (retention, compaction: ``cleaner.py``);
         one summary per partition, as ``fslog clean --json`` prints them."""
-        from .cleaner import clean_partition
+        from .storage.cleaner import clean_partition
         return [clean_partition(p, force_compaction=compact_now)
                 for p in self.topic(topic).partitions()]
 
     def producer(self, topic: str, **kwargs):
-        from .producer import Producer
+        from .clients.producer import Producer
         return Producer(self, topic, **kwargs)
 
     def reader(self, topic: str, **kwargs):
-        from .reader import TopicReader
+        from .storage.reader import TopicReader
         return TopicReader(self.topic(topic), **kwargs)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 
 from .errors import FslogError
-from .group_admin import describe_groups
+from .groups.admin import describe_groups
 
 
 def sample(log) -> dict:

@@ -11,7 +11,7 @@ import tempfile
 import time
 
 import fslog
-from fslog import cleaner
+from fslog.storage import cleaner
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Unit tests of fslog.assignor.assign: the consumer group's partition assignment.
+"""Unit tests of fslog.groups.assignor.assign: the consumer group's partition assignment.
 
 Properties (Kafka's sticky assignor): every subscribed partition goes to exactly one
 subscribed member; sizes differ by at most one in a single-topic group; the result does not
@@ -14,7 +14,7 @@ import random
 
 import pytest
 
-from fslog.assignor import assign
+from fslog.groups.assignor import assign
 
 
 # ---------------------------------------------------------------- helpers

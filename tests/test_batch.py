@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from kafka.record.util import decode_varint as kafka_decode_varint
 from kafka.record.util import encode_varint as kafka_encode_varint
 
-from fslog import batch as rb
+from fslog.records import batch as rb
 from fslog.errors import CorruptRecordError
 
 from kafka_judge import kafka_records

@@ -10,9 +10,9 @@ import os
 import pytest
 
 import fslog
-from fslog import cleaner
-from fslog import files as F
-from fslog.reader import PartitionReader
+from fslog.storage import cleaner
+from fslog.storage import files as F
+from fslog.storage.reader import PartitionReader
 
 from kafka_judge import kafka_records
 
@@ -58,7 +58,7 @@ def judge(p):
 
 
 def verify_clean(log):
-    from fslog.verify import verify_topic
+    from fslog.storage.verify import verify_topic
     rep = verify_topic(log.topic("t"))
     assert rep["problems"] == [], rep["problems"]
 

@@ -22,7 +22,7 @@ from conftest import stderr_lines, wait_for
 
 
 def committed(cli, group: str) -> dict:
-    from fslog.registry import Registry
+    from fslog.groups.registry import Registry
     return Registry(str(cli.root), group, create=False).committed_all()
 
 

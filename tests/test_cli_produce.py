@@ -332,7 +332,7 @@ def test_record_just_under_limit_accepted(cli):
 def test_record_whose_batch_fits_is_accepted(cli):
     # Regression: the raw path used to reserve 100 bytes and refuse this line with
     # "record of 950 bytes is larger than max.message.bytes=1024".
-    from fslog import batch as rb
+    from fslog.records import batch as rb
     assert len(rb.encode_values([b"x" * 950], 0)) <= 1024
     cli.create("t", "--config", "max.message.bytes=1024")
     cli("produce", "t", input=b"x" * 950 + b"\n")

@@ -9,8 +9,8 @@ import sys
 import time
 
 import fslog
-from fslog import files
-from fslog.reader import PartitionReader
+from fslog.storage import files
+from fslog.storage.reader import PartitionReader
 
 from kafka_judge import kafka_batches
 

@@ -10,7 +10,7 @@ import threading
 import time
 
 import fslog
-from fslog.follow import AppendWaiter
+from fslog.storage.follow import AppendWaiter
 
 from conftest import wait_for
 

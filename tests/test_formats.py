@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 
 import fslog
-from fslog import batch as rb
+from fslog.records import batch as rb
 from fslog.cli.consume import _record_writer
 from fslog.cli.formats import json_line, json_lines_plain
 

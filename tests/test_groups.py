@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from fslog.registry import is_locked_by_someone
+from fslog.groups.registry import is_locked_by_someone
 
 FSLOG = str(Path(sys.executable).with_name("fslog"))
 if not os.path.exists(FSLOG):

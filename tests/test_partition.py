@@ -8,9 +8,9 @@ import os
 import pytest
 
 import fslog
-from fslog import files
-from fslog.partitioner import partition_for_key
-from fslog.reader import PartitionReader, resolve_start
+from fslog.storage import files
+from fslog.records.partitioner import partition_for_key
+from fslog.storage.reader import PartitionReader, resolve_start
 
 from kafka_judge import kafka_records
 

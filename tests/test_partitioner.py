@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from kafka.partitioner.default import DefaultPartitioner
 from kafka.partitioner.default import murmur2 as kafka_murmur2
 
-from fslog.partitioner import StickyPartitioner, murmur2, partition_for_key
+from fslog.records.partitioner import StickyPartitioner, murmur2, partition_for_key
 
 
 @pytest.mark.parametrize("data,expected", [

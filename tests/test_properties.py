@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fslog
-from fslog import cleaner
-from fslog import files as F
+from fslog.storage import cleaner
+from fslog.storage import files as F
 
 from kafka_judge import kafka_records
 
@@ -105,7 +105,7 @@ def test_compaction_invariants(ops, expire_tombstones):
         assert [o for o, _k, _v in after if o >= active] == list(range(active, len(ops)))
         assert part.end_offset() == len(ops) and part.start_offset() == 0
         assert [(o, k, v) for o, _ts, k, v, _h in on_disk(part)] == after
-        from fslog.verify import verify_topic
+        from fslog.storage.verify import verify_topic
         assert verify_topic(log.topic("t"))["problems"] == []
     finally:
         shutil.rmtree(d, ignore_errors=True)

@@ -4,15 +4,15 @@ from any start offset, up to the stop offsets, mixed with batches of other shape
 from __future__ import annotations
 
 import fslog
-from fslog import batch as rb
-from fslog.reader import ConsumerRecord
+from fslog.records import batch as rb
+from fslog.storage.reader import ConsumerRecord
 
 
 def _expected(log, topic, start):
     """Every record from ``start``, through the full decoder only."""
     out = []
     part = log.topic(topic).partition(0)
-    from fslog.segment import SegmentReader
+    from fslog.storage.segment import SegmentReader
     for base in part.segment_bases():
         seg = SegmentReader(part.path, base)
         try:

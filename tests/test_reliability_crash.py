@@ -50,8 +50,8 @@ from pathlib import Path
 import pytest
 
 import fslog
-from fslog import batch as rb
-from fslog.partitioner import partition_for_key
+from fslog.records import batch as rb
+from fslog.records.partitioner import partition_for_key
 
 from conftest import wait_for
 from kafka_judge import kafka_batches
@@ -967,7 +967,7 @@ def test_group_members_killed_during_commits_and_rebalances(cli, tmp_path):
 
 COMMITTER = r'''
 import sys
-from fslog.registry import Registry
+from fslog.groups.registry import Registry
 reg = Registry(sys.argv[1], sys.argv[2])
 i = 0
 while True:
@@ -1015,7 +1015,7 @@ def test_kill9_in_a_tight_loop_of_commits_and_registry_updates(cli, tmp_path):
             d = json.loads(cli("group", "describe", group, "--json").stdout)
             assert d["members"] == []
             # the next run removes the temp file a kill between write and rename left
-            from fslog.registry import Registry
+            from fslog.groups.registry import Registry
             Registry(root, group).commit("t", 0, off, "m")
             assert not list(gdir.rglob("*.tmp.*")), list(gdir.rglob("*.tmp.*"))
 

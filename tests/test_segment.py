@@ -13,10 +13,10 @@ import struct
 import pytest
 
 import fslog
-from fslog import batch as rb
-from fslog import files
-from fslog.index import OFFSET_ENTRY, TIME_ENTRY
-from fslog.reader import PartitionReader
+from fslog.records import batch as rb
+from fslog.storage import files
+from fslog.storage.index import OFFSET_ENTRY, TIME_ENTRY
+from fslog.storage.reader import PartitionReader
 
 from kafka_judge import kafka_batches, kafka_records
 
@@ -473,8 +473,9 @@ def test_corruption_in_the_middle_is_reported_not_returned(tmp_path):
 
 SIGBUS_SCRIPT = r'''
 import os, sys, fslog
-from fslog import batch as rb, files
-from fslog.reader import PartitionReader
+from fslog.records import batch as rb
+from fslog.storage import files
+from fslog.storage.reader import PartitionReader
 log = fslog.Log(sys.argv[1])
 log.create_topic("t", partitions=1)
 with log.producer("t", background=False) as p:

@@ -32,7 +32,7 @@ def clean(
     json_: bool = typer.Option(False, "--json", help="Print a JSON summary of what was removed."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary or progress on stderr."),
 ) -> None:
-    from ..cleaner import clean_partition
+    from ..storage.cleaner import clean_partition
     from ..errors import FslogError
     from .common import open_log
     from .output import err, print_json

@@ -8,7 +8,7 @@ import typer
 def open_log(ctx: typer.Context, topics=(), groups=()):
     """Validate the names a command was given, then open the root (creating it on first
     use). Names come first so that a refused name touches no file at all."""
-    from ..files import validate_name
+    from ..storage.files import validate_name
     for t in topics:
         validate_name(t, "topic")
     for g in groups:

@@ -76,7 +76,7 @@ def consume(
     shutdown_timeout: float = typer.Option(30.0, "--shutdown-timeout", min=0, metavar="SECONDS", help="With --exec: on SIGINT/SIGTERM, wait this long for running commands before stopping them."),
 ) -> None:
     from ..errors import FslogError, UsageError
-    from ..timeparse import parse_time_ms
+    from .timeparse import parse_time_ms
     from .common import open_log
     from .output import err
 
@@ -153,7 +153,7 @@ def consume(
     old_term = signal.signal(signal.SIGTERM, _on_signal)
     old_int = signal.signal(signal.SIGINT, _on_signal)
     try:
-        from ..consumer import open_consumer
+        from ..clients.consumer import open_consumer
         source = open_consumer(log, topics, group, partition, start=start, follow=follow,
                                session_timeout=session_timeout, skip_corrupt=skip_corrupt)
     except _Stopped:
@@ -249,7 +249,7 @@ class _Pump:
             if not self.follow and source.caught_up():
                 return
             if self.waiter is None and self.follow:
-                from ..follow import AppendWaiter
+                from ..storage.follow import AppendWaiter
                 self.waiter = AppendWaiter(source.watch_paths())
                 continue  # re-check once the watches are in place
             timeout = 0.05 if (source.pending() or not self.follow) else source.poll_interval

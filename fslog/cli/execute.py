@@ -18,8 +18,8 @@ def run_exec(log, topics: list[str], *, group: str | None, start, partition: int
              exec_timeout: float | None, dead_letter: str | None, follow: bool,
              idle_timeout: float | None, max_messages: int | None, shutdown_timeout: float,
              session_timeout: float, skip_corrupt: bool, quiet: bool) -> None:
-    from ..executor import Executor
-    from ..files import validate_name
+    from ..clients.executor import Executor
+    from ..storage.files import validate_name
     from .output import err
 
     if exec_argv:
@@ -65,7 +65,7 @@ def run_exec(log, topics: list[str], *, group: str | None, start, partition: int
     old_int = signal.signal(signal.SIGINT, _on_signal)
     source = producer = None
     try:
-        from ..consumer import open_consumer
+        from ..clients.consumer import open_consumer
         source = open_consumer(log, topics, group, partition, start=start, follow=follow,
                                session_timeout=session_timeout, skip_corrupt=skip_corrupt)
         if dead_letter is not None:

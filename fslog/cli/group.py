@@ -17,7 +17,7 @@ app = typer.Typer(help="Inspect and manage consumer groups (like kafka-consumer-
 @app.command("list", help="List consumer groups with their live members and total lag.\n\n"
                           "Example: fslog group list --json")
 def list_(ctx: typer.Context, json_: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    from ..group_admin import groups_overview
+    from ..groups.admin import groups_overview
     problems: list[str] = []
     rows = groups_overview(open_log(ctx), problems)
     if json_:
@@ -41,7 +41,7 @@ def report_problems(problems: list[str]) -> None:
                               "member.\n\nExample: fslog group describe notify --json")
 def describe(ctx: typer.Context, group: str = typer.Argument(..., help="Group name."),
              json_: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    from ..group_admin import describe_group
+    from ..groups.admin import describe_group
     d = describe_group(open_log(ctx, groups=[group]), group)
     if json_:
         print_json(d)
@@ -76,8 +76,8 @@ def reset(
     execute: bool = typer.Option(False, "--execute", help="Apply the plan."),
     json_: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
 ) -> None:
-    from ..group_admin import reset_offsets, reset_plan
-    from ..timeparse import parse_time_ms
+    from ..groups.admin import reset_offsets, reset_plan
+    from .timeparse import parse_time_ms
     log = open_log(ctx, topics=[topic], groups=[group])
     plan = reset_plan(log, group, topic, to_earliest=to_earliest, to_latest=to_latest,
                       to_offset=to_offset,
@@ -101,6 +101,6 @@ def reset(
 @app.command("delete", help="Delete a group and its committed offsets (refused while members are "
                             "live).\n\nExample: fslog group delete nightly")
 def delete(ctx: typer.Context, group: str = typer.Argument(..., help="Group name.")) -> None:
-    from ..group_admin import delete_group
+    from ..groups.admin import delete_group
     delete_group(open_log(ctx, groups=[group]), group)
     err(f"deleted group {group!r}")

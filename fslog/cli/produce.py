@@ -60,7 +60,7 @@ def produce(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary on stderr (shown only on a terminal anyway)."),
 ) -> None:
     from ..errors import FslogError, UsageError
-    from ..ingest import LineIngester
+    from ..clients.ingest import LineIngester
     from .common import open_log
     from .output import err, print_json
 

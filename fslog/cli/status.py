@@ -12,7 +12,7 @@ Example: fslog status --json
 
 
 def status(ctx: typer.Context, json_: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    from ..group_admin import describe_groups
+    from ..groups.admin import describe_groups
     from .common import open_log
     from .group import report_problems
     from .output import print_json, print_table

@@ -23,7 +23,7 @@ def verify(
     json_: bool = typer.Option(False, "--json", help="Print a JSON report."),
 ) -> None:
     from ..errors import FslogError
-    from ..verify import verify_topic
+    from ..storage.verify import verify_topic
     from .common import open_log
     from .output import err, print_json
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import mmap
 import os
 
-from . import batch as rb
+from ..records import batch as rb
 from . import files
-from .errors import CorruptRecordError
+from ..errors import CorruptRecordError
 from .index import OFFSET_WIDTH, TIME_WIDTH, open_offset_index, open_time_index
 from .segment import SegmentWriter
 

@@ -21,7 +21,7 @@ import socket
 import threading
 
 from .assignor import assign
-from .errors import FslogError
+from ..errors import FslogError
 from .registry import ProcessLock, Registry, is_locked_by_someone, new_member_id, now_ms
 
 

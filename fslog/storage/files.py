@@ -26,7 +26,7 @@ import os
 import re
 import stat
 
-from .errors import FslogError, InvalidNameError, UnsafePathError
+from ..errors import FslogError, InvalidNameError, UnsafePathError
 
 LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"

@@ -15,10 +15,10 @@ from __future__ import annotations
 import errno
 import os
 
-from . import batch as rb
+from ..records import batch as rb
 from . import files
-from .config import TopicConfig
-from .errors import FslogError, RecordTooLargeError
+from ..config import TopicConfig
+from ..errors import FslogError, RecordTooLargeError
 from .locks import BlockingLock
 from .segment import SegmentReader, SegmentWriter
 

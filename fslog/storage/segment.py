@@ -20,9 +20,9 @@ from __future__ import annotations
 import mmap
 import os
 
-from . import batch as rb
+from ..records import batch as rb
 from . import files
-from .errors import CorruptRecordError
+from ..errors import CorruptRecordError
 from .index import (OFFSET_ENTRY, TIME_ENTRY, IndexView, IndexWriter, open_offset_index,
                     open_time_index, write_index_file)
 

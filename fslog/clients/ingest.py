@@ -22,8 +22,8 @@ import select
 import stat
 import time
 
-from . import batch as rb
-from .errors import InvalidInputError, RecordTooLargeError
+from ..records import batch as rb
+from ..errors import InvalidInputError, RecordTooLargeError
 
 CHUNK = 1 << 20
 

@@ -18,7 +18,7 @@ import errno
 import fcntl
 import os
 
-from .errors import UnsafePathError
+from ..errors import UnsafePathError
 from .files import FILE_MODE
 
 _BUSY = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)

@@ -18,8 +18,8 @@ from __future__ import annotations
 import os
 import time
 
-from .reader import PartitionReader, TopicReader
-from .locks import ProcessLock, read_holder
+from ..storage.reader import PartitionReader, TopicReader
+from ..storage.locks import ProcessLock, read_holder
 
 
 def retention_messages(reader, group: str | None = None) -> list[str]:
@@ -148,7 +148,7 @@ class GroupConsumer:
         self.follow = follow
         self.start = start
         self.commit_interval = commit_interval
-        from .group import GroupMember  # imported here: plain consumers do not need it
+        from ..groups.member import GroupMember  # imported here: plain consumers do not need it
         self.member = GroupMember(log, group, topics, session_timeout, heartbeat_interval)
         self.registry = self.member.registry
         self.owned: dict[tuple[str, int], _Owned] = {}

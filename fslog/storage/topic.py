@@ -12,10 +12,10 @@ import json
 import os
 
 from . import files
-from .config import TopicConfig, parse_config
-from .errors import FslogError, UnknownTopicError, UnsafePathError
+from ..config import TopicConfig, parse_config
+from ..errors import FslogError, UnknownTopicError, UnsafePathError
 from .partition import Partition
-from .partitioner import partition_for_key
+from ..records.partitioner import partition_for_key
 
 
 class Topic:

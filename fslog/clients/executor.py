@@ -59,7 +59,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 
-from .errors import CommandFailedError, CorruptRecordError, FslogError
+from ..errors import CommandFailedError, CorruptRecordError, FslogError
 
 STDERR_TAIL = 4096        # bytes of a failed command's stderr kept for its dead letters
 PREFETCH_RECORDS = 1000   # records read ahead per partition
@@ -243,7 +243,7 @@ class Executor:
                     self._collect(0.05)
                 elif self.follow:
                     if waiter is None:
-                        from .follow import AppendWaiter
+                        from ..storage.follow import AppendWaiter
                         waiter = AppendWaiter(src.watch_paths())
                         continue  # re-check once the watches are in place
                     timeout = 0.05 if src.pending() else 0.25

@@ -34,9 +34,9 @@ import socket
 import threading
 import time
 
-from . import files
-from .errors import FslogError, UnreadableOffsetError
-from .locks import BlockingLock, ProcessLock, is_locked_by_someone  # noqa: F401 (re-exported)
+from ..storage import files
+from ..errors import FslogError, UnreadableOffsetError
+from ..storage.locks import BlockingLock, ProcessLock, is_locked_by_someone  # noqa: F401 (re-exported)
 
 REGISTRY_FILE = "registry.json"
 

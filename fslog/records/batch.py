@@ -66,7 +66,7 @@ def crc32c_range(buf, start: int, end: int) -> int:
         crc = google_crc32c.extend(crc, bytes(buf[start:stop]))
     return crc
 
-from .errors import CorruptRecordError
+from ..errors import CorruptRecordError
 
 MAGIC = 2
 HEADER_SIZE = 61

@@ -10,9 +10,9 @@ import os
 import shutil
 import time
 
-from . import files
-from .errors import FslogError, UnknownTopicError, UnreadableOffsetError, UsageError
-from .reader import offset_for_time
+from ..storage import files
+from ..errors import FslogError, UnknownTopicError, UnreadableOffsetError, UsageError
+from ..storage.reader import offset_for_time
 from .registry import Registry, list_groups, now_ms
 
 

@@ -20,9 +20,9 @@ import threading
 import time
 from itertools import accumulate
 
-from . import batch as rb
-from .errors import FslogError, InvalidInputError, RecordTooLargeError, UnknownTopicError
-from .partitioner import StickyPartitioner
+from ..records import batch as rb
+from ..errors import FslogError, InvalidInputError, RecordTooLargeError, UnknownTopicError
+from ..records.partitioner import StickyPartitioner
 
 DEFAULT_BATCH_BYTES = 512 * 1024
 STICKY_BATCH_BYTES = 64 * 1024

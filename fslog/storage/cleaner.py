@@ -53,9 +53,9 @@ import json
 import os
 import time
 
-from . import batch as rb
+from ..records import batch as rb
 from . import files
-from .errors import CorruptRecordError, FslogError, UnsafePathError
+from ..errors import CorruptRecordError, FslogError, UnsafePathError
 from .index import OFFSET_ENTRY, TIME_ENTRY, open_time_index, write_index_file
 from .locks import BlockingLock, ProcessLock
 from .segment import SegmentReader
