@@ -285,3 +285,19 @@ def test_verify_reports_and_repairs_what_a_killed_clean_left(cli):
     assert b"repaired" in cp.stdout
     assert _leftovers(cli) == []
     cli("verify")
+
+
+def test_a_clean_that_fails_after_a_roll_is_reported_by_produce(cli):
+    # an unreadable marker of an interrupted compaction makes every clean refuse the
+    # partition; the producer's roll runs one: the records go in, the failure is said
+    cli.create("t", *TINY)
+    cli.produce("t", lines(5))
+    part = cli.log().topic("t").partition(0)
+    with open(f"{part.path}/00000000000000000000.swap.json", "wb") as f:
+        f.write(b"not json\n")
+    cp = cli("produce", "t", input=lines(100))
+    err = cp.stderr.decode()
+    assert "t/0: the clean after a segment roll failed" in err
+    assert "swap.json: unreadable record of an interrupted compaction" in err
+    assert "run 'fslog clean t' to retry it" in err
+    assert len(cli.records("t")) == 105
