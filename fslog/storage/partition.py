@@ -16,10 +16,10 @@ import errno
 import os
 from typing import Callable
 
-from ..records import batch as rb
-from . import files
 from ..config import TopicConfig
 from ..errors import FslogError, RecordTooLargeError
+from ..records import batch as rb
+from . import files
 from .locks import BlockingLock
 from .segment import SegmentReader, SegmentWriter
 
