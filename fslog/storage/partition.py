@@ -235,6 +235,17 @@ class Partition:
         except OSError as e:
             raise self._io_error("fsync", e) from None
 
+    def take_unsynced(self) -> list[int]:
+        """Duplicates of the file descriptors ``sync`` would fsync, which this object then
+        forgets: the caller fsyncs and closes them. Lets a server fsync outside the lock
+        that serializes its use of this object, so appends go on during the fsync (one
+        fsync for every producer waiting on the partition: group commit)."""
+        fds, self._unsynced = self._unsynced, []
+        w = self._writer
+        if w is not None and w.fd >= 0:
+            fds.append(os.dup(w.fd))
+        return fds
+
     def recover(self) -> int:
         """Open the active segment under the lock (truncating a torn tail, rebuilding
         missing or inconsistent indexes); return how many torn bytes were dropped."""
