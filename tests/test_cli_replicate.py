@@ -53,6 +53,8 @@ def test_once_copies_byte_for_byte_and_the_copy_is_a_full_root(cli, tmp_path):
     assert len(logs_of(b, "t")) > 3
     cli("--root", b, "verify")
     assert cli("--root", b, "consume", "t").stdout == cli("--root", a, "consume", "t").stdout
+    assert json.loads(cli("--root", b, "status", "--json").stdout)["replication"] == {
+        "role": "follower", "leader": str(a), "running": None}
     # a rerun copies nothing more; the follower refuses producers, and itself as leader
     again = json.loads(cli("--root", b, "replicate", "--from", a, "--once", "--json").stdout)
     assert again["offsets_copied"] == 0
