@@ -7,7 +7,8 @@ import threading
 
 import typer
 
-HELP = """Keep this root (--root) a copy of a leader root: every batch byte for byte at the
+HELP = """Keep this root (--root) a copy of a leader (another root, or an 'fslog serve' at
+HOST:PORT, fetched from as Kafka's followers do): every batch byte for byte at the
 same offset, segments rolled where the leader rolled them, new topics, topic configs and
 deletions, the leader's log start offset (retention), its compaction, and the groups'
 committed offsets. Runs until stopped (SIGTERM, Ctrl-C), woken by the leader's appends;
@@ -42,7 +43,8 @@ Example: fslog --root /mnt/b/log promote
 def replicate(
     ctx: typer.Context,
     source: str = typer.Option(..., "--from", metavar="LEADER",
-                               help="The leader: another fslog root directory."),
+                               help="The leader: another fslog root directory, or HOST:PORT "
+                                    "of an 'fslog serve' (Kafka's protocol)."),
     topics: str = typer.Option(None, "--topics", metavar="PATTERN",
                                help="Copy only topics whose whole name matches this regular "
                                     "expression (as Kafka's topic patterns) [default: all]."),
@@ -50,19 +52,20 @@ def replicate(
                                 help="Keep following until stopped, or copy what is there and exit."),
     json_: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout at exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr."),
+    node_id: int = typer.Option(1, "--node-id", min=0, metavar="N",
+                                help="This follower's replica id, as a network leader sees it."),
 ) -> None:
     import signal
 
     from ..errors import FslogError
     from ..replication.follower import Follower
-    from ..replication.source import RootLeader
     from .common import open_log
     from .output import err, print_json
 
     if not source or not source.strip():
         from ..errors import UsageError
         raise UsageError("--from is empty: give the leader's root directory")
-    leader = RootLeader(source)
+    leader = open_leader(source, node_id)
     log = open_log(ctx)
     say = (lambda m: None) if quiet else err
     follower = Follower(log, leader, topics=topics, on_event=lambda ev: say(_event_line(ev)))
@@ -97,6 +100,18 @@ def replicate(
         f"{len(s['groups'])} groups' offsets")
     if json_:
         print_json(s)
+
+
+def open_leader(source: str, node_id: int):
+    """A root directory, or HOST:PORT of a server."""
+    import os
+    import re
+
+    from ..replication.source import RootLeader
+    if not os.path.isdir(os.path.expanduser(source)) and re.fullmatch(r"\[?[\w.:-]+\]?:\d+", source):
+        from ..replication.network import ServeLeader
+        return ServeLeader(source, replica_id=node_id)
+    return RootLeader(source)
 
 
 def _event_line(ev: dict) -> str:

@@ -152,7 +152,8 @@ class Follower:
             self.run_pass()
             if stop.is_set():
                 break
-            self.source.wait(interval, self._leader_topics)
+            self.source.wait(interval, self._leader_topics,
+                             {k: ps.end for k, ps in self._pstate.items()})
 
     # ------------------------------------------------------------ topics
     def _sync_topics(self, leader_topics: dict[str, dict]) -> None:
@@ -237,6 +238,7 @@ class Follower:
     def _copy(self, topic: str, p: int, rp: ReplicaPartition, ps: _PartState, lp) -> None:
         off = rp.end_offset()
         wrote = False
+        truncated_for_compaction = False
         while off < lp.end:
             data, bases = self.source.fetch(topic, p, off, self.max_fetch_bytes)
             if not data:
@@ -245,6 +247,12 @@ class Follower:
             if first != off:
                 if first < off and self._reinstall(topic, p, rp, off, bases):
                     off = rp.end_offset()
+                    continue
+                if first < off and bases is None and not truncated_for_compaction:
+                    # a network leader's compaction moved the batch boundaries (its
+                    # segments cannot be copied whole): take its batch from ``first`` on
+                    truncated_for_compaction = True
+                    off = rp.truncate_to(first)["to_offset"]
                     continue
                 if first < off:
                     raise ReplicationError(
@@ -264,6 +272,8 @@ class Follower:
     def _reinstall(self, topic: str, p: int, rp: ReplicaPartition, off: int, bases) -> bool:
         """The leader's batch holding ``off`` starts before it: its compaction rewrote the
         segment being copied. Copy that whole sealed segment in."""
+        if bases is None:
+            return False
         i = max((k for k, b in enumerate(bases) if b <= off), default=None)
         if i is None or i + 1 >= len(bases):
             return False
@@ -361,7 +371,7 @@ class Follower:
         lh = rb.read_header(data, 0)
         if (lh.base_offset, lh.batch_length, lh.crc) == (last.base_offset, last.batch_length, last.crc):
             return
-        sealed = len(lbases) > 1 and lbases[-1] > last.base_offset
+        sealed = lbases is not None and len(lbases) > 1 and lbases[-1] > last.base_offset
         if sealed:
             return  # compaction on the leader: ``_mirror_sealed`` copies the segment over
         raise ReplicationError(

@@ -158,7 +158,7 @@ class RootLeader:
         return out
 
     # ------------------------------------------------------------ waiting
-    def wait(self, timeout: float, topics: dict[str, dict]) -> None:
+    def wait(self, timeout: float, topics: dict[str, dict], positions=None) -> None:
         """Sleep until a watched partition of the leader changes, or ``timeout``."""
         import logging
 
