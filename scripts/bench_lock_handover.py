@@ -129,7 +129,7 @@ def main() -> None:
         for kind in kinds:
             ms = measure(kind, args.rounds, poll, d)
             results[kind] = ms
-            q = statistics.quantiles(ms, n=20)
+            q = statistics.quantiles(ms, n=20, method="inclusive")
             print(f"{kind:9s} hand-over over {args.rounds} rounds: median {statistics.median(ms):7.3f} ms"
                   f"  mean {statistics.fmean(ms):7.3f} ms  p95 {q[18]:7.3f} ms  max {max(ms):7.3f} ms")
     ref = statistics.median(results["fslog"])
