@@ -181,6 +181,7 @@ class Server:
         if self.stopping is not None and not self.stopping.is_set():
             self.logger.info("serve: stopping%s", f" ({why})" if why else "")
             self.stopping.set()
+            self.wakeups.wake_all()  # long polls answer now with what there is
 
     async def wait_stopped(self) -> None:
         await self.stopping.wait()
