@@ -44,6 +44,13 @@ Servers in tests: ``tests/serve_fixtures.py`` (fixture ``serve``) starts ``fslog
 on a free 127.0.0.1 port and kills it at teardown.
 """
 
-from .server import ServeConfig, Server, serve
-
 __all__ = ["ServeConfig", "Server", "serve"]
+
+
+def __getattr__(name: str):
+    # lazy: ``fslog status`` and ``fslog top`` read the registration without loading
+    # asyncio and kio
+    if name in __all__:
+        from . import server
+        return getattr(server, name)
+    raise AttributeError(name)
