@@ -31,7 +31,7 @@ def sample(log) -> dict:
         except FslogError:  # a damaged or vanishing topic must not hide the rest
             continue
     groups, problems = describe_groups(log)  # a damaged group is reported, not hidden
-    from .broker.registration import running_servers
+    from .storage.servers import running_servers
     return {"time": time.time(), "monotonic": time.monotonic(), "topics": topics,
             "groups": groups, "problems": problems, "servers": running_servers(log.root)}
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from .connection import Connection
 from .handlers import load_handlers
-from .registration import Registration
+from ..storage.servers import Registration
 from .storage import BrokerStorage
 
 DEFAULT_PORT = 9092

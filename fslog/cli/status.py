@@ -35,7 +35,7 @@ def status(ctx: typer.Context, json_: bool = typer.Option(False, "--json", help=
     for d in described:
         groups.append({"group": d["group"], "generation": d["generation"], "members": d["members"],
                        "lag": sum(p["lag"] for p in d["partitions"] if p["lag"] is not None)})
-    from ..broker.registration import running_servers
+    from ..storage.servers import running_servers
     servers = [{"address": sv.get("listen"), "advertised": sv.get("advertised"),
                 "pid": sv.get("pid"), "uptime_s": sv.get("uptime_s"),
                 "connections": sv.get("connections"), "requests": sv.get("requests"),

@@ -14,7 +14,7 @@ Layout under the root directory (the "broker")::
             00000000000000000000.index      offset index (sparse)
             00000000000000000000.timeindex  time index (sparse)
       groups/                         consumer groups (registry, committed offsets)
-      serve/                          fslog serve (see broker/registration.py)
+      serve/                          fslog serve (see storage/servers.py)
         server.lock                   flock held by the running server; holds its address and counters
         producer-ids                  the next block of idempotent-producer ids to hand out
       tmp/                            topics being created or deleted, groups being deleted
