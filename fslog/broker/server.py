@@ -154,8 +154,9 @@ class Server:
         finally:
             self.connections.discard(conn)
             why = f": {conn.close_reason}" if conn.close_reason else ""
-            self.logger.info("serve: %s: closed after %d requests%s (%d open)", conn.peer,
-                             conn.requests, why, len(self.connections))
+            self.logger.log(logging.WARNING if conn.refused else logging.INFO,
+                            "serve: %s: closed after %d requests%s (%d open)", conn.peer,
+                            conn.requests, why, len(self.connections))
 
     async def _tick(self) -> None:
         """Once a second: the registration's counters, idle connections."""
