@@ -71,6 +71,9 @@ KEYS: dict[str, ConfigKey] = {k.name: k for k in [
               "largest record batch a producer may append (a record must fit in one)"),
     ConfigKey("index.interval.bytes", 4096, _int(0),
               "bytes between offset-index entries"),
+    ConfigKey("min.insync.replicas", 1, _int(1),
+              "fslog serve, acks=all: replicas (the leader and in-sync followers) that must "
+              "hold a batch before it is acknowledged"),
 ]}
 
 
