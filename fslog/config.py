@@ -78,17 +78,14 @@ KEYS: dict[str, ConfigKey] = {k.name: k for k in [
               "largest record batch a producer may append (a record must fit in one)"),
     ConfigKey("index.interval.bytes", 4096, _int(0),
               "bytes between offset-index entries"),
-<<<<<<< HEAD
     ConfigKey("flush.ms", 1000, _int(0),
               "fslog serve: fsync a partition within this many ms of an acks=0/1 append"),
     ConfigKey("message.timestamp.type", "CreateTime", _timestamp_type,
               "fslog serve: CreateTime keeps producers' timestamps, LogAppendTime sets the "
               "append time"),
-=======
     ConfigKey("min.insync.replicas", 1, _int(1),
               "fslog serve, acks=all: replicas (the leader and in-sync followers) that must "
               "hold a batch before it is acknowledged"),
->>>>>>> main
 ]}
 
 
