@@ -53,6 +53,12 @@ class Mirror:
         cfg = {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
                "partitioner": "murmur2_random", "linger.ms": 5,
                "queue.buffering.max.messages": 200000}
+        import logging
+        quiet = logging.getLogger("fslog.mirror.librdkafka")
+        quiet.addHandler(logging.NullHandler())
+        quiet.propagate = False
+        # librdkafka's own log lines stay out of stderr: failures surface as one error
+        cfg["logger"] = quiet
         cfg.update(producer_config or {})
         self._producer_config = cfg
         self._producer = None
@@ -74,19 +80,28 @@ class Mirror:
         self._lock.release()
 
     # ------------------------------------------------------------ remote side
+    def _metadata(self, topic: str):
+        from confluent_kafka import KafkaException
+        try:
+            return self._producer.list_topics(topic, timeout=15)
+        except KafkaException as e:
+            raise FslogError(f"cannot reach {self.bootstrap}: {e.args[0].str()}; is the "
+                             f"cluster (or fslog serve) running there?") from None
+
     def _remote_partitions(self, topic: str, want: int) -> int:
         from confluent_kafka.admin import AdminClient, NewTopic
-        md = self._producer.list_topics(topic, timeout=30)
+        md = self._metadata(topic)
         t = md.topics.get(topic)
         if t is None or t.error is not None or not t.partitions:
-            admin = AdminClient({"bootstrap.servers": self.bootstrap})
+            admin = AdminClient({"bootstrap.servers": self.bootstrap,
+                                 "logger": self._producer_config["logger"]})
             fut = admin.create_topics([NewTopic(topic, want)])[topic]
             try:
                 fut.result(30)
                 self.on_event({"event": "created", "topic": topic, "partitions": want})
             except Exception as e:  # exists meanwhile, or auto-created
                 self.on_event({"event": "note", "message": f"create {topic}: {e}"})
-            md = self._producer.list_topics(topic, timeout=30)
+            md = self._metadata(topic)
             t = md.topics.get(topic)
         if t is None or not t.partitions:
             raise FslogError(f"{self.bootstrap}: topic {topic!r} is not available there")
@@ -95,7 +110,7 @@ class Mirror:
     def _remote_end(self, topic: str, p: int) -> int:
         from confluent_kafka import Consumer, TopicPartition
         c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"{self.group}-probe",
-                      "enable.auto.commit": False})
+                      "enable.auto.commit": False, "logger": self._producer_config["logger"]})
         try:
             _low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
             return high
