@@ -163,16 +163,18 @@ class Mirror:
             end = p.end_offset()
             while reader.next_offset < end and not stop.is_set():
                 n = 0
-                for fb in reader.fetch():
-                    for r in fb.records():
-                        if skip > 0:
-                            skip -= 1
-                            self.skipped += 1
-                            continue
-                        self._send(name, p.number if same else None, r)
-                        n += 1
-                    if n >= CHUNK:
+                while n < CHUNK and reader.next_offset < end:
+                    batches = reader.fetch()  # the reader moves past all of them: send all
+                    if not batches:
                         break
+                    for fb in batches:
+                        for r in fb.records():
+                            if skip > 0:
+                                skip -= 1
+                                self.skipped += 1
+                                continue
+                            self._send(name, p.number if same else None, r)
+                            n += 1
                 self._commit(name, p.number, reader.next_offset, same, state)
                 self.sent += n
         finally:
