@@ -164,7 +164,7 @@ class Mirror:
             while reader.next_offset < end and not stop.is_set():
                 n = 0
                 while n < CHUNK and reader.next_offset < end:
-                    batches = reader.fetch()  # the reader moves past all of them: send all
+                    batches = reader.fetch(256 << 10)  # the reader moves past them all: send all
                     if not batches:
                         break
                     for fb in batches:
