@@ -1,1 +1,1 @@
-"""placeholder"""
+"""Admin APIs (CreateTopics, DeleteTopics, DescribeConfigs, IncrementalAlterConfigs): not yet."""

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from . import clean, consume, group, produce, replicate, serve, status, top, topic, verify
+from . import clean, consume, group, mirror, produce, replicate, serve, status, top, topic, verify
 
 app = typer.Typer(
     name="fslog",
@@ -63,6 +63,7 @@ app.command("top", help=top.HELP)(top.top)
 app.command("serve", help=serve.HELP)(serve.serve)
 app.command("replicate", help=replicate.HELP)(replicate.replicate)
 app.command("promote", help=replicate.PROMOTE_HELP)(replicate.promote)
+app.command("mirror", help=mirror.HELP)(mirror.mirror)
 
 
 def run() -> None:
