@@ -233,7 +233,7 @@ class _Pump:
                             raise
                         from .output import err
                         err(f"skipped damaged data: {e}")
-                        nxt = b.header.next_offset if stop is None else min(stop, b.header.next_offset)
+                        nxt = b.end_at(stop)
                     done.append((topic, b.partition, nxt))
                     if self.remaining == 0:
                         break
@@ -282,34 +282,21 @@ class _Stopped(Exception):
 def _raw_writer():
     def write(out, topic, b, stop, remaining):
         """Write a batch's values; return (remaining, next offset after what was written)."""
-        h = b.header
-        vals = b.values()
-        first = max(h.base_offset, b.min_offset)
-        dense = h.last_offset_delta + 1 == h.record_count
-        if not dense:
-            # A compacted batch: its offsets have gaps, and it may end past its last
-            # record; once all of it is written, the position is the batch's end.
-            recs = [r for r in b.records() if stop is None or r.offset < stop]
-            nxt = h.next_offset if stop is None else min(stop, h.next_offset)
-            if remaining is not None and len(recs) > remaining:
-                recs = recs[:remaining]
-                nxt = recs[-1].offset + 1 if recs else b.min_offset
-            if not recs:
-                return remaining, nxt
-            vals = [r.value for r in recs]
+        if b.dense:
+            vals = b.values()
+            n, nxt = b.cut(stop, remaining)
+            vals = vals[:n]
         else:
-            if stop is not None and h.next_offset > stop:
-                vals = vals[:max(0, stop - first)]
-            if remaining is not None and len(vals) > remaining:
-                vals = vals[:remaining]
-            nxt = first + len(vals)
+            recs = b.records()
+            n, nxt = b.cut(stop, remaining, recs)
+            vals = [r.value for r in recs[:n]]
         if not vals:
             return remaining, nxt
         if None in vals:
             vals = [v if v is not None else b"" for v in vals]
         out.write(b"\n".join(vals))
         out.write(b"\n")
-        return (None if remaining is None else remaining - len(vals)), nxt
+        return (None if remaining is None else remaining - n), nxt
     return write
 
 
@@ -318,35 +305,18 @@ def _record_writer(render):
     plain = json_lines_plain if render is json_line else None
 
     def write(out, topic, b, stop, remaining):
-        h = b.header
         vals = b.plain_values() if plain is not None else None
         if vals is not None:
             # a plain batch: its lines are made in C, not one call per record
-            first = b.first_offset
-            nxt = h.next_offset if stop is None else min(stop, h.next_offset)
-            if stop is not None and first + len(vals) > stop:
-                vals = vals[:max(0, stop - first)]
-            if remaining is not None and len(vals) > remaining:
-                vals = vals[:remaining]
-                nxt = first + remaining
-            data = plain(topic, b.partition, first, h.base_timestamp, vals) if vals else b""
+            n, nxt = b.cut(stop, remaining)
+            vals = vals[:n]
+            data = plain(topic, b.partition, b.first_offset, b.header.base_timestamp, vals) if vals else b""
             if data is not None:
                 out.write(data)
-                return (None if remaining is None else remaining - len(vals)), nxt
-        chunks = []
-        # once the whole batch is written the position is its end (a compacted batch
-        # may end past its last record)
-        nxt = h.next_offset if stop is None else min(stop, h.next_offset)
-        for r in b.records():
-            if stop is not None and r.offset >= stop:
-                break
-            if remaining is not None:
-                if remaining == 0:
-                    nxt = r.offset
-                    break
-                remaining -= 1
-            chunks.append(render(topic, b.partition, r))
-        if chunks:
-            out.write(b"".join(chunks))
-        return remaining, nxt
+                return (None if remaining is None else remaining - n), nxt
+        recs = b.records()
+        n, nxt = b.cut(stop, remaining, recs)
+        if n:
+            out.write(b"".join(render(topic, b.partition, r) for r in recs[:n]))
+        return (None if remaining is None else remaining - n), nxt
     return write

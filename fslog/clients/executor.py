@@ -292,15 +292,16 @@ class Executor:
             q = self._queues.get(tp)
             if q is None or q.epoch != epoch:
                 q = self._queues[tp] = _Queue(epoch)
-            end = b.header.next_offset if stop is None else min(stop, b.header.next_offset)
             try:
-                recs = [r for r in b.records() if stop is None or r.offset < stop]
+                recs = b.records()
             except CorruptRecordError as e:
                 if not self.skip_corrupt:
                     raise
                 self._emit("warning", message=f"skipped damaged data: {e}")
-                q.items.append((None, end))
+                q.items.append((None, b.end_at(stop)))
                 continue
+            n, end = b.cut(stop, None, recs)
+            recs = recs[:n]
             for r in recs[:-1]:
                 q.items.append((r, r.offset + 1))
             if recs:
