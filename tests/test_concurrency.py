@@ -43,7 +43,7 @@ while i < n:
     if i % 97 == 0:
         p.flush()
     if i % 50 == 0:
-        time.sleep(0.002)  # give the others a turn at the lock (filelock polls every 50 ms)
+        time.sleep(0.002)  # give the others a turn at the lock
 p.close()
 '''
 

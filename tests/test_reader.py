@@ -56,3 +56,33 @@ def test_reader_stops_at_the_end_seen_at_start(tmp_path):
     got = list(r)
     assert [x.value for x in got] == [b"a%d" % i for i in range(10, 100)]
     assert got[0] == ConsumerRecord("t", 0, 10, 1, None, b"a10", ())
+
+
+# ------------------------------------------------------------ the delivery rule
+def _fetched(data, min_offset=0):
+    from fslog.storage.reader import FetchedBatch
+    return FetchedBatch(0, rb.read_header(data, 0), bytes(data), min_offset, "x.log", 0)
+
+
+def test_cut_a_dense_batch_at_a_stop_offset_and_a_limit():
+    b = _fetched(rb.encode_values([b"v%d" % i for i in range(10)], 1, base_offset=100), 103)
+    assert b.cut(None, None) == (7, 110)      # from min_offset 103 to the end
+    assert b.cut(105, None) == (2, 105)       # 103, 104
+    assert b.cut(None, 3) == (3, 106)
+    assert b.cut(105, 3) == (2, 105)
+    assert b.cut(200, None) == (7, 110)
+    assert b.cut(100, None) == (0, 100)       # wholly past the stop: never commit past it
+    assert b.cut(None, 0) == (0, 103)
+
+
+def test_cut_a_batch_with_gaps():
+    recs = [rb.Record(o, 1, b"k%d" % o, b"v", ()) for o in (12, 15, 19)]
+    b = _fetched(rb.encode_compacted(recs, 10, 24))   # covers 10..24, records at 12, 15, 19
+    got = b.records()
+    assert [r.offset for r in got] == [12, 15, 19]
+    assert b.cut(None, None, got) == (3, 25)   # the batch's end, past its last record
+    assert b.cut(16, None, got) == (2, 16)
+    assert b.cut(None, 1, got) == (1, 13)      # after the last record delivered
+    assert b.cut(None, 2) == (2, 16)           # records decoded when not given
+    assert b.cut(11, None, got) == (0, 11)
+    assert b.cut(9, None, got) == (0, 9)

@@ -9,6 +9,7 @@ from typing import List, Optional
 
 import typer
 
+from ..clients.readloop import ReadLoop, Sink
 from ..errors import CorruptRecordError
 
 HELP = """Write records to stdout (by default each value and a newline).
@@ -177,7 +178,6 @@ def consume(
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             progress.__exit__(None, None, None)
-            pump.close_waiter()
             try:
                 if not broken_pipe:
                     out.flush()
@@ -193,8 +193,9 @@ def consume(
                 quiet_broken_pipe()
 
 
-class _Pump:
-    """The read loop: fetch, write, flush, report delivered offsets, commit, wait."""
+class _Pump(Sink):
+    """Delivery for ``fslog consume``: write each batch, flush, then report the offsets
+    as delivered (they may be committed). The loop itself is ``clients.readloop``."""
 
     def __init__(self, source, out, write_batch, follow, idle_timeout, max_messages,
                  stopping, state, skip_corrupt=False):
@@ -205,74 +206,58 @@ class _Pump:
         self.follow = follow
         self.idle_timeout = idle_timeout
         self.remaining = max_messages
-        self.stopping = stopping
+        self.stopping_signals = stopping
         self.state = state
-        self.waiter = None
-
-    def _warn(self) -> None:
-        from .output import err
-        for w in self.source.warnings:
-            err(w)
-        self.source.warnings.clear()
 
     def run(self) -> None:
-        source, out = self.source, self.out
-        self._warn()
-        last_data = time.monotonic()
-        while not self.stopping and self.remaining != 0:
-            batches = source.fetch()
-            self._warn()
-            if batches:
-                done = []
-                for topic, b, stop in batches:
-                    try:
-                        self.remaining, nxt = self.write_batch(out, topic, b, stop, self.remaining)
-                    except CorruptRecordError as e:
-                        # CRC-valid but malformed records (written by a faulty producer)
-                        if not self.skip_corrupt:
-                            raise
-                        from .output import err
-                        err(f"skipped damaged data: {e}")
-                        nxt = b.header.next_offset if stop is None else min(stop, b.header.next_offset)
-                    done.append((topic, b.partition, nxt))
-                    if self.remaining == 0:
-                        break
-                out.flush()
-                for topic, p, nxt in done:  # written and flushed: now they may be committed
-                    source.delivered(topic, p, nxt)
-                source.after_write()
-                source.maybe_commit()
-                last_data = time.monotonic()
-                continue
-            source.after_write()
-            source.maybe_commit()
-            if not self.follow and source.caught_up():
-                return
-            if self.waiter is None and self.follow:
-                from ..storage.follow import AppendWaiter
-                self.waiter = AppendWaiter(source.watch_paths())
-                continue  # re-check once the watches are in place
-            timeout = 0.05 if (source.pending() or not self.follow) else source.poll_interval
-            if self.idle_timeout is not None and self.follow:
-                left = self.idle_timeout - (time.monotonic() - last_data)
-                if left <= 0:
-                    return
-                timeout = left if timeout is None else min(timeout, left)
-            self.state["waiting"] = True
-            try:
-                if self.waiter is not None:
-                    self.waiter.wait(timeout)
-                else:
-                    time.sleep(timeout or 0.05)
-            except _Stopped:
-                return
-            finally:
-                self.state["waiting"] = False
+        from .output import err
+        ReadLoop(self.source, self, follow=self.follow, idle_timeout=self.idle_timeout,
+                 on_warning=err).run()
 
-    def close_waiter(self) -> None:
-        if self.waiter is not None:
-            self.waiter.close()
-            self.waiter = None
+    def take(self, batches) -> None:
+        out = self.out
+        done = []
+        for topic, b, stop in batches:
+            try:
+                self.remaining, nxt = self.write_batch(out, topic, b, stop, self.remaining)
+            except CorruptRecordError as e:
+                # CRC-valid but malformed records (written by a faulty producer)
+                if not self.skip_corrupt:
+                    raise
+                from .output import err
+                err(f"skipped damaged data: {e}")
+                nxt = b.end_at(stop)
+            done.append((topic, b.partition, nxt))
+            if self.remaining == 0:
+                break
+        out.flush()
+        for topic, p, nxt in done:  # written and flushed: now they may be committed
+            self.source.delivered(topic, p, nxt)
+
+    def stopping(self) -> bool:
+        return bool(self.stopping_signals)
+
+    def finished(self) -> bool:
+        return self.remaining == 0
+
+    def poll(self, timeout: float) -> None:
+        if timeout > 0:
+            self._interruptible(time.sleep, timeout)
+
+    def wait(self, waiter, timeout) -> None:
+        self._interruptible(waiter.wait, timeout)
+
+    def _interruptible(self, fn, timeout) -> None:
+        """Wait in ``fn``; a signal meanwhile ends the wait (``_Stopped``)."""
+        if self.stopping_signals:
+            return
+        try:
+            self.state["waiting"] = True
+            fn(timeout)
+        except _Stopped:
+            pass
+        finally:
+            self.state["waiting"] = False
 
 
 class _Stopped(Exception):
@@ -282,34 +267,21 @@ class _Stopped(Exception):
 def _raw_writer():
     def write(out, topic, b, stop, remaining):
         """Write a batch's values; return (remaining, next offset after what was written)."""
-        h = b.header
-        vals = b.values()
-        first = max(h.base_offset, b.min_offset)
-        dense = h.last_offset_delta + 1 == h.record_count
-        if not dense:
-            # A compacted batch: its offsets have gaps, and it may end past its last
-            # record; once all of it is written, the position is the batch's end.
-            recs = [r for r in b.records() if stop is None or r.offset < stop]
-            nxt = h.next_offset if stop is None else min(stop, h.next_offset)
-            if remaining is not None and len(recs) > remaining:
-                recs = recs[:remaining]
-                nxt = recs[-1].offset + 1 if recs else b.min_offset
-            if not recs:
-                return remaining, nxt
-            vals = [r.value for r in recs]
+        if b.dense:
+            vals = b.values()
+            n, nxt = b.cut(stop, remaining)
+            vals = vals[:n]
         else:
-            if stop is not None and h.next_offset > stop:
-                vals = vals[:max(0, stop - first)]
-            if remaining is not None and len(vals) > remaining:
-                vals = vals[:remaining]
-            nxt = first + len(vals)
+            recs = b.records()
+            n, nxt = b.cut(stop, remaining, recs)
+            vals = [r.value for r in recs[:n]]
         if not vals:
             return remaining, nxt
         if None in vals:
             vals = [v if v is not None else b"" for v in vals]
         out.write(b"\n".join(vals))
         out.write(b"\n")
-        return (None if remaining is None else remaining - len(vals)), nxt
+        return (None if remaining is None else remaining - n), nxt
     return write
 
 
@@ -318,35 +290,18 @@ def _record_writer(render):
     plain = json_lines_plain if render is json_line else None
 
     def write(out, topic, b, stop, remaining):
-        h = b.header
         vals = b.plain_values() if plain is not None else None
         if vals is not None:
             # a plain batch: its lines are made in C, not one call per record
-            first = b.first_offset
-            nxt = h.next_offset if stop is None else min(stop, h.next_offset)
-            if stop is not None and first + len(vals) > stop:
-                vals = vals[:max(0, stop - first)]
-            if remaining is not None and len(vals) > remaining:
-                vals = vals[:remaining]
-                nxt = first + remaining
-            data = plain(topic, b.partition, first, h.base_timestamp, vals) if vals else b""
+            n, nxt = b.cut(stop, remaining)
+            vals = vals[:n]
+            data = plain(topic, b.partition, b.first_offset, b.header.base_timestamp, vals) if vals else b""
             if data is not None:
                 out.write(data)
-                return (None if remaining is None else remaining - len(vals)), nxt
-        chunks = []
-        # once the whole batch is written the position is its end (a compacted batch
-        # may end past its last record)
-        nxt = h.next_offset if stop is None else min(stop, h.next_offset)
-        for r in b.records():
-            if stop is not None and r.offset >= stop:
-                break
-            if remaining is not None:
-                if remaining == 0:
-                    nxt = r.offset
-                    break
-                remaining -= 1
-            chunks.append(render(topic, b.partition, r))
-        if chunks:
-            out.write(b"".join(chunks))
-        return remaining, nxt
+                return (None if remaining is None else remaining - n), nxt
+        recs = b.records()
+        n, nxt = b.cut(stop, remaining, recs)
+        if n:
+            out.write(b"".join(render(topic, b.partition, r) for r in recs[:n]))
+        return (None if remaining is None else remaining - n), nxt
     return write

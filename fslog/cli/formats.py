@@ -16,16 +16,6 @@ import base64
 import json
 import re
 
-
-def _text(b: bytes | None) -> tuple[str | None, bool]:
-    if b is None:
-        return None, False
-    try:
-        return b.decode("utf-8"), False
-    except UnicodeDecodeError:
-        return base64.b64encode(b).decode("ascii"), True
-
-
 _enc = json.encoder.encode_basestring  # C-accelerated JSON string quoting (UTF-8 kept)
 _JSON_LINE = '{"topic":%s,"partition":%d,"offset":%d,"timestamp":%d,"key":%s,"value":%s%s,"headers":[%s]}\n'
 

@@ -11,18 +11,11 @@ import json
 import os
 import sys
 
-import typer
-
 
 def err(message: str) -> None:
     """A one-line message on stderr."""
     sys.stderr.write(f"fslog: {message}\n")
     sys.stderr.flush()
-
-
-def fail(message: str, code: int = 1) -> "typer.Exit":
-    err(message)
-    return typer.Exit(code)
 
 
 def print_json(obj) -> None:
@@ -46,10 +39,6 @@ def print_table(columns: list[str], rows: list[list], title: str | None = None) 
         for r in rows:
             out.write("\t".join("" if v is None else str(v) for v in r) + "\n")
         out.flush()
-
-
-def stderr_is_terminal() -> bool:
-    return sys.stderr.isatty()
 
 
 def quiet_broken_pipe() -> None:

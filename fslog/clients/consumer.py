@@ -152,7 +152,6 @@ class GroupConsumer:
         self.registry = self.member.registry
         self.owned: dict[tuple[str, int], _Owned] = {}
         self.wanted: set[tuple[str, int]] = set()
-        self.generation = -1
         self.warnings: list[str] = []
         self._stamp: tuple | None = None
         self._last_commit = time.monotonic()
@@ -170,7 +169,7 @@ class GroupConsumer:
         stamp = self.registry.stamp()
         if stamp != self._stamp or any(tp not in self.owned for tp in self.wanted):
             self._stamp = stamp
-            self.generation, self.wanted = self.member.assignment()
+            _generation, self.wanted = self.member.assignment()
         busy = self.busy
         for tp in [tp for tp in self.owned
                    if tp not in self.wanted and not (busy is not None and busy(tp))]:

@@ -60,6 +60,7 @@ import time
 from collections import OrderedDict, deque
 
 from ..errors import CommandFailedError, CorruptRecordError, FslogError
+from .readloop import ReadLoop, Sink
 
 STDERR_TAIL = 4096        # bytes of a failed command's stderr kept for its dead letters
 PREFETCH_RECORDS = 1000   # records read ahead per partition
@@ -205,57 +206,14 @@ class Executor:
     # ------------------------------------------------------------ the loop
     def run(self) -> dict:
         """Handle records until caught up (or, following, until stopped / idle); return
-        counts: records, commands, failed_attempts, dead_lettered."""
-        src = self.source
-        src.busy = self._busy
-        last_data = time.monotonic()
-        waiter = None
+        counts: records, commands, failed_attempts, dead_lettered. The loop is
+        ``readloop.ReadLoop``; this object is its sink."""
+        self.source.busy = self._busy
         try:
-            self._warnings()
-            while True:
-                self._collect(0)
-                if self._stop_requested:
-                    self._stopping.set()
-                if self._stopping.is_set():
-                    break
-                done_reading = self.remaining == 0
-                if not done_reading:
-                    batches = src.fetch(want=self._want)
-                    self._warnings()
-                    if batches:
-                        self._enqueue(batches)
-                        last_data = time.monotonic()
-                    self._reconcile()
-                    self._dispatch()
-                src.after_write()
-                src.maybe_commit()
-                if self._stopping.is_set():
-                    continue
-                if done_reading and not self._inflight:
-                    break
-                if not self._inflight and not any(q.items for q in self._queues.values()):
-                    if not self.follow and src.caught_up():
-                        break
-                    if self.follow and self.idle_timeout is not None and \
-                            time.monotonic() - last_data >= self.idle_timeout:
-                        break
-                if self._inflight:
-                    self._collect(0.05)
-                elif self.follow:
-                    if waiter is None:
-                        from ..storage.follow import AppendWaiter
-                        waiter = AppendWaiter(src.watch_paths())
-                        continue  # re-check once the watches are in place
-                    timeout = 0.05 if src.pending() else 0.25
-                    if self.idle_timeout is not None:
-                        left = self.idle_timeout - (time.monotonic() - last_data)
-                        timeout = max(0.0, min(timeout, left))
-                    waiter.wait(timeout)
-                else:
-                    self._collect(0.05 if src.pending() else 0.01)
+            ReadLoop(self.source, _ExecSink(self), follow=self.follow,
+                     idle_timeout=self.idle_timeout,
+                     on_warning=lambda w: self._emit("warning", message=w)).run()
         finally:
-            if waiter is not None:
-                waiter.close()
             self._shutdown()
         if self._failure is not None:
             f = self._failure
@@ -269,13 +227,6 @@ class Executor:
                 f"and go on)",
                 t.topic, t.partition, t.records[0].offset, f.code)
         return self.stats
-
-    def _warnings(self) -> None:
-        ws = getattr(self.source, "warnings", None)
-        if ws:
-            for w in ws:
-                self._emit("warning", message=w)
-            ws.clear()
 
     def _busy(self, tp) -> bool:
         return tp in self._inflight
@@ -292,15 +243,16 @@ class Executor:
             q = self._queues.get(tp)
             if q is None or q.epoch != epoch:
                 q = self._queues[tp] = _Queue(epoch)
-            end = b.header.next_offset if stop is None else min(stop, b.header.next_offset)
             try:
-                recs = [r for r in b.records() if stop is None or r.offset < stop]
+                recs = b.records()
             except CorruptRecordError as e:
                 if not self.skip_corrupt:
                     raise
                 self._emit("warning", message=f"skipped damaged data: {e}")
-                q.items.append((None, end))
+                q.items.append((None, b.end_at(stop)))
                 continue
+            n, end = b.cut(stop, None, recs)
+            recs = recs[:n]
             for r in recs[:-1]:
                 q.items.append((r, r.offset + 1))
             if recs:
@@ -562,6 +514,44 @@ class Executor:
                 ] + common
                 self.dead_letter.send(r.value, key=r.key, headers=headers)
             self.dead_letter.flush()  # durable before the originals are committed
+
+
+class _ExecSink(Sink):
+    """The executor as the read loop's sink: batches go to per-partition queues, commands
+    start from them (``_dispatch``) and report back (``_collect``)."""
+
+    def __init__(self, ex: Executor):
+        self.ex = ex
+        self.want = ex._want
+
+    def take(self, batches) -> None:
+        self.ex._enqueue(batches)
+
+    def step(self) -> None:
+        self.ex._reconcile()
+        self.ex._dispatch()
+
+    def stopping(self) -> bool:
+        ex = self.ex
+        if ex._stop_requested:
+            ex._stopping.set()
+        return ex._stopping.is_set()
+
+    def finished(self) -> bool:
+        return self.ex.remaining == 0
+
+    def busy(self) -> bool:
+        return bool(self.ex._inflight)
+
+    def queued(self) -> bool:
+        return any(q.items for q in self.ex._queues.values())
+
+    def poll(self, timeout: float) -> None:
+        self.ex._collect(timeout)
+
+    def wait(self, waiter, timeout) -> None:
+        # stop() only sets a flag (it may run in a signal handler): look at it often
+        waiter.wait(0.25 if timeout is None else min(timeout, 0.25))
 
 
 def _put(env: dict, name: bytes, value: bytes) -> None:

@@ -39,7 +39,6 @@ LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
 TIMEINDEX_SUFFIX = ".timeindex"
 CLEANED_SUFFIX = ".cleaned"
-DELETED_SUFFIX = ".deleted"
 CLEAN_MARKER_SUFFIX = ".swap.json"   # a compaction being swapped in: see cleaner.py
 CLEANER_LOCK_FILE = ".cleaner.lock"  # one cleaner per partition at a time
 CLEANER_CHECKPOINT_FILE = "cleaner-checkpoint.json"  # first dirty offset

@@ -114,10 +114,6 @@ class IndexWriter:
         return self._entry.unpack(os.pread(self.fd, self._entry.size,
                                            (self.entries - 1) * self._entry.size))
 
-    def read_all(self) -> list[tuple[int, int]]:
-        data = os.pread(self.fd, self.entries * self._entry.size, 0)
-        return [e for e in self._entry.iter_unpack(data)]
-
     def append(self, a: int, b: int) -> None:
         os.write(self.fd, self._entry.pack(a, b))
         self.entries += 1
@@ -126,12 +122,6 @@ class IndexWriter:
         if entries:
             os.write(self.fd, b"".join(self._entry.pack(a, b) for a, b in entries))
             self.entries += len(entries)
-
-    def truncate_entries(self, n: int) -> None:
-        """Keep the first ``n`` entries."""
-        if n < self.entries:
-            os.ftruncate(self.fd, n * self._entry.size)
-            self.entries = n
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -150,10 +140,3 @@ def write_index_file(path: str, entry: struct.Struct, entries: list[tuple[int, i
     finally:
         os.close(fd)
 
-
-def offset_index_writer(path: str) -> IndexWriter:
-    return IndexWriter(path, OFFSET_ENTRY)
-
-
-def time_index_writer(path: str) -> IndexWriter:
-    return IndexWriter(path, TIME_ENTRY)

@@ -70,10 +70,6 @@ class BlockingLock:
             finally:
                 os.close(fd)
 
-    @property
-    def is_locked(self) -> bool:
-        return self._depth > 0
-
     def __enter__(self):
         self.acquire()
         return self

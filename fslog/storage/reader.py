@@ -11,9 +11,10 @@ are not thread-safe; use one per thread.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from functools import partial
 from itertools import repeat
-from typing import Iterator, NamedTuple
+from typing import Iterator, NamedTuple, Sequence
 
 from ..errors import CorruptRecordError, FslogError, OffsetOutOfRangeError
 from ..records import batch as rb
@@ -59,6 +60,45 @@ class FetchedBatch(NamedTuple):
     @property
     def first_offset(self) -> int:
         return max(self.header.base_offset, self.min_offset)
+
+    @property
+    def dense(self) -> bool:
+        """Record i has offset base + i (not a compacted batch with gaps)."""
+        h = self.header
+        return h.last_offset_delta + 1 == h.record_count
+
+    def end_at(self, stop: int | None) -> int:
+        """Where the partition continues once all of this batch below ``stop`` is
+        delivered: the batch's end (a compacted batch may end past its last record), or
+        ``stop`` if that comes first. Never past ``stop``: offsets there are not delivered."""
+        nxt = self.header.next_offset
+        return nxt if stop is None or nxt < stop else stop
+
+    def cut(self, stop: int | None, limit: int | None,
+            records: Sequence[rb.Record] | None = None) -> tuple[int, int]:
+        """The delivery rule: how many of this batch's records (from ``min_offset``, as
+        ``records()``/``values()`` list them) to deliver before the stop offset ``stop``
+        and within ``limit`` records (None: no bound), and the offset the partition
+        continues at after them (what may be committed once they are delivered).
+
+        ``records``: this batch's ``records()``, needed only for a batch with offset gaps
+        cut by ``limit`` (decoded here if not given)."""
+        end = self.end_at(stop)
+        if self.dense:
+            first = self.first_offset
+            n = max(0, end - first)
+            if limit is not None and n > limit:
+                n = limit
+                end = first + n
+            return n, end
+        if stop is None and limit is None:
+            return (len(records) if records is not None else len(self.records())), end
+        recs = self.records() if records is None else records
+        n = bisect_left([r.offset for r in recs], end)
+        if limit is not None and n > limit:
+            n = limit
+            end = recs[n - 1].offset + 1 if n else self.first_offset
+        return n, end
 
     def records(self) -> list[rb.Record]:
         vals = self.plain_values()
@@ -358,15 +398,13 @@ class TopicReader:
                 if vals is not None:
                     # a plain batch: its records are made in C, not one by one
                     first = b.first_offset
-                    if stop is not None and first + len(vals) > stop:
-                        vals = vals[:max(0, stop - first)]
+                    vals = vals[:b.cut(stop, None)[0]]
                     yield from map(_new_consumer_record, zip(
                         repeat(name), repeat(b.partition), range(first, first + len(vals)),
                         repeat(b.header.base_timestamp), repeat(None), vals, repeat(())))
                     continue
-                for r in b.records():
-                    if stop is not None and r.offset >= stop:
-                        break
+                recs = b.records()
+                for r in recs[:b.cut(stop, None, recs)[0]]:
                     yield ConsumerRecord(name, b.partition, r.offset, r.timestamp, r.key,
                                          r.value, r.headers)
             if self.caught_up():
