@@ -54,8 +54,8 @@ def test_polling_fallback_when_watchdog_cannot_start(tmp_path, monkeypatch):
     try:
         assert w.polling
         t0 = time.monotonic()
-        assert w.wait(10) is False  # no events to wake it: it returns after one poll interval
-        assert time.monotonic() - t0 < 1
+        assert w.wait(30) is False  # no events to wake it: it returns after one poll interval,
+        assert time.monotonic() - t0 < 25  # not after the whole wait (a guard, not a timing)
     finally:
         w.close()
 
@@ -77,9 +77,9 @@ def test_consume_follow_without_watchdog_polls(cli, tmp_path):
 
     th = threading.Thread(target=reader, daemon=True)
     th.start()
-    wait_for(lambda: got == [b"one\n"], 10, what="the first record")
+    wait_for(lambda: got == [b"one\n"], 60, what="the first record")
     cli.produce("t", b"two\n")
-    wait_for(lambda: got == [b"one\n", b"two\n"], 5, what="the record produced later")
+    wait_for(lambda: got == [b"one\n", b"two\n"], 60, what="the record produced later")
     f.send_signal(signal.SIGTERM)
-    assert f.wait(timeout=10) == 0
+    assert f.wait(timeout=60) == 0
     assert b"Traceback" not in f.stderr.read()
