@@ -34,6 +34,7 @@ HANDLER_MODULES = (
     "init_producer_id",
     "admin",
     "groups",
+    "offset_for_leader_epoch",
 )
 
 Handler = Callable[..., Awaitable[Any]]
