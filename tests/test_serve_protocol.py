@@ -5,11 +5,9 @@ long-poll Fetch woken by ``fslog produce`` in another process, bad frames, limit
 from __future__ import annotations
 
 import datetime
-import socket
 import struct
 import time
 
-import pytest
 from kio.schema.api_versions.v3.request import ApiVersionsRequest
 from kio.schema.errors import ErrorCode
 from kio.schema.fetch.v12 import request as F
