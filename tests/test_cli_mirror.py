@@ -9,10 +9,10 @@ import json
 import signal
 
 import pytest
-
-import fslog
 from conftest import wait_for
 from serve_fixtures import start_serve
+
+import fslog
 
 pytestmark = pytest.mark.skipif(
     not hasattr(importlib.import_module("fslog.broker.produce"), "produce"),

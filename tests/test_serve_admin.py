@@ -4,13 +4,12 @@ DescribeConfigs, IncrementalAlterConfigs (confluent-kafka) and kafka-python's ad
 from __future__ import annotations
 
 import pytest
-
 from serve_fixtures import serve  # noqa: F401
 
 
 def test_confluent_admin_creates_describes_alters_and_deletes(cli, serve):  # noqa: F811
-    from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry,
-                                       ConfigResource, NewTopic)
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
     a = AdminClient({"bootstrap.servers": serve.bootstrap})
     fs = a.create_topics([NewTopic("adm", 3, 1, config={"retention.ms": "60000"})])
     fs["adm"].result(30)
@@ -32,7 +31,7 @@ def test_confluent_admin_creates_describes_alters_and_deletes(cli, serve):  # no
     assert cli.log().topic("adm").config.overrides == {"segment.bytes": 1048576}
     a.delete_topics(["adm"])["adm"].result(30)
     assert "adm" not in cli.log().topics()
-    with pytest.raises(Exception):
+    with pytest.raises(KafkaException, match="UNKNOWN_TOPIC"):
         a.delete_topics(["adm"])["adm"].result(30)
 
 

@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 import pytest
+from serve_fixtures import in_ci, serve  # noqa: F401
 
 from fslog.records.partitioner import partition_for_key
-from serve_fixtures import in_ci, serve  # noqa: F401
 
 KEYS = [f"u-{i}" for i in range(24)]
 JS_DIR = Path(__file__).parent / "js"

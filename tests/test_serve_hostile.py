@@ -14,14 +14,13 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from kafka_wire import Wire, make_batch, request_frame
 from kio.schema.api_versions.v3.request import ApiVersionsRequest
 from kio.schema.fetch.v12 import request as F
 from kio.schema.init_producer_id.v4.request import InitProducerIdRequest
 from kio.schema.list_offsets.v7 import request as LO
 from kio.schema.metadata.v12 import request as M
 from kio.schema.produce.v9 import request as P
-
-from kafka_wire import Wire, make_batch, request_frame
 from serve_fixtures import start_serve
 
 S = datetime.timedelta(seconds=1)

@@ -8,6 +8,8 @@ import datetime
 import struct
 import time
 
+from conftest import wait_for
+from kafka_wire import Wire, make_batch, request_frame
 from kio.schema.api_versions.v3.request import ApiVersionsRequest
 from kio.schema.errors import ErrorCode
 from kio.schema.fetch.v12 import request as F
@@ -15,9 +17,6 @@ from kio.schema.init_producer_id.v4.request import InitProducerIdRequest
 from kio.schema.list_offsets.v7 import request as LO
 from kio.schema.metadata.v12 import request as M
 from kio.schema.produce.v9 import request as P
-
-from conftest import wait_for
-from kafka_wire import Wire, make_batch, request_frame
 from serve_fixtures import serve, start_serve  # noqa: F401
 
 S = datetime.timedelta(seconds=1)

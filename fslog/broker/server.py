@@ -22,9 +22,9 @@ import signal
 import time
 from dataclasses import dataclass
 
+from ..storage.servers import Registration
 from .connection import Connection
 from .handlers import load_handlers
-from ..storage.servers import Registration
 from .storage import BrokerStorage
 
 DEFAULT_PORT = 9092

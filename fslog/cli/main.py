@@ -6,7 +6,6 @@ stderr and exit 1; usage errors exit 2; a closed stdout pipe ends quietly.
 
 from __future__ import annotations
 
-import os
 import sys
 
 import typer
@@ -46,7 +45,8 @@ def main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
 ) -> None:
-    if root is not None and root.strip() == "" and ctx.get_parameter_source("root").name == "COMMANDLINE":
+    if root is not None and root.strip() == "" and \
+            getattr(ctx.get_parameter_source("root"), "name", None) == "COMMANDLINE":
         from ..errors import FslogError
         raise FslogError("--root is empty: give a directory (an unset variable in a script?)")
     ctx.obj = {"root": root}

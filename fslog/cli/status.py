@@ -13,11 +13,11 @@ Example: fslog status --json
 
 
 def status(ctx: typer.Context, json_: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    from ..errors import FslogError
     from ..groups.admin import describe_groups
     from .common import open_log
     from .group import report_problems
     from .output import print_json, print_table
-    from ..errors import FslogError
     log = open_log(ctx)
     topics = []
     problems: list[str] = []

@@ -72,7 +72,7 @@ def _renderable(doc: dict, root: str, interval: float):
     from rich.table import Table
     from rich.text import Text
     stamp = time.strftime("%H:%M:%S", time.localtime(doc["time"]))
-    parts = [Text(f"fslog top  {root}  {stamp}  every {interval:g} s  (q or Ctrl-C to quit)",
+    parts: list[Text | Table] = [Text(f"fslog top  {root}  {stamp}  every {interval:g} s  (q or Ctrl-C to quit)",
                   style="bold")]
     parts.extend(Text(f"problem: {p}", style="red") for p in doc.get("problems", []))
     for title, columns, rows in _tables(doc):
@@ -140,7 +140,7 @@ def top(
                 if json_:
                     print_json(doc)
                 else:
-                    for title, columns, rows in _tables(doc):
+                    for _title, columns, rows in _tables(doc):
                         print_table(columns, rows)
                     sys.stdout.write("\n")
                     sys.stdout.flush()
