@@ -31,7 +31,7 @@ from kio.schema.errors import ErrorCode
 from ..errors import FslogError, RecordTooLargeError
 from ..records import batch as rb
 from .handlers import Deferred, RequestContext, handles
-from .metadata import ensure_topic
+from .metadata import ensure_topic, name_error
 from .producer_state import DUPLICATE, NONE, last_sequence
 from .protocol import build, nested
 
@@ -124,7 +124,11 @@ def _locks(server) -> dict:
 
 async def _produce_partition(ctx: RequestContext, topic: str, index: int, records,
                              acks: int) -> _Result:
-    t, code = await ctx.run(ensure_topic, ctx, topic, True)
+    t = None
+    if name_error(topic) is None:
+        t = ctx.storage.topic(topic)  # a stat of topic.json: no worker thread needed
+    if t is None:
+        t, code = await ctx.run(ensure_topic, ctx, topic, True)
     if t is None:
         return _Result(code)
     if not 0 <= index < t.partition_count:
