@@ -1,7 +1,10 @@
-"""A tiny Kafka wire client for tests that need exact requests (versions, error codes),
-built on ``kio``'s own classes: ``WireClient(port).call(api_key, version, **fields)``
-returns the decoded response. Blocking, one request at a time (``send``/``receive``
-split it, for requests that wait, like JoinGroup); 127.0.0.1 only.
+"""A minimal Kafka wire-protocol client for tests of ``fslog serve``: raw frames, kio
+requests and responses, and record batches with idempotent-producer fields.
+
+    w = Wire(bootstrap)
+    resp = w.call(3, 12, MetadataRequest(...))   # send, then read the response
+    w.send(...); w.send(...); w.recv(...)       # pipelining
+    w.send_raw(b"...")                          # any bytes (fuzzing)
 """
 
 from __future__ import annotations
@@ -9,72 +12,108 @@ from __future__ import annotations
 import io
 import socket
 import struct
-import sys
 
 from kio.index import load_request_schema, load_response_schema
 from kio.schema.request_header.v1.header import RequestHeader as RequestHeaderV1
 from kio.schema.request_header.v2.header import RequestHeader as RequestHeaderV2
+from kio.schema.response_header.v1.header import ResponseHeader as ResponseHeaderV1
 from kio.serial import entity_reader, entity_writer
 
-
-def nested(cls, name):
-    return getattr(sys.modules[cls.__module__], name)
+from fslog.records import batch as rb
 
 
-class WireClient:
-    def __init__(self, port: int, client_id: str = "wire-test", timeout: float = 30):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.client_id = client_id
+def make_batch(values, pid: int = -1, epoch: int = -1, seq: int = -1,
+               keys=None, timestamp: int = 1_700_000_000_000) -> bytes:
+    """A RecordBatch v2 of ``values`` with the producer fields set (CRC recomputed)."""
+    keys = keys or [None] * len(values)
+    b = rb.encode_records([(k, v, timestamp, ()) for k, v in zip(keys, values)])
+    struct.pack_into(">qhi", b, 43, pid, epoch, seq)
+    struct.pack_into(">I", b, 17, rb.crc32c(bytes(b[21:])))
+    return bytes(b)
+
+
+def request_frame(api_key: int, version: int, correlation_id: int, body,
+                  client_id: str = "fslog-test") -> bytes:
+    cls = load_request_schema(api_key, version)
+    buf = io.BytesIO()
+    header_cls = cls.__header_schema__
+    entity_writer(header_cls)(buf, header_cls(request_api_key=api_key, request_api_version=version,
+                                              correlation_id=correlation_id, client_id=client_id))
+    entity_writer(cls)(buf, body)
+    data = buf.getvalue()
+    return struct.pack(">i", len(data)) + data
+
+
+class Wire:
+    def __init__(self, bootstrap: str, timeout: float = 60):
+        host, port = bootstrap.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
         self.correlation = 0
-        self.sent: dict[int, tuple[int, int]] = {}
+        self.pending: list[tuple[int, int, int]] = []
 
     def close(self) -> None:
         self.sock.close()
 
-    def request(self, api_key: int, version: int, **fields):
-        cls = load_request_schema(api_key, version)
-        return cls, cls(**fields)
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def send(self, api_key: int, version: int, body) -> int:
-        cls = load_request_schema(api_key, version)
         self.correlation += 1
-        buf = io.BytesIO()
-        if cls.__header_schema__ is RequestHeaderV2:
-            header = RequestHeaderV2(request_api_key=api_key, request_api_version=version,
-                                     correlation_id=self.correlation, client_id=self.client_id)
-            entity_writer(RequestHeaderV2)(buf, header)
-        else:
-            header = RequestHeaderV1(request_api_key=api_key, request_api_version=version,
-                                     correlation_id=self.correlation, client_id=self.client_id)
-            entity_writer(RequestHeaderV1)(buf, header)
-        entity_writer(cls)(buf, body)
-        data = buf.getvalue()
-        self.sock.sendall(struct.pack(">i", len(data)) + data)
-        self.sent[self.correlation] = (api_key, version)
+        self.sock.sendall(request_frame(api_key, version, self.correlation, body))
+        self.pending.append((api_key, version, self.correlation))
         return self.correlation
 
-    def _read_exactly(self, n: int) -> bytes:
-        out = bytearray()
-        while len(out) < n:
-            chunk = self.sock.recv(n - len(out))
-            if not chunk:
-                raise ConnectionError("the server closed the connection")
-            out += chunk
-        return bytes(out)
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
 
-    def receive(self):
-        (size,) = struct.unpack(">i", self._read_exactly(4))
-        frame = self._read_exactly(size)
-        (correlation,) = struct.unpack_from(">i", frame, 0)
-        api_key, version = self.sent.pop(correlation)
+    def read_frame(self) -> bytes | None:
+        """The next response frame (without its size), or None if the server closed."""
+        head = self._read(4)
+        if head is None:
+            return None
+        (size,) = struct.unpack(">i", head)
+        return self._read(size)
+
+    def _read(self, n: int) -> bytes | None:
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                return None
+            buf += chunk
+        return bytes(buf)
+
+    def recv(self):
+        api_key, version, corr = self.pending.pop(0)
+        frame = self.read_frame()
+        assert frame is not None, "the server closed the connection"
         cls = load_response_schema(api_key, version)
+        (got,) = struct.unpack_from(">i", frame, 0)
+        assert got == corr, f"response to correlation id {got}, expected {corr}"
         pos = 4
-        if getattr(cls.__header_schema__, "__flexible__", False):
-            pos += 1  # no tagged fields
-        body, _n = entity_reader(cls)(frame, pos)
+        if cls.__header_schema__ is ResponseHeaderV1:
+            _h, n = entity_reader(ResponseHeaderV1)(frame, 0)
+            pos = n
+        body, _m = entity_reader(cls)(frame, pos)
         return body
 
-    def call(self, api_key: int, version: int, **fields):
-        cls = load_request_schema(api_key, version)
-        self.send(api_key, version, cls(**fields))
-        return self.receive()
+    def call(self, api_key: int, version: int, body):
+        self.send(api_key, version, body)
+        return self.recv()
+
+    def closed_by_server(self) -> bool:
+        """True once the server has closed the connection (reads until EOF)."""
+        try:
+            while True:
+                if not self.sock.recv(65536):
+                    return True
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+
+
+__all__ = ["Wire", "make_batch", "request_frame", "RequestHeaderV1", "RequestHeaderV2"]

@@ -10,7 +10,7 @@ import json
 import time
 
 import pytest
-from kafka_wire import WireClient, nested
+from group_wire import WireClient, nested
 from kio.schema.errors import ErrorCode
 from serve_fixtures import serve  # noqa: F401
 

@@ -37,7 +37,8 @@ import os
 
 from ..errors import FslogError
 from ..storage.locks import ProcessLock, is_locked_by_someone, read_holder
-from .registry import Registry, now_ms
+from ..clock import now_ms
+from .registry import Registry
 
 SERVED_FILE = "served.lock"
 
