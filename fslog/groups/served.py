@@ -35,9 +35,9 @@ from __future__ import annotations
 import json
 import os
 
+from ..clock import now_ms
 from ..errors import FslogError
 from ..storage.locks import ProcessLock, is_locked_by_someone, read_holder
-from ..clock import now_ms
 from .registry import Registry
 
 SERVED_FILE = "served.lock"
