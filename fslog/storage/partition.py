@@ -21,10 +21,10 @@ import errno
 import os
 from typing import Callable
 
-from ..records import batch as rb
-from . import files
 from ..config import TopicConfig
 from ..errors import FslogError, NotLeaderError, RecordTooLargeError
+from ..records import batch as rb
+from . import files
 from .leader_epoch import EpochStamp
 from .locks import BlockingLock
 from .segment import SegmentReader, SegmentWriter
