@@ -124,8 +124,12 @@ async def fetch(ctx: RequestContext, request):
             left = deadline - time.monotonic()
             if left <= 0 or stopping.is_set():
                 break
-            await ctx.server.wakeups.wait(paths, left)
-            got = await ctx.run(_read_all, ctx, parts, max_bytes)
+            woken = await ctx.server.wakeups.wait(paths, left)
+            if woken and sum(p.max_bytes for p in parts) <= 1 << 20:
+                # just appended (in the page cache), at most 1 MiB: read on the loop
+                got = _read_all(ctx, parts, max_bytes)
+            else:
+                got = await ctx.run(_read_all, ctx, parts, max_bytes)
             if got >= min_bytes or any(p.code != ErrorCode.none for p in parts):
                 break
         return _response(ctx, request, parts)

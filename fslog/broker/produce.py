@@ -173,7 +173,12 @@ async def _produce_partition(ctx: RequestContext, topic: str, index: int, record
                              h.producer_id, h.producer_epoch, h.base_sequence, code.name.upper())
                 return _Result(code)
         try:
-            res.base, res.log_start = await ctx.run(ctx.storage.append, topic, index, batch)
+            if ctx.storage.append_is_quick(topic, index, len(batch), h.max_timestamp):
+                # a plain write of a batch: on the loop, no thread hand-over (latency)
+                res.base, res.log_start = ctx.storage.append(topic, index, batch)
+            else:
+                res.base, res.log_start = await ctx.run(ctx.storage.append, topic, index,
+                                                        batch)
         except RecordTooLargeError as e:
             return _Result(ErrorCode.message_too_large, message=str(e))
         except (FslogError, OSError) as e:

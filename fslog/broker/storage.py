@@ -240,6 +240,19 @@ class BrokerStorage:
                 st.start = p.start_offset()
             return first, st.start
 
+    def append_is_quick(self, topic: str, partition: int, size: int, max_ts: int) -> bool:
+        """Will this append most likely be a plain write (no roll, no cleaner, no file to
+        create)? Then the server may run it on its event loop, saving a thread hand-over;
+        the partition lock is held by other writers only for one write."""
+        t = self.topic(topic)
+        if t is None:
+            return False
+        p = t._partitions.get(partition)
+        st = self._parts.get((topic, partition))
+        if p is None or st is None or st.lock.locked():
+            return False
+        return not p.may_roll(size, max_ts)
+
     def sync(self, topic: str, partition: int) -> None:
         """fsync what was appended to the partition before this call."""
         st = self._state(topic, partition)
