@@ -31,9 +31,10 @@ from kio.schema.errors import ErrorCode
 from ..errors import FslogError, RecordTooLargeError
 from ..records import batch as rb
 from .handlers import Deferred, RequestContext, handles
-from .metadata import ensure_topic
+from .metadata import ensure_topic, name_error
 from .producer_state import DUPLICATE, NONE, last_sequence
 from .protocol import build, nested
+from .replicas import min_insync
 
 _ZERO = datetime.timedelta(0)
 _LOG_APPEND_TIME_FLAG = 0x08
@@ -104,7 +105,8 @@ def records_framed(buf, count: int) -> bool:
 
 
 class _Result:
-    __slots__ = ("code", "base", "log_append_time", "log_start", "message", "wait")
+    __slots__ = ("code", "base", "log_append_time", "log_start", "message", "wait",
+                 "replicate")
 
     def __init__(self, code=ErrorCode.none, base=-1, message=None):
         self.code = code
@@ -113,6 +115,7 @@ class _Result:
         self.log_start = -1
         self.message = message
         self.wait = None
+        self.replicate = None  # acks=all: (topic, partition, next offset, min.insync.replicas)
 
 
 def _locks(server) -> dict:
@@ -124,7 +127,11 @@ def _locks(server) -> dict:
 
 async def _produce_partition(ctx: RequestContext, topic: str, index: int, records,
                              acks: int) -> _Result:
-    t, code = await ctx.run(ensure_topic, ctx, topic, True)
+    t = None
+    if name_error(topic) is None:
+        t = ctx.storage.topic(topic)  # a stat of topic.json: no worker thread needed
+    if t is None:
+        t, code = await ctx.run(ensure_topic, ctx, topic, True)
     if t is None:
         return _Result(code)
     if not 0 <= index < t.partition_count:
@@ -147,6 +154,10 @@ async def _produce_partition(ctx: RequestContext, topic: str, index: int, record
         _Q.pack_into(batch, 35, now)  # maxTimestamp
         struct.pack_into(">I", batch, 17, rb.crc32c_range(batch, rb.CRC_START, len(batch)))
         res.log_append_time = now
+    if acks == -1 and not ctx.server.replicas.enough(topic, index, min_insync(cfg)):
+        return _Result(ErrorCode.not_enough_replicas, message=(
+            f"min.insync.replicas={min_insync(cfg)} and "
+            f"{ctx.server.replicas.isr_size(topic, index)} replica(s) in sync"))
     key = (topic, index)
     locks = _locks(ctx.server)
     lock = locks.get(key)
@@ -169,7 +180,12 @@ async def _produce_partition(ctx: RequestContext, topic: str, index: int, record
                              h.producer_id, h.producer_epoch, h.base_sequence, code.name.upper())
                 return _Result(code)
         try:
-            res.base, res.log_start = await ctx.run(ctx.storage.append, topic, index, batch)
+            if ctx.storage.append_is_quick(topic, index, len(batch), h.max_timestamp):
+                # a plain write of a batch: on the loop, no thread hand-over (latency)
+                res.base, res.log_start = ctx.storage.append(topic, index, batch)
+            else:
+                res.base, res.log_start = await ctx.run(ctx.storage.append, topic, index,
+                                                        batch)
         except RecordTooLargeError as e:
             return _Result(ErrorCode.message_too_large, message=str(e))
         except (FslogError, OSError) as e:
@@ -180,6 +196,7 @@ async def _produce_partition(ctx: RequestContext, topic: str, index: int, record
     ctx.server.wakeups.notify(ctx.storage.partition_path(topic, index))
     if acks == -1:
         res.wait = ctx.server.fsyncs.durable(topic, index)
+        res.replicate = (topic, index, res.base + h.last_offset_delta + 1, min_insync(cfg))
     else:
         ctx.server.fsyncs.schedule(topic, index, cfg.get("flush.ms"))
     return res
@@ -230,12 +247,19 @@ async def produce(ctx: RequestContext, request):
     if not waits:
         return _response(ctx, results)
 
+    timeout = max(0.001, request.timeout.total_seconds()) if hasattr(request, "timeout") else 30.0
+
     async def durable():
         for r in waits:
             try:
                 await r.wait
             except Exception as e:  # the fsync failed: not acknowledged
                 r.code, r.message = ErrorCode.kafka_storage_error, f"fsync failed: {e}"
+                continue
+            if r.replicate is not None:  # and on the in-sync followers (replicas.py)
+                why = await ctx.server.replicas.wait_replicated(*r.replicate, timeout=timeout)
+                if why is not None:
+                    r.code = ErrorCode[why]
         return _response(ctx, results)
 
     return Deferred(durable())

@@ -126,13 +126,14 @@ def _replaced(r: SegmentReader) -> bool:
 
 
 class _PartitionState:
-    __slots__ = ("lock", "read_lock", "tail", "dirty")
+    __slots__ = ("lock", "read_lock", "tail", "dirty", "start")
 
     def __init__(self):
         self.lock = threading.Lock()       # appends and the fsync hand-over
         self.read_lock = threading.Lock()  # the log-end tracker
         self.tail = _Tail()
         self.dirty = False
+        self.start = -1  # the log start offset last seen (for Produce responses)
 
 
 class BrokerStorage:
@@ -235,7 +236,22 @@ class BrokerStorage:
             p = self._partition(topic, partition)
             (first, _last), = p.append([batch])
             st.dirty = True
-            return first, p.start_offset()
+            if st.start < 0 or p.repairs or first == 0:
+                st.start = p.start_offset()
+            return first, st.start
+
+    def append_is_quick(self, topic: str, partition: int, size: int, max_ts: int) -> bool:
+        """Will this append most likely be a plain write (no roll, no cleaner, no file to
+        create)? Then the server may run it on its event loop, saving a thread hand-over;
+        the partition lock is held by other writers only for one write."""
+        t = self.topic(topic)
+        if t is None:
+            return False
+        p = t._partitions.get(partition)
+        st = self._parts.get((topic, partition))
+        if p is None or st is None or st.lock.locked():
+            return False
+        return not p.may_roll(size, max_ts)
 
     def sync(self, topic: str, partition: int) -> None:
         """fsync what was appended to the partition before this call."""
@@ -275,7 +291,8 @@ class BrokerStorage:
                 except FileNotFoundError:  # retention or compaction swapped it: again
                     st.tail.close()
                     continue
-                return (bases[0] if bases else 0), end
+                st.start = bases[0] if bases else 0
+                return st.start, end
         return p.start_offset(), p.end_offset()
 
     def read(self, topic: str, partition: int, offset: int, max_bytes: int) -> ReadResult:
