@@ -13,7 +13,6 @@ from serve_fixtures import start_serve
 import fslog
 
 
-
 def total(root, topic: str) -> int:
     return sum(p.end_offset() for p in fslog.Log(str(root)).topic(topic).partitions())
 

@@ -6,15 +6,13 @@ from __future__ import annotations
 import json
 
 import pytest
-
-import fslog
-
 from kio.schema.errors import ErrorCode
 from kio.schema.offset_for_leader_epoch.v2 import request as v2
 from kio.schema.offset_for_leader_epoch.v4 import request as v4
-
-from fslog.replication.wire import Connection
 from serve_fixtures import start_serve
+
+import fslog
+from fslog.replication.wire import Connection
 
 
 def _ask(port: int, mod, topic: str, epochs: list[tuple[int, int]]):
@@ -96,9 +94,8 @@ def test_acks_all_waits_for_min_insync_replicas(cli, tmp_path):
     import signal
 
     import kafka
-    from kafka.errors import NotEnoughReplicasError
-
     from conftest import wait_for
+    from kafka.errors import NotEnoughReplicasError
 
     cli("topic", "create", "t", "--config", "min.insync.replicas=2")
     srv = start_serve(cli)
@@ -155,7 +152,6 @@ def test_leader_killed_during_acks_all_loses_no_acknowledged_record(cli, tmp_pat
     import time
 
     import kafka
-
     from conftest import wait_for
 
     trials = int(os.environ.get("FSLOG_REPLICATION_TRIALS", "2"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 HELP = """Show the root, the running fslog serve (address, pid, uptime, connections,
@@ -36,7 +38,7 @@ def status(ctx: typer.Context, json_: bool = typer.Option(False, "--json", help=
         groups.append({"group": d["group"], "generation": d["generation"], "members": d["members"],
                        "lag": sum(p["lag"] for p in d["partitions"] if p["lag"] is not None)})
     from ..storage.servers import running_servers
-    servers = [{"address": sv.get("listen"), "advertised": sv.get("advertised"),
+    servers: list[dict[str, Any]] = [{"address": sv.get("listen"), "advertised": sv.get("advertised"),
                 "pid": sv.get("pid"), "uptime_s": sv.get("uptime_s"),
                 "connections": sv.get("connections"), "requests": sv.get("requests"),
                 "requests_per_s": sv.get("requests_per_s"),
