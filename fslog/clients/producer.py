@@ -25,8 +25,7 @@ import time
 from itertools import accumulate
 
 from ..clock import now_ms
-from ..errors import (FslogError, InvalidInputError, RecordTooLargeError, UnknownTopicError,
-                      UsageError)
+from ..errors import FslogError, InvalidInputError, RecordTooLargeError, UnknownTopicError, UsageError
 from ..records import batch as rb
 from ..records.compression import CODECS, codec_for
 from ..records.partitioner import StickyPartitioner
