@@ -14,6 +14,9 @@ Layout under the root directory (the "broker")::
             00000000000000000000.index      offset index (sparse)
             00000000000000000000.timeindex  time index (sparse)
       groups/                         consumer groups (registry, committed offsets)
+      serve/                          fslog serve (see broker/registration.py)
+        server.lock                   flock held by the running server; holds its address and counters
+        producer-ids                  the next block of idempotent-producer ids to hand out
       tmp/                            topics being created or deleted, groups being deleted
 
 Segment files are named by their base offset, zero-padded to 20 digits so that ``ls``
@@ -39,6 +42,9 @@ CLEANER_CHECKPOINT_FILE = "cleaner-checkpoint.json"  # first dirty offset
 TOPICS_DIR = "topics"
 GROUPS_DIR = "groups"
 TMP_DIR = "tmp"
+SERVE_DIR = "serve"
+SERVER_LOCK_FILE = "server.lock"
+PRODUCER_IDS_FILE = "producer-ids"
 TMP_INFIX = ".tmp."  # write_atomic's temp files: NAME.tmp.<pid>
 TOPIC_CONFIG_FILE = "topic.json"
 LOCK_FILE = ".lock"
@@ -87,6 +93,10 @@ def topics_dir(root: str) -> str:
 
 def groups_dir(root: str) -> str:
     return os.path.join(root, GROUPS_DIR)
+
+
+def serve_dir(root: str) -> str:
+    return os.path.join(root, SERVE_DIR)
 
 
 def topic_dir(root: str, topic: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+from typing import Callable
 
 from ..records import batch as rb
 from . import files
@@ -24,7 +25,8 @@ from .segment import SegmentReader, SegmentWriter
 
 
 class Partition:
-    def __init__(self, root: str, topic: str, number: int, config: TopicConfig):
+    def __init__(self, root: str, topic: str, number: int, config: TopicConfig,
+                 on_roll: Callable[[Partition], None] | None = None):
         self.root = root
         self.topic = topic
         self.number = number
@@ -35,8 +37,12 @@ class Partition:
         self._lock = BlockingLock(os.path.join(self.path, files.LOCK_FILE))
         self._writer: SegmentWriter | None = None
         self._unsynced: list[int] = []  # fds of segments written and not yet fsynced
-        self._rolled = False  # a roll happened: clean (retention, compaction) after the append
-        self.clean_error: Exception | None = None  # the last failure of a clean after a roll
+        self._rolled = False  # a roll happened: run ``on_roll`` after the append
+        # Called (outside the lock) after an append that rolled a segment: the topic
+        # installs the cleaner here (retention, compaction without a daemon).
+        self.on_roll = on_roll
+        # Failures of ``on_roll`` (the append itself succeeded): the CLI reports them.
+        self.clean_errors: list[Exception] = []
         # Torn tails this object's writers truncated (dicts: path, position, bytes, offset):
         # the CLI reports them, so that data loss is never silent.
         self.repairs: list[dict] = []
@@ -162,10 +168,13 @@ class Partition:
         if self._rolled:
             # A busy topic stays within its retention without any cron job: the writer
             # that rolls runs the cleaner (outside the partition lock; skipped if another
-            # process is cleaning).
+            # process is cleaning). A failure does not fail the append (it is done).
             self._rolled = False
-            from .cleaner import clean_after_roll
-            clean_after_roll(self)
+            if self.on_roll is not None:
+                try:
+                    self.on_roll(self)
+                except (FslogError, OSError) as e:
+                    self.clean_errors.append(e)
         return out
 
     def _io_error(self, what: str, e: OSError) -> Exception:
@@ -216,6 +225,17 @@ class Partition:
                     os.close(fd)
         except OSError as e:
             raise self._io_error("fsync", e) from None
+
+    def take_unsynced(self) -> list[int]:
+        """Duplicates of the file descriptors ``sync`` would fsync, which this object then
+        forgets: the caller fsyncs and closes them. Lets a server fsync outside the lock
+        that serializes its use of this object, so appends go on during the fsync (one
+        fsync for every producer waiting on the partition: group commit)."""
+        fds, self._unsynced = self._unsynced, []
+        w = self._writer
+        if w is not None and w.fd >= 0:
+            fds.append(os.dup(w.fd))
+        return fds
 
     def recover(self) -> int:
         """Open the active segment under the lock (truncating a torn tail, rebuilding
