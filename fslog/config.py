@@ -71,6 +71,8 @@ KEYS: dict[str, ConfigKey] = {k.name: k for k in [
               "largest record batch a producer may append (a record must fit in one)"),
     ConfigKey("index.interval.bytes", 4096, _int(0),
               "bytes between offset-index entries"),
+    ConfigKey("log.cleaner.dedupe.buffer.size", 128 << 20, _int(1 << 16),
+              "memory for compaction's offset map (more keys: several passes)"),
 ]}
 
 

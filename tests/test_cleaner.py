@@ -265,7 +265,9 @@ def test_dirty_ratio_decides_when_compaction_runs(tmp_path):
     log = make(tmp_path, **{"cleanup.policy": "compact", "min.cleanable.dirty.ratio": 0.5})
     p = part(log)
     produce(log, keyed(5, 10), flush_every=2)
-    # rolls compacted already once the dirty part reached half of the sealed bytes
+    # rolls compacted already (in the background) once the dirty part reached half of
+    # the sealed bytes
+    cleaner.wait_for_background(p)
     assert cleaner.read_checkpoint(p) > 0
     ratio = cleaner.dirty_ratio(p)
     assert 0 <= ratio < 1
