@@ -388,3 +388,42 @@ def test_log_clean_is_the_library_entry_point(tmp_path):
     assert [r["partition"] for r in res] == [0, 1]
     assert all(r["segments_deleted"] for r in res)
     assert all(r["start_offset"] == log.topic("t").partition(r["partition"]).start_offset() for r in res)
+
+
+# ------------------------------------------------------------------ bounded offset map
+
+def _latest_per_key(records):
+    out = {}
+    for off, k, v in records:
+        out[k] = (off, v)
+    return out
+
+
+def test_a_small_dedupe_buffer_takes_several_passes_to_the_same_result(tmp_path):
+    results = []
+    for buf in (1 << 16, 128 << 20):
+        log = fslog.Log(str(tmp_path / f"root{buf}"))
+        log.create_topic("t", config={"cleanup.policy": "compact", "segment.bytes": 64 << 10,
+                                      "min.cleanable.dirty.ratio": 1.0,
+                                      "log.cleaner.dedupe.buffer.size": buf})
+        with log.producer("t", background=False) as p:
+            for r in range(3):  # keyed batches of the producer's shape, and others
+                keys = [b"key-%05d" % i for i in range(r * 400, r * 400 + 2000)]
+                p.send_keyed(keys, [k + b"=%d" % r for k in keys], timestamp=NOW)
+                p.flush()
+                for i in range(0, 2000, 97):
+                    p.send(None if i % 2 else b"general", key=b"key-%05d" % i, timestamp=NOW)
+                p.flush()
+        before = read(log)
+        res = cleaner.clean_partition(part(log), now=NOW, force_compaction=True)["compaction"]
+        after = read(log)
+        active = part(log).segment_bases()[-1]
+        sealed = [k for o, k, _v in after if o < active]
+        assert len(sealed) == len(set(sealed))  # one record per key in the sealed part
+        assert _latest_per_key(after) == _latest_per_key(before)  # no key lost or revived
+        assert set(after) <= set(before)
+        verify_clean(log)
+        results.append((res["passes"], after))
+    (passes_small, after_small), (passes_big, after_big) = results
+    assert passes_small > 2 and passes_big == 1
+    assert after_small == after_big

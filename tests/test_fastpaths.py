@@ -35,6 +35,7 @@ def test_encode_keyed_is_encode_records_and_decode_is_exact(recs, ts):
     if got is not None:  # None only means: the general decoder decides
         assert got == (keys, values)
         assert rb.decode_keyed(data, 0, h, with_keys=False) == (None, values)
+        assert rb.decode_keyed(data, 0, h, with_values=False) == (keys, None)
     assert [(r[2], r[3]) for r in kafka_records(data)] == recs
 
 

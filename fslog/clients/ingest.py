@@ -260,13 +260,15 @@ class LineIngester:
                 if set(map(type, got)) != {str}:
                     return False  # numbers as keys: stdlib json's spelling, line by line
                 keys = list(map(str.encode, got))  # (orjson never yields lone surrogates)
-        limit = self.max_value if keys is None else self.max_value - max(map(len, keys))
-        if max(map(len, values)) > limit:
+        try:
+            if keys is None:
+                if max(map(len, values)) > self.max_value:
+                    return False
+                self.producer.send_values(values, self.partition)
+            else:
+                self.producer.send_keyed(keys, values, self.partition)
+        except RecordTooLargeError:  # (send_keyed refuses before it buffers anything)
             return False
-        if keys is None:
-            self.producer.send_values(values, self.partition)
-        else:
-            self.producer.send_keyed(keys, values, self.partition)
         self.records += len(lines)
         self.lines += len(lines)
         return True

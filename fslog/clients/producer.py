@@ -286,8 +286,7 @@ class Producer:
         self._check_partition(partition)
         ts = now_ms() if timestamp is None else timestamp
         limit = self.topic.config.max_message_bytes - rb.HEADER_SIZE - RECORD_OVERHEAD
-        sizes = list(map(len, keys))
-        if max(map(add, sizes, map(len, values))) > limit:
+        if max(map(add, map(len, keys), map(len, values))) > limit:
             i = max(range(len(keys)), key=lambda j: len(keys[j]) + len(values[j]))
             self._record_limit_check(values[i], keys[i])
         with self._lock:

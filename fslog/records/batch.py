@@ -706,6 +706,7 @@ def decode_plain_values(buf: bytes, pos: int, h: BatchHeader) -> list | None:
 # ---------------------------------------------------------------- the keyed-batch fast path
 
 _KEYED: tuple | None = None
+_KEYED_LENGTHS: tuple | None = None  # (varint sizes, fixed part of a record with a short key)
 
 
 def _keyed_tables() -> tuple:
@@ -729,6 +730,8 @@ def _keyed_tables() -> tuple:
         fixed = [3 + n for n in ln]
         mid2 = [b"\x00\x00" + z for z in zz]
         _KEYED = (framing, zz, sized, unzz, vskip, fixed, mid2)
+        global _KEYED_LENGTHS
+        _KEYED_LENGTHS = (ln, [f + 1 for f in fixed])
     return _KEYED
 
 
@@ -744,13 +747,16 @@ def encode_keyed(keys: Sequence[bytes], values: Sequence[bytes], timestamp: int,
         raise ValueError("a batch needs at least one record, and a value for each key")
     klens = list(map(len, keys))
     vlens = list(map(len, values))
-    if n < _TABLE_SIZE and max(klens) < _TABLE_SIZE and max(vlens) < _TABLE_SIZE:
+    if n < _TABLE_SIZE:
         _framing, zz, sized, _unzz, _vskip, fixed, mid2 = _keyed_tables()
-        lens = list(map(add, map(add, map(sized.__getitem__, klens),
-                                 map(sized.__getitem__, vlens)), fixed[:n]))
-        if max(lens) < _TABLE_SIZE:
+        try:  # (a key or value too long for the tables: IndexError, the general path)
+            lens = list(map(add, map(add, map(sized.__getitem__, klens),
+                                     map(sized.__getitem__, vlens)), fixed[:n]))
             parts = [b"\x00"] * (7 * n)  # every seventh item: headerCount 0
             parts[0::7] = map(zz.__getitem__, lens)
+        except IndexError:
+            parts = None
+        if parts is not None:
             parts[1::7] = mid2[:n]
             parts[2::7] = map(zz.__getitem__, klens)
             parts[3::7] = keys
@@ -760,13 +766,14 @@ def encode_keyed(keys: Sequence[bytes], values: Sequence[bytes], timestamp: int,
     return encode_records([(k, v, timestamp, ()) for k, v in zip(keys, values)], base_offset)
 
 
-def decode_keyed(buf: bytes, pos: int, h: BatchHeader,
-                 with_keys: bool = True) -> tuple[list | None, list] | None:
+def decode_keyed(buf: bytes, pos: int, h: BatchHeader, with_keys: bool = True,
+                 with_values: bool = True) -> tuple[list | None, list | None] | None:
     """(keys, values) of the (already checked) batch at ``pos`` if it is a keyed batch
     the shape ``encode_keyed`` writes: offsets dense, every record with a key and a value
     and no headers, timestamp delta 0 (so record i has offset ``base_offset + i`` and the
     batch's base timestamp). Otherwise None: use ``decode_records``. With ``with_keys``
-    False the keys are not sliced out: (None, values).
+    False the keys are not sliced out: (None, values); ``with_values`` False, the values
+    are not (a keys-only scan): (keys, None). The checks are the same.
 
     As ``decode_plain_values``: one regex split (in C) cuts the batch at what looks like
     record framing, keys and values are sliced out by map calls, and the result is
@@ -780,7 +787,8 @@ def decode_keyed(buf: bytes, pos: int, h: BatchHeader,
     if (n < 1 or n >= _TABLE_SIZE or h.last_offset_delta != n - 1
             or h.attributes & COMPRESSION_MASK or end - pos <= HEADER_SIZE or buf[end - 1]):
         return None
-    framing, zz, sized, unzz, vskip, fixed, _mid2 = _keyed_tables()
+    framing, zz, _sized, unzz, vskip, fixed, _mid2 = _keyed_tables()
+    ln, fixed1 = _KEYED_LENGTHS  # type: ignore[misc]
     # records as [length, 0, 0, offsetDelta, keyLength, key, valueLength, value, 0]: with a
     # 0 put in front and the last 0 taken off, the batch splits into [b"", length 0,
     # offsetDelta 0, keyLength 0, key+valueLength+value 0, length 1, ...]
@@ -792,16 +800,24 @@ def decode_keyed(buf: bytes, pos: int, h: BatchHeader,
         klens = list(map(unzz.__getitem__, parts[3::4]))  # canonical varints only
         # each body is key | valueLength | value: the size of the valueLength varint
         # follows from the length of what comes after the key
-        skips = map(vskip.__getitem__, map(sub, map(len, bodies), klens))
-        starts = list(map(add, klens, skips))
-        values = list(map(getitem, bodies, map(slice, starts, repeat(None))))
-        vlens = list(map(len, values))
-        # a key longer than its body leaves an empty valueLength: no match below
+        blens = list(map(len, bodies))
+        starts = list(map(add, klens, map(vskip.__getitem__, map(sub, blens, klens))))
+        if with_values:
+            values = list(map(getitem, bodies, map(slice, starts, repeat(None))))
+            vlens = map(len, values)
+        else:
+            values = None
+            vlens = map(sub, blens, starts)
+        # a key longer than its body leaves an empty valueLength: no match here
         if list(map(getitem, bodies, map(slice, klens, starts))) != \
                 list(map(zz.__getitem__, vlens)) or parts[2::4] != zz[:n]:
             return None
-        lens = map(add, map(add, map(sized.__getitem__, klens), map(sized.__getitem__, vlens)),
-                   fixed[:n])
+        # so each body is exactly key | valueLength | value, and the record's length is
+        # attributes, timestampDelta, offsetDelta, keyLength, body, headerCount
+        if max(klens) < 64:  # one-byte key lengths
+            lens = map(add, blens, fixed1[:n])
+        else:
+            lens = map(add, map(add, blens, map(ln.__getitem__, klens)), fixed[:n])
         if parts[1::4] != list(map(zz.__getitem__, lens)):
             return None
     except (KeyError, IndexError):  # a varint or a length outside the tables

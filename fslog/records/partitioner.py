@@ -9,7 +9,6 @@ one partition and the next batch to the next one, as Kafka's default partitioner
 from __future__ import annotations
 
 import struct
-from itertools import compress
 
 
 _WORDS: dict[int, object] = {}  # n -> struct unpacking n little-endian uint32s
@@ -68,22 +67,32 @@ class KeyPartitioner:
 
     def partition_all(self, keys: list[bytes]) -> list[int]:
         """The partition of each key."""
-        got = list(map(self._cache.get, keys))
+        cache = self._cache
+        got = list(map(cache.get, keys))
         if None in got:
-            one = self.__call__
-            got = list(map(one, keys))
+            missing = set(keys).difference(cache)
+            if len(missing) + len(cache) > self.cache_size:
+                cache.clear()
+                if len(missing) > self.cache_size:  # mostly unique keys: no cache
+                    n = self.partitions
+                    return [(murmur2(k) & 0x7FFFFFFF) % n for k in keys]
+                missing = set(keys)
+            n = self.partitions
+            for k in missing:
+                cache[k] = (murmur2(k) & 0x7FFFFFFF) % n
+            got = list(map(cache.__getitem__, keys))
         return got
 
     def split(self, keys: list[bytes], values: list) -> dict[int, tuple[list, list]]:
         """{partition: (keys, values)} keeping the order of the records of each."""
         if self.partitions == 1:
             return {0: (keys, values)}
-        parts = self.partition_all(keys)
-        out = {}
-        for p in set(parts):
-            sel = list(map(p.__eq__, parts))
-            out[p] = (list(compress(keys, sel)), list(compress(values, sel)))
-        return out
+        ks: list[list] = [[] for _ in range(self.partitions)]
+        vs: list[list] = [[] for _ in range(self.partitions)]
+        for k, v, p in zip(keys, values, self.partition_all(keys)):
+            ks[p].append(k)
+            vs[p].append(v)
+        return {p: (ks[p], vs[p]) for p in range(self.partitions) if ks[p]}
 
 
 class StickyPartitioner:

@@ -1,6 +1,8 @@
 """The log cleaner: retention and compaction of one partition, as Kafka's log retention
 and LogCleaner do them. Run by ``fslog clean`` (``clean_partition``) and by a producer
-right after it rolls a segment (``clean_after_roll``), so no daemon is needed.
+right after it rolls a segment (``clean_after_roll``: retention there, compaction in a
+background process, ``python -m fslog.storage.cleaner``, that inherits the cleaner
+lock), so no daemon is needed and no producer waits for a compaction.
 
 Retention (``cleanup.policy`` includes ``delete``): whole sealed segments are deleted,
 oldest first, while the oldest one's newest record is more than ``retention.ms`` old, or
@@ -9,7 +11,8 @@ segment is never deleted. The log start offset (the oldest segment's base offset
 forward. A reader that has a deleted segment open goes on reading it: an unlinked file
 stays readable while it is open (and mapped).
 
-Compaction (``cleanup.policy`` includes ``compact``): once the dirty ratio — bytes of
+Compaction (``cleanup.policy`` includes ``compact``; see ``compact`` for the offset map,
+bounded by ``log.cleaner.dedupe.buffer.size``, and its passes): once the dirty ratio — bytes of
 sealed segments not compacted yet over bytes of all sealed segments — exceeds
 ``min.cleanable.dirty.ratio``, the sealed segments are rewritten keeping, of each key,
 only its latest record among them. Offsets never change and order is kept; keyless
@@ -320,13 +323,13 @@ def _groups(partition, bases: list[int], segment_bytes: int) -> list[tuple[list[
 MAP_ENTRY_BYTES = 128
 
 
-def _batch_keys(seg_path: str, h: rb.BatchHeader, data: bytes):
+def _batch_keys(seg_path: str, h: rb.BatchHeader, data: bytes, values: bool = True):
     """(offsets, keys, values, records) of one batch for the cleaner. A keyed batch of the
     producer's shape (``batch.decode_keyed``) comes without a Python loop per record
     and ``records`` None (every record then has a key, a value, no headers and the
-    batch's base timestamp); any other batch goes through the general decoder, and
+    batch's base timestamp; ``values`` False: a keys-only scan, values None); any other batch goes through the general decoder, and
     ``records`` holds them."""
-    kv = rb.decode_keyed(data, 0, h)
+    kv = rb.decode_keyed(data, 0, h, with_values=values)
     if kv is not None:
         return range(h.base_offset, h.next_offset), kv[0], kv[1], None
     recs = rb.decode_records(data, 0, h, seg_path)
@@ -346,7 +349,7 @@ def _build_map(partition, bases: list[int], start: int, end: int, budget: int):
         for h, data in _segment_raw_batches(partition, b):
             if h.next_offset <= start:
                 continue
-            offsets, keys, _values, recs = _batch_keys(partition.path, h, data)
+            offsets, keys, _values, recs = _batch_keys(partition.path, h, data, values=False)
             if recs is not None and None in keys:
                 pairs = [(k, o) for k, o in zip(keys, offsets) if k is not None]
                 offsets, keys = [o for _, o in pairs], [k for k, _ in pairs]
@@ -470,16 +473,19 @@ def _clean_group(partition, group: list[int], end: int, latest: dict, upto: int,
                 max_ts = max(max_ts, h.max_timestamp)
                 keep: list | None = None
                 if h.base_offset < upto:
-                    offsets, keys, values, recs = _batch_keys(partition.path, h, data)
+                    offsets, keys, values, recs = _batch_keys(partition.path, h, data, False)
                     if recs is None:
                         # keys and values all there: only superseded records go
                         gone = list(map(int.__gt__, map(get, keys, offsets), offsets))
                         n_gone = sum(gone)
                         if n_gone:
                             stats["records_removed"] += n_gone
-                            ts = h.base_timestamp
-                            keep = [rb.Record(o, ts, k, v, ()) for o, k, v, g
-                                    in zip(offsets, keys, values, gone) if not g]
+                            keep = []
+                            if n_gone < len(gone):  # some stay: their values are needed
+                                values = rb.decode_keyed(data, 0, h, False)[1]  # type: ignore[index]
+                                ts = h.base_timestamp
+                                keep = [rb.Record(o, ts, k, v, ()) for o, k, v, g
+                                        in zip(offsets, keys, values, gone) if not g]
                     else:
                         kept = []
                         for r in recs:
