@@ -26,8 +26,8 @@ from operator import itemgetter
 
 import orjson
 
-from ..records import batch as rb
 from ..errors import InvalidInputError, RecordTooLargeError
+from ..records import batch as rb
 
 CHUNK = 1 << 20
 
@@ -56,7 +56,8 @@ def _json_type(doc) -> str:
         return "boolean"
     if isinstance(doc, (int, float)):
         return "number"
-    return {str: "string", list: "array", dict: "object"}.get(type(doc), type(doc).__name__)
+    names: dict[type, str] = {str: "string", list: "array", dict: "object"}
+    return names.get(type(doc), type(doc).__name__)
 
 
 class LineIngester:

@@ -27,6 +27,8 @@ Cleaned batches keep Kafka's layout: each covers the range of offsets from the e
 previous one to the last offset of the batch it came from (its base offset and
 lastOffsetDelta may extend past its first and last record, as Kafka's cleaner writes
 them), so offsets stay contiguous from batch to batch and readers still check continuity.
+A cleaned batch is compressed with the codec of the batch it came from, as Kafka's cleaner
+does (uncompressed if that codec does not make it smaller; an empty batch never is).
 A group of consecutive sealed segments, at most ``segment.bytes`` together, is rewritten
 into one segment named by the first's base offset; a group whose records all go is
 written as one empty batch that carries its offset range.
@@ -54,12 +56,12 @@ from __future__ import annotations
 import errno
 import json
 import os
-import time
 
+from ..clock import now_ms
 from ..config import TopicConfig
+from ..errors import CorruptRecordError, FslogError, UnsafePathError
 from ..records import batch as rb
 from . import files
-from ..errors import CorruptRecordError, FslogError, UnsafePathError
 from .index import OFFSET_ENTRY, TIME_ENTRY, open_time_index, write_index_file
 from .locks import BlockingLock, ProcessLock
 from .segment import SegmentIndexer, SegmentReader
@@ -67,10 +69,6 @@ from .topicmeta import read_topic_meta
 
 _SEGMENT_SUFFIXES = (files.LOG_SUFFIX, files.INDEX_SUFFIX, files.TIMEINDEX_SUFFIX)
 _MAX_GROUP_OFFSETS = (1 << 31) - 1  # relative offsets are int32 in batches and indexes
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 # ---------------------------------------------------------------- inspection (no lock)
@@ -466,7 +464,7 @@ def _clean_group(partition, group: list[int], end: int, latest: dict, upto: int,
             changed = True
             if keep is None:
                 keep = rb.decode_records(data, 0, h, partition.path)
-            out.add(rb.encode_compacted(keep, rstart, range_end))
+            out.add(_encode(keep, rstart, range_end, h.attributes & rb.COMPRESSION_MASK))
 
         for b in group:
             for h, data in _segment_raw_batches(partition, b):
@@ -522,6 +520,12 @@ def _clean_group(partition, group: list[int], end: int, latest: dict, upto: int,
     files.write_atomic(marker_path, json.dumps(marker).encode() + b"\n")
     _finish_swap(partition.path, marker_path, marker)
     return stats
+
+
+def _encode(records: list, base_offset: int, last_offset: int, codec: int) -> bytearray:
+    """A cleaned batch, compressed with the codec of the batch its records came from."""
+    batch = rb.encode_compacted(records, base_offset, last_offset)
+    return rb.compress_batch(batch, codec) if codec else batch
 
 
 def _drops(r: rb.Record, latest: dict, horizon: int) -> str | None:
