@@ -11,10 +11,10 @@ import sys
 import threading
 import time
 
-import fslog
-from conftest import read_lines_until, stderr_lines, wait_for
-from fslog.storage import cleaner
+from conftest import read_lines_until, stderr_lines
 from kafka_judge import kafka_records
+
+from fslog.storage import cleaner
 
 TINY = ["--config", "segment.bytes=1024", "--config", "index.interval.bytes=128"]
 

@@ -10,11 +10,10 @@ import random
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from kafka_judge import kafka_records
 
 from fslog.records import batch as rb
 from fslog.records import partitioner as P
-
-from kafka_judge import kafka_records
 
 # bytes that look like record framing, so that splits at the wrong place are tried
 _framing_bytes = st.binary(max_size=40) | st.lists(

@@ -26,8 +26,7 @@ from itertools import accumulate
 from operator import add
 
 from ..clock import now_ms
-from ..errors import (FslogError, InvalidInputError, RecordTooLargeError, UnknownTopicError,
-                      UsageError)
+from ..errors import FslogError, InvalidInputError, RecordTooLargeError, UnknownTopicError, UsageError
 from ..records import batch as rb
 from ..records.compression import CODECS, codec_for
 from ..records.partitioner import KeyPartitioner, StickyPartitioner
@@ -55,7 +54,7 @@ class _Pending:
 
     def encode(self, codec: int = 0) -> bytearray:
         if self.keys is not None:
-            batch = rb.encode_keyed(self.keys, self.values, self.timestamp)
+            batch = rb.encode_keyed(self.keys, self.values, self.timestamp or 0)
             return rb.compress_batch(batch, codec) if codec else batch
         if self.timestamp is not None:
             batch = rb.encode_values(self.values, self.timestamp)

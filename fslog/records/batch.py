@@ -49,7 +49,7 @@ from __future__ import annotations
 import struct
 from itertools import repeat
 from operator import add, getitem, sub
-from typing import Iterable, NamedTuple, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import google_crc32c
 
@@ -810,7 +810,7 @@ def encode_keyed(keys: Sequence[bytes], values: Sequence[bytes], timestamp: int,
 
 
 def decode_keyed(buf: bytes, pos: int, h: BatchHeader, with_keys: bool = True,
-                 with_values: bool = True) -> tuple[list | None, list | None] | None:
+                 with_values: bool = True) -> tuple[Any, Any] | None:
     """(keys, values) of the (already checked) batch at ``pos`` if it is a keyed batch
     the shape ``encode_keyed`` writes: offsets dense, every record with a key and a value
     and no headers, timestamp delta 0 (so record i has offset ``base_offset + i`` and the

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import struct
 
-
 _WORDS: dict[int, object] = {}  # n -> struct unpacking n little-endian uint32s
 
 
@@ -81,7 +80,7 @@ class KeyPartitioner:
             for k in missing:
                 cache[k] = (murmur2(k) & 0x7FFFFFFF) % n
             got = list(map(cache.__getitem__, keys))
-        return got
+        return got  # type: ignore[return-value]
 
     def split(self, keys: list[bytes], values: list) -> dict[int, tuple[list, list]]:
         """{partition: (keys, values)} keeping the order of the records of each."""

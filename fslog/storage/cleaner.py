@@ -56,6 +56,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+from operator import gt
+from typing import Any
 
 from ..clock import now_ms
 from ..config import TopicConfig
@@ -327,7 +329,7 @@ def _batch_keys(seg_path: str, h: rb.BatchHeader, data: bytes, values: bool = Tr
     and ``records`` None (every record then has a key, a value, no headers and the
     batch's base timestamp; ``values`` False: a keys-only scan, values None); any other batch goes through the general decoder, and
     ``records`` holds them."""
-    kv = rb.decode_keyed(data, 0, h, with_values=values)
+    kv: Any = rb.decode_keyed(data, 0, h, with_values=values)
     if kv is not None:
         return range(h.base_offset, h.next_offset), kv[0], kv[1], None
     recs = rb.decode_records(data, 0, h, seg_path)
@@ -474,7 +476,7 @@ def _clean_group(partition, group: list[int], end: int, latest: dict, upto: int,
                     offsets, keys, values, recs = _batch_keys(partition.path, h, data, False)
                     if recs is None:
                         # keys and values all there: only superseded records go
-                        gone = list(map(int.__gt__, map(get, keys, offsets), offsets))
+                        gone = list(map(gt, map(get, keys, offsets), offsets))  # type: ignore[arg-type]
                         n_gone = sum(gone)
                         if n_gone:
                             stats["records_removed"] += n_gone
@@ -662,6 +664,7 @@ def _main(argv: list[str]) -> int:
     """The background compaction: ``--lock-fd N ROOT TOPIC PARTITION``, run with the
     cleaner lock already held through descriptor N."""
     import argparse
+
     from .partition import Partition
     ap = argparse.ArgumentParser(prog="python -m fslog.storage.cleaner")
     ap.add_argument("--lock-fd", type=int, required=True)

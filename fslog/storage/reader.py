@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from functools import partial
 from itertools import repeat
-from typing import Iterator, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 from ..errors import CorruptRecordError, FslogError, OffsetOutOfRangeError
 from ..records import batch as rb
@@ -56,7 +56,7 @@ class FetchedBatch(NamedTuple):
             return vals[self.min_offset - h.base_offset:]
         return vals
 
-    def keyed(self, with_keys: bool = True) -> tuple[list | None, list] | None:
+    def keyed(self, with_keys: bool = True) -> tuple[Any, Any] | None:
         """(keys, values) from ``min_offset`` on if this is a keyed batch of the shape
         ``batch.encode_keyed`` writes (offset ``first_offset + i``, the batch's base
         timestamp, no headers), else None. ``with_keys`` False: (None, values)."""
