@@ -52,6 +52,11 @@ class CorruptRecordError(FslogError):
         self.offset = offset
 
 
+class UnsupportedCompressionError(CorruptRecordError):
+    """A batch whose attributes name a compression codec Kafka does not define (5-7):
+    Kafka's UNSUPPORTED_COMPRESSION_TYPE."""
+
+
 class OffsetOutOfRangeError(FslogError):
     pass
 

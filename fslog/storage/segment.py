@@ -261,6 +261,7 @@ class SegmentReader:
             h = self._header(last[1])
             if h is not None and h.base_offset == self.base_offset + last[0]:
                 pos = last[1]
+                nxt = h.base_offset  # (if that batch is a torn tail, the log ends before it)
         for _p, h, _d in self.batches(pos):
             nxt = h.next_offset
         return nxt
