@@ -496,12 +496,24 @@ def decompress_records(buf, pos: int, h: BatchHeader, path: str | None = None) -
     """The records section of the (already checked) compressed batch at ``pos``,
     decompressed (see ``compression``); CorruptRecordError naming the place if the codec
     is unknown or the bytes do not decompress."""
+    global _INFLATED
+    last = _INFLATED
+    if last[0] is buf and last[1] == pos:
+        return last[2]
     try:
-        return compression.decompress(h.attributes & COMPRESSION_MASK,
-                                      buf[pos + HEADER_SIZE:pos + h.size])
+        raw = compression.decompress(h.attributes & COMPRESSION_MASK,
+                                     buf[pos + HEADER_SIZE:pos + h.size])
     except CorruptRecordError as e:
         raise type(e)(f"{path + ': ' if path else ''}position {pos}: batch at offset "
                       f"{h.base_offset}: {e}", path, pos, h.base_offset) from None
+    if type(buf) is bytes:  # immutable, and kept alive by the cache: identity is safe
+        _INFLATED = (buf, pos, raw)
+    return raw
+
+
+# The last batch decompressed (from a bytes buffer): a reader that tries
+# ``decode_plain_values`` first and then the general decoder decompresses once.
+_INFLATED: tuple = (None, -1, b"")
 
 
 def compress_batch(batch: bytearray, codec: int) -> bytearray:
@@ -717,6 +729,12 @@ def decode_plain_values(buf: bytes, pos: int, h: BatchHeader) -> list | None:
     """
     n = h.record_count
     end = pos + h.size
+    if h.attributes & COMPRESSION_MASK and 0 < n < _TABLE_SIZE and h.last_offset_delta == n - 1:
+        # the same test over the decompressed records, a header's worth of zeros in front
+        raw = decompress_records(buf, pos, h)
+        return decode_plain_values(bytes(HEADER_SIZE) + raw, 0, h._replace(
+            attributes=h.attributes & ~COMPRESSION_MASK,
+            batch_length=HEADER_SIZE - LOG_OVERHEAD + len(raw)))
     if (n < 1 or n >= _TABLE_SIZE or h.last_offset_delta != n - 1
             or h.attributes & COMPRESSION_MASK or end - pos <= HEADER_SIZE or buf[end - 1]):
         return None
