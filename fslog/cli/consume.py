@@ -286,7 +286,7 @@ def _raw_writer():
 
 
 def _record_writer(render):
-    from .formats import json_line, json_lines_plain
+    from .formats import json_line, json_lines_keyed, json_lines_plain
     plain = json_lines_plain if render is json_line else None
 
     def write(out, topic, b, stop, remaining):
@@ -296,6 +296,16 @@ def _record_writer(render):
             n, nxt = b.cut(stop, remaining)
             vals = vals[:n]
             data = plain(topic, b.partition, b.first_offset, b.header.base_timestamp, vals) if vals else b""
+            if data is not None:
+                out.write(data)
+                return (None if remaining is None else remaining - n), nxt
+        kv = b.keyed() if plain is not None and vals is None else None
+        if kv is not None:
+            # a keyed batch: the same, keys beside the values
+            n, nxt = b.cut(stop, remaining)
+            keys, vals = kv[0][:n], kv[1][:n]
+            data = json_lines_keyed(topic, b.partition, b.first_offset, b.header.base_timestamp,
+                                    keys, vals) if vals else b""
             if data is not None:
                 out.write(data)
                 return (None if remaining is None else remaining - n), nxt
