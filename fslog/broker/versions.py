@@ -35,11 +35,13 @@ API_VERSIONS: dict[int, ApiRange] = {
     1: ApiRange("Fetch", 4, 4, 12),
     2: ApiRange("ListOffsets", 1, 1, 7),
     3: ApiRange("Metadata", 0, 0, 12),
+    17: ApiRange("SaslHandshake", 0, 0, 1),
     18: ApiRange("ApiVersions", 0, 0, 4),
     19: ApiRange("CreateTopics", 2, 2, 7),
     20: ApiRange("DeleteTopics", 1, 1, 6),
     22: ApiRange("InitProducerId", 0, 0, 4),
     32: ApiRange("DescribeConfigs", 1, 1, 4),
+    36: ApiRange("SaslAuthenticate", 0, 0, 2),
     44: ApiRange("IncrementalAlterConfigs", 0, 0, 1),
 }
 

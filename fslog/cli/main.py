@@ -60,7 +60,11 @@ app.command("clean", help=clean.HELP)(clean.clean)
 app.add_typer(group.app, name="group")
 app.command("status", help=status.HELP)(status.status)
 app.command("top", help=top.HELP)(top.top)
-app.command("serve", help=serve.HELP)(serve.serve)
+serve_app = typer.Typer(help=serve.HELP, rich_markup_mode=None,
+                        context_settings={"help_option_names": ["-h", "--help"]})
+serve_app.callback(invoke_without_command=True, help=serve.HELP)(serve.serve)
+serve_app.add_typer(serve.users_app, name="users", help=serve.USERS_HELP)
+app.add_typer(serve_app, name="serve")
 
 
 def run() -> None:

@@ -17,6 +17,8 @@ Layout under the root directory (the "broker")::
       serve/                          fslog serve (see broker/registration.py)
         server.lock                   flock held by the running server; holds its address and counters
         producer-ids                  the next block of idempotent-producer ids to hand out
+        users.json                    SASL users: salted SCRAM credentials, mode 0600 (broker/users.py)
+        users.lock                    flock held while ``fslog serve users`` changes users.json
       tmp/                            topics being created or deleted, groups being deleted
 
 Segment files are named by their base offset, zero-padded to 20 digits so that ``ls``
@@ -45,6 +47,8 @@ TMP_DIR = "tmp"
 SERVE_DIR = "serve"
 SERVER_LOCK_FILE = "server.lock"
 PRODUCER_IDS_FILE = "producer-ids"
+USERS_FILE = "users.json"  # fslog serve's SASL users (broker/users.py)
+USERS_LOCK_FILE = "users.lock"
 TMP_INFIX = ".tmp."  # write_atomic's temp files: NAME.tmp.<pid>
 TOPIC_CONFIG_FILE = "topic.json"
 LOCK_FILE = ".lock"
@@ -228,16 +232,19 @@ def remove_stale_temp_files(directory: str) -> int:
     return removed
 
 
-def write_atomic(path: str, data: bytes) -> None:
+def write_atomic(path: str, data: bytes, mode: int = FILE_MODE) -> None:
     """Write ``data`` to ``path`` atomically: temp file, fsync, rename, fsync dir.
 
-    The temp file is ``PATH.tmp.<pid>``; afterwards the temp files that dead writers left
+    ``mode`` is the file's permission bits (set before any byte is written, so a file
+    meant to be private never exists readable by others). The temp file is ``PATH.tmp.<pid>``; afterwards the temp files that dead writers left
     in the same directory (kill -9 between write and rename) are removed."""
     directory = os.path.dirname(path) or "."
     tmp = f"{path}{TMP_INFIX}{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
     try:
         try:
+            if mode != FILE_MODE:
+                os.fchmod(fd, mode)  # the umask may have taken bits off; never added any
             view = memoryview(data)
             while view:
                 n = os.write(fd, view)
