@@ -16,7 +16,8 @@ import time
 from .storage import files
 from .config import parse_config
 from .errors import FslogError, TopicExistsError, UnknownTopicError
-from .storage.topic import Topic, write_topic_meta
+from .storage.topic import Topic
+from .storage.topicmeta import write_topic_meta
 
 MAX_PARTITIONS = 10000
 

@@ -95,6 +95,18 @@ class Server:
                 "security_protocol": self.security.protocol}
         self._registration = Registration(self.log.root, info)
         try:
+            # On a follower root (fslog replicate): take over as leader, with a new leader
+            # epoch, as Kafka's leader election would (refuses while a follower runs).
+            from ..storage.replica import promote
+            promoted = await self.run_blocking(promote, self.log.root)
+        except BaseException:
+            self._registration.close()
+            raise
+        if promoted:
+            self.logger.info("serve: %s was a follower: promoted to leader (leader epoch %d "
+                             "on %d partitions)", self.log.root,
+                             max(p["epoch"] for p in promoted), len(promoted))
+        try:
             self._server = await asyncio.start_server(
                 self._accept, self.config.host, self.config.port, limit=1 << 20,
                 backlog=1024)  # TLS, when on, starts in security.on_connect

@@ -40,6 +40,7 @@ API_VERSIONS: dict[int, ApiRange] = {
     19: ApiRange("CreateTopics", 2, 2, 7),
     20: ApiRange("DeleteTopics", 1, 1, 6),
     22: ApiRange("InitProducerId", 0, 0, 4),
+    23: ApiRange("OffsetForLeaderEpoch", 2, 2, 4),
     32: ApiRange("DescribeConfigs", 1, 1, 4),
     36: ApiRange("SaslAuthenticate", 0, 0, 2),
     44: ApiRange("IncrementalAlterConfigs", 0, 0, 1),

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from . import clean, consume, group, produce, serve, status, top, topic, verify
+from . import clean, consume, group, produce, replicate, serve, status, top, topic, verify
 
 app = typer.Typer(
     name="fslog",
@@ -65,6 +65,8 @@ serve_app = typer.Typer(help=serve.HELP, rich_markup_mode=None,
 serve_app.callback(invoke_without_command=True, help=serve.HELP)(serve.serve)
 serve_app.add_typer(serve.users_app, name="users", help=serve.USERS_HELP)
 app.add_typer(serve_app, name="serve")
+app.command("replicate", help=replicate.HELP)(replicate.replicate)
+app.command("promote", help=replicate.PROMOTE_HELP)(replicate.promote)
 
 
 def run() -> None:

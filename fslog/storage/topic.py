@@ -7,15 +7,13 @@ deletion live in ``log.py``.
 
 from __future__ import annotations
 
-import errno
-import json
-import os
-
-from . import files
 from ..config import TopicConfig, parse_config
-from ..errors import FslogError, UnknownTopicError, UnsafePathError
-from .partition import Partition
+from ..errors import FslogError
 from ..records.partitioner import partition_for_key
+from . import files
+from .cleaner import clean_after_roll, dirty_ratio
+from .partition import Partition
+from .topicmeta import read_topic_meta, write_topic_meta
 
 
 class Topic:
@@ -23,27 +21,7 @@ class Topic:
         self.root = root
         self.name = files.validate_name(name, "topic")
         self.path = files.topic_dir(root, name)
-        cfg_path = os.path.join(self.path, files.TOPIC_CONFIG_FILE)
-        if not os.path.lexists(self.path):
-            raise UnknownTopicError(
-                f"topic {name!r} does not exist in {root}: create it with "
-                f"'fslog topic create {name}' (or produce to it)")
-        files.check_real_dir(self.path, root)
-        try:
-            fd = os.open(cfg_path, os.O_RDONLY | os.O_NOFOLLOW)
-            with os.fdopen(fd, "rb") as f:
-                meta = json.loads(f.read())
-            self.partition_count = int(meta["partitions"])
-            overrides = meta.get("config", {})
-        except FileNotFoundError:
-            raise UnknownTopicError(f"topic {name!r}: {cfg_path} is missing") from None
-        except OSError as e:
-            if e.errno == errno.ELOOP:
-                raise UnsafePathError(f"{cfg_path} is a symbolic link: fslog does not follow "
-                                      f"links under its root; remove it") from None
-            raise
-        except (ValueError, KeyError, TypeError) as e:
-            raise FslogError(f"{cfg_path} is unreadable ({e}); restore it or recreate the topic") from None
+        self.partition_count, overrides = read_topic_meta(root, self.name)
         self.config = TopicConfig(overrides)
         self.created = False  # set by Log.create_topic on the object it created
         self._partitions: dict[int, Partition] = {}
@@ -57,7 +35,8 @@ class Topic:
                 f"topic {self.name!r} has partitions 0..{self.partition_count - 1}; there is no partition {number}")
         p = self._partitions.get(number)
         if p is None:
-            p = self._partitions[number] = Partition(self.root, self.name, number, self.config)
+            p = self._partitions[number] = Partition(self.root, self.name, number, self.config,
+                                                     on_roll=clean_after_roll)
         return p
 
     def partitions(self) -> list[Partition]:
@@ -70,7 +49,6 @@ class Topic:
         return {p.number: p.end_offset() for p in self.partitions()}
 
     def describe(self) -> dict:
-        from .cleaner import dirty_ratio
         compacted = self.config.compacted
         parts = []
         for p in self.partitions():
@@ -98,7 +76,3 @@ class Topic:
         for p in self._partitions.values():
             p.close()
 
-
-def write_topic_meta(path: str, partitions: int, overrides: dict) -> None:
-    data = json.dumps({"partitions": partitions, "config": overrides}, indent=2, sort_keys=True)
-    files.write_atomic(os.path.join(path, files.TOPIC_CONFIG_FILE), data.encode() + b"\n")
