@@ -52,6 +52,11 @@ class CorruptRecordError(FslogError):
         self.offset = offset
 
 
+class UnsupportedCompressionError(CorruptRecordError):
+    """A batch whose attributes name a compression codec Kafka does not define (5-7):
+    Kafka's UNSUPPORTED_COMPRESSION_TYPE."""
+
+
 class OffsetOutOfRangeError(FslogError):
     pass
 
@@ -65,6 +70,11 @@ class ReplicationError(FslogError):
     """A follower that cannot go on as asked: a batch that does not continue its log, a
     leader whose log diverged in a way leader epochs cannot settle, a root that would follow
     itself."""
+
+
+class LeaderUnavailableError(ReplicationError):
+    """A follower's leader cannot be reached (not running, connection lost): a following
+    follower retries."""
 
 
 class InvalidInputError(FslogError):

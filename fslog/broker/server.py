@@ -21,9 +21,9 @@ import signal
 import time
 from dataclasses import dataclass
 
+from ..storage.servers import Registration
 from .connection import Connection
 from .handlers import load_handlers
-from .registration import Registration
 from .security import Security
 from .storage import BrokerStorage
 
@@ -89,6 +89,8 @@ class Server:
         load_handlers()
         self.wakeups = Wakeups(self.loop)
         self.fsyncs = GroupSync(self)
+        from .replicas import Replicas
+        self.replicas = Replicas()  # followers: high watermark, acks=all (replicas.py)
         self.producers = ProducerStates(self)
         # Register before listening: a second server on the root refuses before it binds.
         info = {"listen": self.listen_address, "node_id": self.config.node_id,
@@ -145,8 +147,9 @@ class Server:
         finally:
             self.connections.discard(conn)
             why = f": {conn.close_reason}" if conn.close_reason else ""
-            self.logger.info("serve: %s: closed after %d requests%s (%d open)", conn.peer,
-                             conn.requests, why, len(self.connections))
+            self.logger.log(logging.WARNING if conn.refused else logging.INFO,
+                            "serve: %s: closed after %d requests%s (%d open)", conn.peer,
+                            conn.requests, why, len(self.connections))
 
     async def _tick(self) -> None:
         """Once a second: the registration's counters, idle connections."""
@@ -159,9 +162,12 @@ class Server:
             now = time.monotonic()
             rate = (self.requests - last_requests) / max(now - last_t, 1e-6)
             last_requests, last_t = self.requests, now
+            followers = []
+            if self.replicas.tracked():
+                followers = await self.run_blocking(self.replicas.report, self.storage)
             self._registration.update(connections=len(self.connections),
                                       requests=self.requests,
-                                      requests_per_s=round(rate, 1))
+                                      requests_per_s=round(rate, 1), followers=followers)
             idle = self.config.idle_ms / 1000
             for conn in list(self.connections):
                 if not conn.busy() and now - conn.last_active > idle:
@@ -172,6 +178,7 @@ class Server:
         if self.stopping is not None and not self.stopping.is_set():
             self.logger.info("serve: stopping%s", f" ({why})" if why else "")
             self.stopping.set()
+            self.wakeups.wake_all()  # long polls answer now with what there is
 
     async def wait_stopped(self) -> None:
         await self.stopping.wait()

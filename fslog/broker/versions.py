@@ -35,6 +35,15 @@ API_VERSIONS: dict[int, ApiRange] = {
     1: ApiRange("Fetch", 4, 4, 12),
     2: ApiRange("ListOffsets", 1, 1, 7),
     3: ApiRange("Metadata", 0, 0, 12),
+    8: ApiRange("OffsetCommit", 2, 2, 8),
+    9: ApiRange("OffsetFetch", 1, 1, 8),
+    10: ApiRange("FindCoordinator", 0, 0, 4),
+    11: ApiRange("JoinGroup", 0, 0, 7),
+    12: ApiRange("Heartbeat", 0, 0, 4),
+    13: ApiRange("LeaveGroup", 0, 0, 5),
+    14: ApiRange("SyncGroup", 0, 0, 5),
+    15: ApiRange("DescribeGroups", 0, 0, 5),
+    16: ApiRange("ListGroups", 0, 0, 4),
     17: ApiRange("SaslHandshake", 0, 0, 1),
     18: ApiRange("ApiVersions", 0, 0, 4),
     19: ApiRange("CreateTopics", 2, 2, 7),
@@ -43,6 +52,7 @@ API_VERSIONS: dict[int, ApiRange] = {
     23: ApiRange("OffsetForLeaderEpoch", 2, 2, 4),
     32: ApiRange("DescribeConfigs", 1, 1, 4),
     36: ApiRange("SaslAuthenticate", 0, 0, 2),
+    42: ApiRange("DeleteGroups", 0, 0, 2),
     44: ApiRange("IncrementalAlterConfigs", 0, 0, 1),
 }
 

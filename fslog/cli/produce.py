@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 from typing import List, Optional
@@ -23,6 +22,8 @@ Examples:
   tail -F app.log | fslog produce logs
 
   fslog produce orders --format json --key-field user_id < orders.jsonl
+
+  fslog produce logs --compression zstd < app.log
 """
 
 
@@ -55,12 +56,14 @@ def produce(
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip bad lines (reported on stderr) instead of stopping."),
     null_marker: Optional[str] = typer.Option(None, "--null-marker", metavar="STR", help="A value equal to STR is written as null (a tombstone)."),
     partitions: Optional[int] = typer.Option(None, "--partitions", min=1, help="Partitions of the topic if this creates it [default: 1, or $FSLOG_DEFAULT_PARTITIONS]."),
+    compression: Optional[str] = typer.Option(None, "--compression", metavar="CODEC",
+                                              help="Compress batches: none, gzip, snappy, lz4 or zstd (Kafka's codecs; any Kafka client reads them). A topic whose compression.type names a codec gets that codec instead. [default: none]"),
     linger_ms: float = typer.Option(5.0, "--linger-ms", min=0, help="While input keeps coming, append at least this often; records are appended at once when the input pauses."),
     json_: bool = typer.Option(False, "--json", help="Print a JSON summary (records, bytes, offsets per partition) to stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary on stderr (shown only on a terminal anyway)."),
 ) -> None:
-    from ..errors import FslogError, UsageError
     from ..clients.ingest import LineIngester
+    from ..errors import UsageError
     from .common import open_log
     from .output import err, print_json
 
@@ -70,8 +73,11 @@ def produce(
         raise UsageError("--key-field needs --format json")
     if key_separator == "":
         raise UsageError("--key-separator must not be empty")
+    if compression is not None and compression not in ("none", "gzip", "snappy", "lz4", "zstd"):
+        raise UsageError(f"--compression {compression!r}: use none, gzip, snappy, lz4 or zstd")
     log = open_log(ctx, topics=[topic])
-    producer = log.producer(topic, partitions=partitions, background=False, linger_ms=linger_ms)
+    producer = log.producer(topic, partitions=partitions, background=False, linger_ms=linger_ms,
+                            compression=compression)
     if producer.created:
         if not quiet:
             err(f"created topic {topic!r} with {producer.topic.partition_count} partition"
@@ -79,9 +85,8 @@ def produce(
     elif partitions is not None and partitions != producer.topic.partition_count:
         err(f"topic {topic!r} exists with {producer.topic.partition_count} partitions: "
             f"--partitions {partitions} applies only to a topic that producing creates")
-    if partition is not None and partition >= producer.topic.partition_count:
-        raise FslogError(f"--partition {partition}: topic {topic!r} has partitions "
-                         f"0..{producer.topic.partition_count - 1}")
+    if partition is not None:
+        producer.topic.check_partition(partition, f"--partition {partition}")
     ing = LineIngester(
         producer, fmt=fmt, key_field=key_field,
         key_separator=key_separator.encode("utf-8", "surrogateescape") if key_separator is not None else None,

@@ -10,10 +10,12 @@ import os
 import shutil
 import time
 
-from ..storage import files
+from ..clock import now_ms
 from ..errors import FslogError, UnknownTopicError, UnreadableOffsetError, UsageError
+from ..storage import files
 from ..storage.reader import offset_for_time
-from .registry import Registry, list_groups, now_ms
+from .registry import Registry, list_groups
+from .served import served_view, server_name
 
 
 def _members_view(registry: Registry, state: dict) -> list[dict]:
@@ -29,6 +31,21 @@ def _members_view(registry: Registry, state: dict) -> list[dict]:
     return out
 
 
+def _served_members(view: dict) -> list[dict]:
+    """The network members serve published, in the shape of ``_members_view``'s rows
+    (``pid`` is the server's; ``client_id`` and ``via`` say who and through what)."""
+    server = view.get("server") or {}
+    out = []
+    for m in view.get("members") or []:
+        out.append({"member_id": m.get("member_id"), "host": m.get("client_host"),
+                    "pid": server.get("pid"), "start_time": m.get("joined_at"),
+                    "last_heartbeat": m.get("last_heartbeat"), "topics": m.get("topics", []),
+                    "assigned": [{"topic": t, "partition": p} for t, p in m.get("assigned", [])],
+                    "client_id": m.get("client_id"),
+                    "via": f"fslog serve {server.get('listen', '?')}"})
+    return out
+
+
 def describe_group(log, group: str) -> dict:
     """``{"group", "generation", "members": [...], "partitions": [...], "problems": [...]}``
     with lag per partition. A partition whose committed-offset file is damaged has
@@ -37,6 +54,11 @@ def describe_group(log, group: str) -> dict:
     reg = Registry(log.root, group, create=False)
     state = reg.read()
     members = _members_view(reg, state)
+    generation = int(state.get("generation", 0))
+    served = served_view(reg)
+    if served is not None:  # network clients of fslog serve (served.py)
+        members += _served_members(served)
+        generation = int(served.get("generation", generation))
     owner = {}
     for m in members:
         for a in m["assigned"]:
@@ -64,7 +86,7 @@ def describe_group(log, group: str) -> dict:
             parts.append({"topic": name, "partition": p.number, "committed": c,
                           "end_offset": end, "lag": None if lag is None else max(0, lag),
                           "member": owner.get((name, p.number))})
-    return {"group": group, "generation": int(state.get("generation", 0)), "members": members,
+    return {"group": group, "generation": generation, "members": members,
             "partitions": parts, "problems": problems}
 
 
@@ -72,7 +94,8 @@ def problem_message(group: str, e: BaseException) -> str:
     """One line for a group that could not be read at all."""
     if isinstance(e, FslogError):
         return str(e)
-    where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+    filename = getattr(e, "filename", None)
+    where = f" ({filename})" if filename else ""
     return f"group {group!r} cannot be read: {getattr(e, 'strerror', None) or e}{where}"
 
 
@@ -109,6 +132,12 @@ def groups_overview(log, problems: list | None = None) -> list[dict]:
 
 
 def _refuse_if_live(reg: Registry, action: str) -> None:
+    served = served_view(reg)
+    if served is not None:
+        raise FslogError(
+            f"cannot {action} group {reg.group!r} while it has "
+            f"{len(served.get('members') or [])} network member(s) of {server_name(served)}; "
+            f"stop them first")
     live = reg.live_members()
     if live:
         who = ", ".join(f"{m['member_id']} (pid {m.get('pid')})" for m in live[:3])
@@ -159,7 +188,7 @@ def reset_plan(log, group: str, topic: str, *, to_earliest: bool = False, to_lat
         elif to_datetime_ms is not None:
             new = offset_for_time(p, to_datetime_ms)
         else:
-            new = (old if old is not None else start) + shift_by
+            new = (old if old is not None else start) + (shift_by or 0)
         new = min(max(new, start), end)
         plan.append({"topic": topic, "partition": p.number, "old": old,
                      "old_unreadable": unreadable, "new": new})

@@ -32,17 +32,13 @@ import json
 import os
 import socket
 import threading
-import time
 
-from ..storage import files
+from ..clock import now_ms
 from ..errors import FslogError, UnreadableOffsetError
+from ..storage import files
 from ..storage.locks import BlockingLock, ProcessLock, is_locked_by_someone  # noqa: F401 (re-exported)
 
 REGISTRY_FILE = "registry.json"
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def group_dir(root: str, group: str) -> str:
@@ -192,7 +188,7 @@ class Registry:
     def committed_all(self, unreadable: list | None = None) -> dict[tuple[str, int], int]:
         """Every committed offset. A damaged file raises UnreadableOffsetError, or, given a
         list ``unreadable``, is appended to it (as that error) and left out."""
-        out = {}
+        out: dict[tuple[str, int], int] = {}
         base = os.path.join(self.path, "offsets")
         if not os.path.isdir(base):
             return out

@@ -15,8 +15,8 @@ from functools import partial
 from itertools import repeat
 from typing import Iterator, NamedTuple
 
-from ..records import batch as rb
 from ..errors import CorruptRecordError, FslogError, OffsetOutOfRangeError
+from ..records import batch as rb
 from .partition import Partition
 from .segment import SegmentReader
 
@@ -242,6 +242,7 @@ class PartitionReader:
 
     def _check_continuity(self, seg: SegmentReader, h: rb.BatchHeader) -> None:
         expect = self._expect
+        assert expect is not None  # called only when the next base offset is known
         if h.base_offset == expect or (self._gaps_ok and h.base_offset > expect):
             return
         raise CorruptRecordError(
