@@ -52,6 +52,10 @@ class CorruptRecordError(FslogError):
         self.offset = offset
 
 
+class GroupDeletedError(FslogError):
+    """The consumer group was deleted while a member of it was running."""
+
+
 class OffsetOutOfRangeError(FslogError):
     pass
 

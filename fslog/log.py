@@ -16,9 +16,7 @@ import time
 from .storage import files
 from .config import parse_config
 from .errors import FslogError, TopicExistsError, UnknownTopicError
-from .storage.topic import Topic, write_topic_meta
-
-MAX_PARTITIONS = 10000
+from .storage.topic import MAX_PARTITIONS, Topic, new_topic_id, write_topic_meta
 
 
 class Log:
@@ -70,7 +68,9 @@ class Log:
         files.ensure_dir(files.topics_dir(self.root), self.root)
         files.ensure_dir(staging, self.root)
         try:
-            write_topic_meta(staging, partitions, overrides)
+            # the id tells this topic from one of the same name deleted before (Kafka's
+            # topic id): committed offsets of another incarnation are never used
+            write_topic_meta(staging, partitions, overrides, new_topic_id(), int(time.time() * 1000))
             for i in range(partitions):
                 os.mkdir(os.path.join(staging, files.partition_dir_name(name, i)), files.DIR_MODE)
             files.fsync_dir(staging)
@@ -99,10 +99,9 @@ class Log:
         if os.path.islink(path):
             os.unlink(path)  # never follow a link out of the root
             return
-        # name[:200]: a 249-character name would make the trash name too long (ENAMETOOLONG)
         files.ensure_dir(files.tmp_dir(self.root), self.root)
-        trash = os.path.join(files.tmp_dir(self.root),
-                             f"delete-{name[:200]}-{os.getpid()}-{time.monotonic_ns()}")
+        trash = os.path.join(files.tmp_dir(self.root), files.fit_name(
+            f"delete-{name}", f"-{os.getpid()}-{time.monotonic_ns()}"))
         os.rename(path, trash)
         files.fsync_dir(files.topics_dir(self.root))
         shutil.rmtree(trash, ignore_errors=True)

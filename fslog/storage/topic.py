@@ -7,6 +7,7 @@ deletion live in ``log.py``.
 
 from __future__ import annotations
 
+import base64
 import errno
 import json
 import os
@@ -16,6 +17,9 @@ from ..config import TopicConfig, parse_config
 from ..errors import FslogError, UnknownTopicError, UnsafePathError
 from .partition import Partition
 from ..records.partitioner import partition_for_key
+
+MAX_PARTITIONS = 10000
+_META_MAX_BYTES = 1 << 20  # a topic.json is a few hundred bytes; never read a huge one whole
 
 
 class Topic:
@@ -32,9 +36,8 @@ class Topic:
         try:
             fd = os.open(cfg_path, os.O_RDONLY | os.O_NOFOLLOW)
             with os.fdopen(fd, "rb") as f:
-                meta = json.loads(f.read())
-            self.partition_count = int(meta["partitions"])
-            overrides = meta.get("config", {})
+                meta = json.loads(f.read(_META_MAX_BYTES))
+            self.partition_count, overrides, self.id, self.created_at = _check_meta(meta)
         except FileNotFoundError:
             raise UnknownTopicError(f"topic {name!r}: {cfg_path} is missing") from None
         except OSError as e:
@@ -42,9 +45,12 @@ class Topic:
                 raise UnsafePathError(f"{cfg_path} is a symbolic link: fslog does not follow "
                                       f"links under its root; remove it") from None
             raise
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, RecursionError) as e:
             raise FslogError(f"{cfg_path} is unreadable ({e}); restore it or recreate the topic") from None
-        self.config = TopicConfig(overrides)
+        try:
+            self.config = TopicConfig(overrides)
+        except (FslogError, ValueError, TypeError) as e:
+            raise FslogError(f"{cfg_path} is unreadable ({e}); restore it or recreate the topic") from None
         self.created = False  # set by Log.create_topic on the object it created
         self._partitions: dict[int, Partition] = {}
 
@@ -85,13 +91,13 @@ class Topic:
                 # (null for a topic that is not compacted)
                 "dirty_ratio": round(dirty_ratio(p, bases), 4) if compacted else None,
             })
-        return {"name": self.name, "partitions": parts, "config": self.config.effective(),
+        return {"name": self.name, "id": self.id, "partitions": parts, "config": self.config.effective(),
                 "overrides": dict(self.config.overrides)}
 
     def set_config(self, overrides: dict) -> None:
         """Replace the stored overrides (validated) atomically."""
         parsed = parse_config(overrides)
-        write_topic_meta(self.path, self.partition_count, parsed)
+        write_topic_meta(self.path, self.partition_count, parsed, self.id, self.created_at)
         self.config = TopicConfig(parsed)
 
     def close(self) -> None:
@@ -99,6 +105,38 @@ class Topic:
             p.close()
 
 
-def write_topic_meta(path: str, partitions: int, overrides: dict) -> None:
-    data = json.dumps({"partitions": partitions, "config": overrides}, indent=2, sort_keys=True)
+def new_topic_id() -> str:
+    """A random 128-bit id, base64url without padding (how Kafka prints topic ids)."""
+    return base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode("ascii")
+
+
+def _check_meta(meta) -> tuple[int, dict, str | None, int | None]:
+    """(partitions, config overrides, topic id, created_at ms) of a parsed topic.json;
+    ValueError naming the field for anything a hand edit or damage could leave."""
+    if not isinstance(meta, dict):
+        raise ValueError("not a JSON object")
+    n = meta.get("partitions")
+    if type(n) is not int or not 1 <= n <= MAX_PARTITIONS:
+        raise ValueError(f'"partitions" is {json.dumps(n)}, not a whole number from 1 to '
+                         f'{MAX_PARTITIONS}')
+    overrides = meta.get("config", {})
+    if not isinstance(overrides, dict):
+        raise ValueError('"config" is not an object')
+    topic_id = meta.get("id")
+    if topic_id is not None and not isinstance(topic_id, str):
+        raise ValueError('"id" is not a string')
+    created = meta.get("created_at")
+    if created is not None and type(created) is not int:
+        raise ValueError('"created_at" is not a whole number')
+    return n, overrides, topic_id, created
+
+
+def write_topic_meta(path: str, partitions: int, overrides: dict, topic_id: str | None,
+                     created_at: int | None) -> None:
+    doc: dict = {"partitions": partitions, "config": overrides}
+    if topic_id is not None:
+        doc["id"] = topic_id
+    if created_at is not None:
+        doc["created_at"] = created_at
+    data = json.dumps(doc, indent=2, sort_keys=True)
     files.write_atomic(os.path.join(path, files.TOPIC_CONFIG_FILE), data.encode() + b"\n")

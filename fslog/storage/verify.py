@@ -173,6 +173,15 @@ def _check_indexes(directory: str, base: int, positions: dict[int, int], next_of
 
 
 def verify_partition(partition, repair: bool = False) -> dict:
+    if not os.path.isdir(partition.path):
+        # topic creation makes every partition's directory: a missing one was removed
+        return {"partition": partition.number, "segments": 0, "batches": 0, "records": 0,
+                "problems": [_problem(
+                    "missing-partition", partition.path, None, None,
+                    f"{partition.path}: the directory of partition {partition.topic}/"
+                    f"{partition.number} is missing (topic.json lists it): its records are "
+                    f"gone (not repairable: restore it from a copy; producers refuse to "
+                    f"start it again at offset 0 until it exists)")], "repaired": []}
     compact = partition.config.compacted
     interval = partition.config.index_interval_bytes
     problems: list[dict] = []
