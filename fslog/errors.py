@@ -60,6 +60,17 @@ class OffsetOutOfRangeError(FslogError):
     pass
 
 
+class NotLeaderError(FslogError):
+    """An append to a root that follows another (``fslog replicate``): Kafka's
+    NOT_LEADER_OR_FOLLOWER."""
+
+
+class ReplicationError(FslogError):
+    """A follower that cannot go on as asked: a batch that does not continue its log, a
+    leader whose log diverged in a way leader epochs cannot settle, a root that would follow
+    itself."""
+
+
 class InvalidInputError(FslogError):
     """A line of producer input that cannot become a record."""
 

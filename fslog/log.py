@@ -16,7 +16,8 @@ import time
 from .storage import files
 from .config import parse_config
 from .errors import FslogError, TopicExistsError, UnknownTopicError
-from .storage.topic import MAX_PARTITIONS, Topic, new_topic_id, write_topic_meta
+from .storage.topic import Topic
+from .storage.topicmeta import MAX_PARTITIONS, new_topic_id, write_topic_meta
 
 
 class Log:

@@ -5,9 +5,9 @@ cleaning while a producer and a follower run. Tiny segments throughout."""
 from __future__ import annotations
 
 import json
-import random
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -144,32 +144,47 @@ def _leftovers(cli, topic="t"):
             if p.name.endswith((".cleaned", ".swap.json"))]
 
 
+# Runs ``fslog ARGS...`` in a process that kills itself (SIGKILL: as kill -9, no cleanup,
+# no buffered write flushed) at the N-th call of os.WHAT: a crash at a chosen point of
+# the clean, the same on a fast or a busy machine.
+_KILL_AT = """
+import os, signal, sys
+what, n = sys.argv[1], int(sys.argv[2])
+real = getattr(os, what)
+calls = 0
+def crash(*args, **kwargs):
+    global calls
+    calls += 1
+    if calls == n:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(*args, **kwargs)
+setattr(os, what, crash)
+sys.argv = ["fslog"] + sys.argv[3:]
+from fslog.cli.main import run
+run()
+"""
+
+# (os function, which call) to die at: while the .cleaned segment is written, at its
+# fsync, at each rename of the swap, at the deletions after it
+_KILL_POINTS = [("write", 2), ("write", 30), ("fsync", 1), ("fsync", 4), ("replace", 1),
+                ("replace", 2), ("replace", 3), ("replace", 5), ("unlink", 1), ("unlink", 4)]
+
+
 def test_kill9_during_clean_leaves_old_or_new(cli):
-    config = ["--config", "segment.bytes=4096", "--config", "index.interval.bytes=256",
-              "--config", "cleanup.policy=compact", "--config", "min.cleanable.dirty.ratio=1"]
-    cli.create("t", *config)
-    # how long a clean of one trial's data takes, start-up included, on this machine now
-    cli.create("cal", *config)
-    cli.produce("cal", keyed_lines(3000, 50), "--key-separator", ":")
-    t0 = time.monotonic()
-    cli("clean", "cal", "--compact-now")
-    took = time.monotonic() - t0
-    rng = random.Random(7)
+    cli.create("t", "--config", "segment.bytes=4096", "--config", "index.interval.bytes=256",
+               "--config", "cleanup.policy=compact", "--config", "min.cleanable.dirty.ratio=1")
     n = 0
     cut_in_the_middle = 0  # kills that left a half-done swap or a half-written segment
-    for trial in range(30):
-        if trial >= 8 and cut_in_the_middle >= 2:
-            break
-        data = keyed_lines(3000, 50 + trial)
-        cli.produce("t", data, "--key-separator", ":")
+    for trial, (what, at) in enumerate(_KILL_POINTS):
+        cli.produce("t", keyed_lines(3000, 50 + trial), "--key-separator", ":")
         n += 3000
         before = by_offset(cli)
         left_before = set(_leftovers(cli))  # a kill before the next clean's recovery keeps them
-        p = cli.popen("clean", "t", "--compact-now")
-        time.sleep(rng.uniform(0.2, 1.3) * took)
-        p.send_signal(signal.SIGKILL)
-        p.wait()
-        if p.returncode == -signal.SIGKILL and set(_leftovers(cli)) - left_before:
+        cp = subprocess.run([sys.executable, "-c", _KILL_AT, what, str(at), "clean", "t",
+                             "--compact-now"], env=cli.env(), capture_output=True, timeout=120)
+        assert cp.returncode == -signal.SIGKILL, \
+            f"trial {trial}: the clean ended ({cp.returncode}) before call {at} of os.{what}"
+        if set(_leftovers(cli)) - left_before:
             cut_in_the_middle += 1
         mid = by_offset(cli)
         assert all(before[o] == kv for o, kv in mid.items()), f"trial {trial}: a record changed"
@@ -285,3 +300,19 @@ def test_verify_reports_and_repairs_what_a_killed_clean_left(cli):
     assert b"repaired" in cp.stdout
     assert _leftovers(cli) == []
     cli("verify")
+
+
+def test_a_clean_that_fails_after_a_roll_is_reported_by_produce(cli):
+    # an unreadable marker of an interrupted compaction makes every clean refuse the
+    # partition; the producer's roll runs one: the records go in, the failure is said
+    cli.create("t", *TINY)
+    cli.produce("t", lines(5))
+    part = cli.log().topic("t").partition(0)
+    with open(f"{part.path}/00000000000000000000.swap.json", "wb") as f:
+        f.write(b"not json\n")
+    cp = cli("produce", "t", input=lines(100))
+    err = cp.stderr.decode()
+    assert "t/0: the clean after a segment roll failed" in err
+    assert "swap.json: unreadable record of an interrupted compaction" in err
+    assert "run 'fslog clean t' to retry it" in err
+    assert len(cli.records("t")) == 105

@@ -314,6 +314,24 @@ def test_deleted_indexes_are_rebuilt_by_next_writer(tmp_path, which):
         assert read_all(log, start=k) == sent[k:]
 
 
+@pytest.mark.parametrize("keep", [0, 1, 3])
+def test_appends_recovery_and_rebuild_index_alike(tmp_path, keep):
+    # one indexing rule: the entries appends wrote are the ones recovery (from the last
+    # ``keep`` entries kept) and a rebuild (keep=0) write again, byte for byte
+    log = make_log(tmp_path, config={"segment.bytes": 1 << 20})
+    produce_mixed(log, 400, seed=4)
+    d = pdir(log)
+    paths = [os.path.join(d, files.segment_name(0, s))
+             for s in (files.INDEX_SUFFIX, files.TIMEINDEX_SUFFIX)]
+    written = [open(p, "rb").read() for p in paths]
+    assert len(written[0]) > 8 * 5 and len(written[1]) > 12 * 5
+    for p, data, width in zip(paths, written, (8, 12)):
+        with open(p, "wb") as f:
+            f.write(data[:keep * width])
+    assert log.topic("t").partition(0).recover() == 0
+    assert [open(p, "rb").read() for p in paths] == written
+
+
 @pytest.mark.parametrize("garbage", [
     b"\xff" * 24,                                     # entries pointing far past the end
     b"\x00\x00\x00\x05\x00\x00\x00\x03" * 3,          # entries pointing into a batch

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from . import clean, consume, group, produce, status, top, topic, verify
+from . import clean, consume, group, produce, replicate, serve, status, top, topic, verify
 
 app = typer.Typer(
     name="fslog",
@@ -60,6 +60,9 @@ app.command("clean", help=clean.HELP)(clean.clean)
 app.add_typer(group.app, name="group")
 app.command("status", help=status.HELP)(status.status)
 app.command("top", help=top.HELP)(top.top)
+app.command("serve", help=serve.HELP)(serve.serve)
+app.command("replicate", help=replicate.HELP)(replicate.replicate)
+app.command("promote", help=replicate.PROMOTE_HELP)(replicate.promote)
 
 
 def run() -> None:

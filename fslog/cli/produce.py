@@ -118,6 +118,9 @@ def produce(
         if len(ing.skipped) > 1000:
             err(f"... and {len(ing.skipped) - 1000} more skipped lines")
     producer.close()
+    for part, e in producer.clean_errors:
+        err(f"{topic}/{part}: the clean after a segment roll failed ({e}); the records are "
+            f"appended all the same: run 'fslog clean {topic}' to retry it")
     stats = producer.stats
     summary = {
         "topic": topic,

@@ -34,12 +34,21 @@ def status(ctx: typer.Context, json_: bool = typer.Option(False, "--json", help=
     for d in described:
         groups.append({"group": d["group"], "generation": d["generation"], "members": d["members"],
                        "lag": sum(p["lag"] for p in d["partitions"] if p["lag"] is not None)})
-    doc = {"root": log.root, "topics": topics, "groups": groups}
+    from ..storage.replica import read_follower_state, running_follower
+    following = read_follower_state(log.root)
+    replication = None
+    if following is not None:
+        replication = {"role": "follower", "leader": following.get("leader"),
+                       "running": running_follower(log.root)}
+    doc = {"root": log.root, "topics": topics, "groups": groups, "replication": replication}
     if json_:
         print_json(doc)
         report_problems(problems)
         return
     print(f"root: {log.root}")
+    if replication is not None:
+        print(f"follower of: {replication['leader']} "
+              f"({'replicating: ' + replication['running'] if replication['running'] else 'fslog replicate is not running'})")
     print_table(["TOPIC", "PARTITIONS", "LOG-END OFFSETS"],
                 [[t["name"], t["partitions"], " ".join(map(str, t["end_offsets"]))] for t in topics])
     rows = []

@@ -332,6 +332,13 @@ class Producer:
         return [r for p in list(self.topic._partitions.values()) for r in p.repairs]
 
     @property
+    def clean_errors(self) -> list[tuple[int, Exception]]:
+        """(partition, error) of each clean run after a roll that failed: the records were
+        appended and acknowledged all the same; ``fslog clean`` retries the clean."""
+        return [(p.number, e) for p in list(self.topic._partitions.values())
+                for e in p.clean_errors]
+
+    @property
     def buffered(self) -> int:
         return sum(self._pending_bytes.values())
 

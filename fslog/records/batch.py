@@ -5,7 +5,8 @@ Byte layout of one batch (all integers big-endian), exactly Kafka's::
     offset  size  field
     0       8     baseOffset            offset of the first record
     8       4     batchLength           bytes after this field (total size - 12)
-    12      4     partitionLeaderEpoch  fslog writes 0
+    12      4     partitionLeaderEpoch  the appending leader's epoch (0 until a
+                                        root first takes over: storage/leader_epoch.py)
     16      1     magic                 2
     17      4     crc                   CRC-32C (Castagnoli) of bytes 21..end
     21      2     attributes            bits 0-2 compression (fslog writes 0: none),
@@ -350,6 +351,15 @@ def value_batch_size(value_size: int) -> int:
 def set_base_offset(batch: bytearray, base_offset: int) -> None:
     """Patch the base offset of an encoded batch (not covered by the CRC)."""
     _OFFSET.pack_into(batch, 0, base_offset)
+
+
+_EPOCH = struct.Struct(">i")
+LEADER_EPOCH_AT = 12
+
+
+def set_leader_epoch(batch: bytearray, epoch: int) -> None:
+    """Patch the partitionLeaderEpoch of an encoded batch (not covered by the CRC)."""
+    _EPOCH.pack_into(batch, LEADER_EPOCH_AT, epoch)
 
 
 # ---------------------------------------------------------------- decoding

@@ -53,12 +53,14 @@ import json
 import os
 import time
 
+from ..config import TopicConfig
 from ..records import batch as rb
 from . import files
 from ..errors import CorruptRecordError, FslogError, UnsafePathError
 from .index import OFFSET_ENTRY, TIME_ENTRY, open_time_index, write_index_file
 from .locks import BlockingLock, ProcessLock
-from .segment import SegmentReader
+from .segment import SegmentIndexer, SegmentReader
+from .topicmeta import read_topic_meta
 
 _SEGMENT_SUFFIXES = (files.LOG_SUFFIX, files.INDEX_SUFFIX, files.TIMEINDEX_SUFFIX)
 _MAX_GROUP_OFFSETS = (1 << 31) - 1  # relative offsets are int32 in batches and indexes
@@ -277,43 +279,29 @@ class _SegmentBuilder:
     def __init__(self, directory: str, base: int, index_interval: int):
         self.directory = directory
         self.base = base
-        self.interval = index_interval
         self.path = os.path.join(directory, files.segment_name(base) + files.CLEANED_SUFFIX)
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
                           files.FILE_MODE)
         self.size = 0
-        self.last_index_pos = 0
-        self.max_ts = rb.NO_TIMESTAMP
-        self.last_offset = base - 1
-        self.entries: list[tuple[int, int]] = []
-        self.times: list[tuple[int, int]] = []
+        self.indexer = SegmentIndexer(base, index_interval)
 
     def add(self, data: bytearray) -> None:
-        h = rb.read_header(data, 0)
         pos = self.size
         view = memoryview(data)
         while view:
             view = view[os.write(self.fd, view):]
         self.size += len(data)
-        rel = h.base_offset - self.base
-        if pos > self.last_index_pos and pos - self.last_index_pos >= self.interval:
-            self.entries.append((rel, pos))
-            self.last_index_pos = pos
-            ts = max(self.max_ts, h.max_timestamp)
-            if ts > (self.times[-1][0] if self.times else rb.NO_TIMESTAMP):
-                self.times.append((ts, rel))
-        self.max_ts = max(self.max_ts, h.max_timestamp)
-        self.last_offset = h.last_offset
+        self.indexer.add(pos, rb.read_header(data, 0))
 
     def finish(self) -> None:
         """fsync the .log.cleaned and write both indexes beside it."""
-        if self.size and self.max_ts > (self.times[-1][0] if self.times else rb.NO_TIMESTAMP):
-            self.times.append((self.max_ts, self.last_offset - self.base))  # as seal() does
+        self.indexer.seal()
+        entries, times = self.indexer.take()
         os.fsync(self.fd)
         os.close(self.fd)
         self.fd = -1
-        for suffix, entry, rows in ((files.INDEX_SUFFIX, OFFSET_ENTRY, self.entries),
-                                    (files.TIMEINDEX_SUFFIX, TIME_ENTRY, self.times)):
+        for suffix, entry, rows in ((files.INDEX_SUFFIX, OFFSET_ENTRY, entries),
+                                    (files.TIMEINDEX_SUFFIX, TIME_ENTRY, times)):
             p = os.path.join(self.directory, files.segment_name(self.base, suffix) + files.CLEANED_SUFFIX)
             write_index_file(p, entry, rows, sync=True)
 
@@ -458,12 +446,11 @@ def _drops(r: rb.Record, latest: dict, horizon: int) -> str | None:
 
 # ---------------------------------------------------------------- entry points
 
-def _current_config(partition):
+def _current_config(partition) -> TopicConfig:
     """The topic's configuration as it is on disk now (``topic alter`` may have changed it
     since the partition was opened)."""
-    from .topic import Topic
     try:
-        return Topic(partition.root, partition.topic).config
+        return TopicConfig(read_topic_meta(partition.root, partition.topic)[1])
     except FslogError:
         return partition.config
 
@@ -511,10 +498,8 @@ def _summary(partition, deleted, compaction, recovered, policy: str = "") -> dic
 
 
 def clean_after_roll(partition) -> None:
-    """What a producer runs after rolling a segment: clean unless another process is at
-    it. Failures do not fail the append (it is done and acknowledged); the next clean, or
-    ``fslog clean``, reports them."""
-    try:
-        clean_partition(partition, wait=False)
-    except (FslogError, OSError) as e:
-        partition.clean_error = e
+    """The roll hook a ``Topic`` installs on its partitions: after a producer rolls a
+    segment, clean unless another process is at it. A failure raises; the partition
+    keeps it in ``clean_errors`` (the append is done and acknowledged) for the caller to
+    report."""
+    clean_partition(partition, wait=False)

@@ -13,7 +13,14 @@ Layout under the root directory (the "broker")::
             00000000000000000000.log  segment: RecordBatch v2 batches
             00000000000000000000.index      offset index (sparse)
             00000000000000000000.timeindex  time index (sparse)
+            leader-epoch-checkpoint   leader epochs: epoch -> start offset (Kafka's format)
       groups/                         consumer groups (registry, committed offsets)
+      follower.json                   present while the root is a follower of another
+                                      (``fslog replicate``): what it follows, what it copied
+      replicate.lock                  held by the running ``fslog replicate`` (flock)
+      serve/                          fslog serve (see broker/registration.py)
+        server.lock                   flock held by the running server; holds its address and counters
+        producer-ids                  the next block of idempotent-producer ids to hand out
       tmp/                            topics being created or deleted, groups being deleted
 
 Segment files are named by their base offset, zero-padded to 20 digits so that ``ls``
@@ -40,9 +47,15 @@ CLEANER_CHECKPOINT_FILE = "cleaner-checkpoint.json"  # first dirty offset
 TOPICS_DIR = "topics"
 GROUPS_DIR = "groups"
 TMP_DIR = "tmp"
+SERVE_DIR = "serve"
+SERVER_LOCK_FILE = "server.lock"
+PRODUCER_IDS_FILE = "producer-ids"
 TMP_INFIX = ".tmp."  # write_atomic's temp files: NAME.tmp.<pid>
 TOPIC_CONFIG_FILE = "topic.json"
 LOCK_FILE = ".lock"
+LEADER_EPOCH_FILE = "leader-epoch-checkpoint"  # see leader_epoch.py
+FOLLOWER_FILE = "follower.json"     # ROOT/follower.json: this root follows another (replica.py)
+REPLICATE_LOCK_FILE = "replicate.lock"  # ROOT/replicate.lock: held by the running follower
 
 _NAME_RE = re.compile(r"[A-Za-z0-9._-]+\Z")
 MAX_NAME_LENGTH = 249
@@ -88,6 +101,10 @@ def topics_dir(root: str) -> str:
 
 def groups_dir(root: str) -> str:
     return os.path.join(root, GROUPS_DIR)
+
+
+def serve_dir(root: str) -> str:
+    return os.path.join(root, SERVE_DIR)
 
 
 def topic_dir(root: str, topic: str) -> str:

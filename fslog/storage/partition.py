@@ -6,6 +6,11 @@ process may have appended or rolled since), recovers the active segment's tail i
 changed behind its back, assigns offsets, writes whole batches and extends the indexes.
 Offsets are therefore dense and unique however many producers share the partition.
 
+Every appended batch is stamped with the partition's current leader epoch
+(``leader_epoch.py``; 0 until a root first takes over as leader). A root that follows
+another (``ROOT/follower.json``, written by ``fslog replicate``) refuses these appends:
+its log is the leader's copy; followers append through ``replica.py`` instead.
+
 Reading needs no lock: see ``reader.py``. A ``Partition`` object is not thread-safe; the
 producer serializes its use.
 """
@@ -14,17 +19,20 @@ from __future__ import annotations
 
 import errno
 import os
+from typing import Callable
 
 from ..records import batch as rb
 from . import files
 from ..config import TopicConfig
-from ..errors import FslogError, RecordTooLargeError
+from ..errors import FslogError, NotLeaderError, RecordTooLargeError
+from .leader_epoch import EpochStamp
 from .locks import BlockingLock
 from .segment import SegmentReader, SegmentWriter
 
 
 class Partition:
-    def __init__(self, root: str, topic: str, number: int, config: TopicConfig):
+    def __init__(self, root: str, topic: str, number: int, config: TopicConfig,
+                 on_roll: Callable[[Partition], None] | None = None):
         self.root = root
         self.topic = topic
         self.number = number
@@ -33,10 +41,16 @@ class Partition:
         if os.path.lexists(self.path):
             files.check_real_dir(self.path, root)  # never follow a link out of the root
         self._lock = BlockingLock(os.path.join(self.path, files.LOCK_FILE))
+        self._epoch = EpochStamp(self)
+        self._follower_marker = os.path.join(root, files.FOLLOWER_FILE)
         self._writer: SegmentWriter | None = None
         self._unsynced: list[int] = []  # fds of segments written and not yet fsynced
-        self._rolled = False  # a roll happened: clean (retention, compaction) after the append
-        self.clean_error: Exception | None = None  # the last failure of a clean after a roll
+        self._rolled = False  # a roll happened: run ``on_roll`` after the append
+        # Called (outside the lock) after an append that rolled a segment: the topic
+        # installs the cleaner here (retention, compaction without a daemon).
+        self.on_roll = on_roll
+        # Failures of ``on_roll`` (the append itself succeeded): the CLI reports them.
+        self.clean_errors: list[Exception] = []
         # Torn tails this object's writers truncated (dicts: path, position, bytes, offset):
         # the CLI reports them, so that data loss is never silent.
         self.repairs: list[dict] = []
@@ -54,6 +68,13 @@ class Partition:
         bases = [b for b in map(files.parse_segment_name, names) if b is not None]
         bases.sort()
         return bases
+
+    def create_dir(self) -> None:
+        """Make the partition's directory (topic creation, and replication of a partition
+        a follower does not have yet); producers never do: see ``check_dir``."""
+        if files.makedirs(self.path):
+            files.fsync_dir(os.path.dirname(self.path))
+        files.check_real_dir(self.path, self.root)
 
     def check_dir(self) -> None:
         """The partition's directory must be there: topic creation makes every one, so a
@@ -174,10 +195,13 @@ class Partition:
         if self._rolled:
             # A busy topic stays within its retention without any cron job: the writer
             # that rolls runs the cleaner (outside the partition lock; skipped if another
-            # process is cleaning).
+            # process is cleaning). A failure does not fail the append (it is done).
             self._rolled = False
-            from .cleaner import clean_after_roll
-            clean_after_roll(self)
+            if self.on_roll is not None:
+                try:
+                    self.on_roll(self)
+                except (FslogError, OSError) as e:
+                    self.clean_errors.append(e)
         return out
 
     def _io_error(self, what: str, e: OSError) -> Exception:
@@ -190,8 +214,17 @@ class Partition:
             f"acknowledged before are intact and a partly written batch is dropped by the next "
             f"writer: free space (or lift the file size limit) and run again")
 
+    def _refuse_if_follower(self) -> None:
+        if os.path.exists(self._follower_marker):
+            raise NotLeaderError(
+                f"{self.root} is a follower (fslog replicate): its log is a copy of its "
+                f"leader's; write to the leader, or make this root the leader with "
+                f"'fslog promote' once no 'fslog replicate' runs on it")
+
     def _append_locked(self, batches: list[bytearray], out: list) -> None:
         with self._lock:
+            self._refuse_if_follower()
+            epoch = self._epoch.current()
             w = self._active()
             chunk = bytearray()
             heads: list[tuple[int, rb.BatchHeader]] = []
@@ -206,6 +239,7 @@ class Partition:
                         w = self._roll(w)
                         nxt = w.next_offset
                 rb.set_base_offset(b, nxt)
+                rb.set_leader_epoch(b, epoch)
                 h = rb.read_header(b, 0)
                 heads.append((len(chunk), h))
                 chunk += b
@@ -228,6 +262,17 @@ class Partition:
                     os.close(fd)
         except OSError as e:
             raise self._io_error("fsync", e) from None
+
+    def take_unsynced(self) -> list[int]:
+        """Duplicates of the file descriptors ``sync`` would fsync, which this object then
+        forgets: the caller fsyncs and closes them. Lets a server fsync outside the lock
+        that serializes its use of this object, so appends go on during the fsync (one
+        fsync for every producer waiting on the partition: group commit)."""
+        fds, self._unsynced = self._unsynced, []
+        w = self._writer
+        if w is not None and w.fd >= 0:
+            fds.append(os.dup(w.fd))
+        return fds
 
     def recover(self) -> int:
         """Open the active segment under the lock (truncating a torn tail, rebuilding

@@ -304,27 +304,64 @@ class SegmentReader:
                       else expect + h.last_offset_delta + 1)
 
 
-def _scan(fd: int, path: str, start: int, size: int, expect: int):
-    """Yield (position, header) of valid batches from ``start``, whose first batch must
-    start at offset ``expect``; stop at the first bad one (or one whose base offset does
-    not continue the log).
+class SegmentIndexer:
+    """The one rule for when a batch earns index entries, as Kafka's ``LogSegment.append``
+    keeps both indexes: a batch starting ``index.interval.bytes`` or more after the last
+    indexed one (never the first batch, at position 0) gets an offset-index entry, and
+    with it a time-index entry if the segment's greatest timestamp so far grew past the
+    last time entry. ``seal`` adds the segment's greatest timestamp when it stops growing.
 
-    Returns (via StopIteration value) the position where valid data ends.
+    Used by ``SegmentWriter`` for appends, recovery and index rebuilds, and by the
+    cleaner for the segments it writes. Batches are noted in order (``add``); the entries
+    they earn wait in ``entries``/``times`` until ``take``. Holds no file: not shared.
     """
-    pos = start
-    if size == 0:
-        return pos
-    with mmap.mmap(fd, size, prot=mmap.PROT_READ) as m:
-        while True:
-            try:
-                h = rb.check_batch(m, pos, size, path)
-            except (rb.Incomplete, CorruptRecordError):
-                return pos
-            if h.base_offset != expect:
-                return pos
-            yield pos, h
-            pos += h.size
-            expect = h.next_offset
+
+    def __init__(self, base_offset: int, interval: int,
+                 last_entry: tuple[int, int] | None = None,
+                 last_time: tuple[int, int] | None = None):
+        """``last_entry``/``last_time``: the last entries already in the index files
+        (resuming an existing segment), or None."""
+        self.base_offset = base_offset
+        self.interval = interval
+        self.last_index_position = last_entry[1] if last_entry else 0
+        self.last_time = last_time[0] if last_time else rb.NO_TIMESTAMP
+        self.max_timestamp = self.last_time
+        self.next_offset = base_offset + (last_entry[0] if last_entry else 0)
+        self.first_timestamp: int | None = None  # known once the batch at 0 is noted
+        self.entries: list[tuple[int, int]] = []  # (relative offset, position)
+        self.times: list[tuple[int, int]] = []    # (timestamp, relative offset)
+
+    def add(self, pos: int, h: rb.BatchHeader) -> None:
+        """Note the batch with header ``h`` at byte ``pos`` of the segment."""
+        if pos == 0:
+            self.first_timestamp = h.base_timestamp
+        # (pos > last: recovery rescans the last indexed batch; with index.interval.bytes=0
+        # it must not be indexed twice)
+        if pos > self.last_index_position and pos - self.last_index_position >= self.interval:
+            rel = h.base_offset - self.base_offset
+            self.entries.append((rel, pos))
+            self.last_index_position = pos
+            ts = max(self.max_timestamp, h.max_timestamp)
+            if ts > self.last_time:
+                self.times.append((ts, rel))
+                self.last_time = ts
+        if h.max_timestamp > self.max_timestamp:
+            self.max_timestamp = h.max_timestamp
+        self.next_offset = h.next_offset
+
+    def seal(self) -> None:
+        """The segment is complete: a last time entry for its greatest timestamp (at its
+        last offset: the start of the last batch is not tracked, the last offset is a
+        safe bound)."""
+        if self.next_offset > self.base_offset and self.max_timestamp > self.last_time:
+            self.times.append((self.max_timestamp, self.next_offset - 1 - self.base_offset))
+            self.last_time = self.max_timestamp
+
+    def take(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """The offset- and time-index entries earned since the last ``take``."""
+        out = self.entries, self.times
+        self.entries, self.times = [], []
+        return out
 
 
 class SegmentWriter:
@@ -341,51 +378,70 @@ class SegmentWriter:
                           files.FILE_MODE)
         self.index = IndexWriter(self.index_path, OFFSET_ENTRY)
         self.timeindex = IndexWriter(self.timeindex_path, TIME_ENTRY)
+        self.indexer = SegmentIndexer(base_offset, index_interval)
         self.size = 0
-        self.next_offset = base_offset
-        self.max_timestamp = rb.NO_TIMESTAMP
-        self.first_timestamp: int | None = None
-        self.last_index_position = 0
         self.truncated_bytes = 0
         self.truncated_at = 0
         self.recover()
 
+    @property
+    def next_offset(self) -> int:
+        """The offset the next appended record gets."""
+        return self.indexer.next_offset
+
+    @property
+    def first_timestamp(self) -> int | None:
+        """The first batch's base timestamp (segment.ms counts from it), None if empty."""
+        return self.indexer.first_timestamp
+
     # -- recovery
     def recover(self) -> None:
-        """Check the tail, truncate a torn one, bring the indexes in line with the log."""
+        """Check the tail, truncate a torn one, bring the indexes in line with the log:
+        the batches after the last offset-index entry are replayed through the indexer
+        (all of them, with both indexes rewritten, if the indexes are inconsistent)."""
         size = os.fstat(self.fd).st_size
         entries_ok, start = self._check_index_tail(size)
         if not entries_ok:
             self.rebuild_indexes()
             return
-        last_t = self.timeindex.last()
-        self.max_timestamp = last_t[0] if last_t else rb.NO_TIMESTAMP
-        last_rel = self.index.last()
-        self.last_index_position = last_rel[1] if last_rel else 0
-        if start == 0 and size:
-            self.next_offset = self.base_offset
-        else:
-            self.next_offset = self.base_offset + (last_rel[0] if last_rel else 0)
-        new_entries: list[tuple[int, int]] = []
-        new_times: list[tuple[int, int]] = []
-        gen = _scan(self.fd, self.path, start, size, self.next_offset)
+        self.indexer = SegmentIndexer(self.base_offset, self.index_interval,
+                                      self.index.last(), self.timeindex.last())
+        self._replay(start, size)
+        entries, times = self.indexer.take()
+        self.index.append_many(entries)
+        self.timeindex.append_many(times)
+
+    def rebuild_indexes(self) -> None:
+        """Rebuild both indexes from the whole .log (truncating a torn tail)."""
+        size = os.fstat(self.fd).st_size
+        self.indexer = SegmentIndexer(self.base_offset, self.index_interval)
+        self._replay(0, size)
+        entries, times = self.indexer.take()
+        self.index.close()
+        self.timeindex.close()
+        self.index = _replace_index(self.index_path, OFFSET_ENTRY, entries)
+        self.timeindex = _replace_index(self.timeindex_path, TIME_ENTRY, times)
+
+    def _replay(self, start: int, size: int) -> None:
+        """Note the valid batches from ``start`` in the indexer; truncate a torn tail."""
         end = start
-        while True:
-            try:
-                pos, h = next(gen)
-            except StopIteration as stop:
-                end = stop.value if stop.value is not None else start
-                break
-            if pos == 0:
-                self.first_timestamp = h.base_timestamp
-            self._note_batch(pos, h, new_entries, new_times)
+        if size:
+            with mmap.mmap(self.fd, size, prot=mmap.PROT_READ) as m:
+                while True:
+                    try:
+                        h = rb.check_batch(m, end, size, self.path)
+                    except (rb.Incomplete, CorruptRecordError):
+                        break
+                    if h.base_offset != self.indexer.next_offset:
+                        break  # a damaged base offset (outside the CRC): see _truncate_tail
+                    self.indexer.add(end, h)
+                    end += h.size
         if end < size:
             self._truncate_tail(end, size)
         self.size = end
-        self.index.append_many(new_entries)
-        self.timeindex.append_many(new_times)
-        if self.first_timestamp is None and end:
-            self.first_timestamp = rb.read_header(os.pread(self.fd, rb.HEADER_SIZE, 0), 0).base_timestamp
+        if self.indexer.first_timestamp is None and end:
+            self.indexer.first_timestamp = rb.read_header(
+                os.pread(self.fd, rb.HEADER_SIZE, 0), 0).base_timestamp
 
     def _truncate_tail(self, end: int, size: int) -> None:
         """Drop a torn tail: bytes after the last valid batch that no valid batch follows.
@@ -424,53 +480,6 @@ class SegmentWriter:
             return False, 0
         return True, pos
 
-    def _note_batch(self, pos: int, h: rb.BatchHeader, entries: list, times: list) -> None:
-        """Update in-memory state for a batch at ``pos``; collect index entries it earns."""
-        # (pos > last: recovery rescans the last indexed batch; with index.interval.bytes=0
-        # it must not be indexed twice)
-        if pos > self.last_index_position and pos - self.last_index_position >= self.index_interval:
-            rel = h.base_offset - self.base_offset
-            entries.append((rel, pos))
-            self.last_index_position = pos
-            ts = max(self.max_timestamp, h.max_timestamp)
-            last_t = times[-1][0] if times else (self.timeindex.last() or (rb.NO_TIMESTAMP, 0))[0]
-            if ts > last_t:
-                times.append((ts, rel))
-        if h.max_timestamp > self.max_timestamp:
-            self.max_timestamp = h.max_timestamp
-        self.next_offset = h.next_offset
-
-    def rebuild_indexes(self) -> None:
-        """Rebuild both indexes from the whole .log (truncating a torn tail)."""
-        size = os.fstat(self.fd).st_size
-        self.last_index_position = 0
-        self.max_timestamp = rb.NO_TIMESTAMP
-        self.next_offset = self.base_offset
-        self.first_timestamp = None
-        entries: list[tuple[int, int]] = []
-        times: list[tuple[int, int]] = []
-        self.index.close()
-        self.timeindex.close()
-        gen = _scan(self.fd, self.path, 0, size, self.base_offset)
-        end = 0
-        # Fresh writers against empty files; write_entries below renames into place.
-        self.index = _EmptyWriter(OFFSET_ENTRY)
-        self.timeindex = _EmptyWriter(TIME_ENTRY)
-        while True:
-            try:
-                pos, h = next(gen)
-            except StopIteration as stop:
-                end = stop.value if stop.value is not None else 0
-                break
-            if pos == 0:
-                self.first_timestamp = h.base_timestamp
-            self._note_batch(pos, h, entries, times)
-        if end < size:
-            self._truncate_tail(end, size)
-        self.size = end
-        self.index = _replace_index(self.index_path, OFFSET_ENTRY, entries)
-        self.timeindex = _replace_index(self.timeindex_path, TIME_ENTRY, times)
-
     # -- appends
     def append(self, data: bytes | bytearray, headers: list[tuple[int, rb.BatchHeader]]) -> None:
         """Write ``data`` (whole batches, offsets already set) at the end, then index it.
@@ -491,23 +500,18 @@ class SegmentWriter:
                 except OSError:
                     pass  # the next writer drops it as a torn tail
             raise
-        entries: list[tuple[int, int]] = []
-        times: list[tuple[int, int]] = []
         start = self.size
         for rel_pos, h in headers:
-            if start + rel_pos == 0:
-                self.first_timestamp = h.base_timestamp
-            self._note_batch(start + rel_pos, h, entries, times)
+            self.indexer.add(start + rel_pos, h)
         self.size = start + len(data)
+        entries, times = self.indexer.take()
         self.index.append_many(entries)
         self.timeindex.append_many(times)
 
     def seal(self) -> None:
         """Before a roll: record the segment's greatest timestamp in its time index."""
-        last = self.timeindex.last()
-        if self.size and self.max_timestamp > (last[0] if last else rb.NO_TIMESTAMP):
-            # offset of the last batch start is not tracked; the last offset is a safe bound
-            self.timeindex.append(self.max_timestamp, self.next_offset - 1 - self.base_offset)
+        self.indexer.seal()
+        self.timeindex.append_many(self.indexer.take()[1])
 
     def sync(self) -> None:
         os.fsync(self.fd)
@@ -518,19 +522,6 @@ class SegmentWriter:
             self.fd = -1
         self.index.close()
         self.timeindex.close()
-
-
-class _EmptyWriter:
-    """Stands in for an index writer during a rebuild."""
-
-    def __init__(self, entry):
-        self.entries = 0
-
-    def last(self):
-        return None
-
-    def close(self):
-        pass
 
 
 def _replace_index(path: str, entry, entries: list[tuple[int, int]]) -> IndexWriter:

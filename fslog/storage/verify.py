@@ -16,8 +16,10 @@ import os
 from ..records import batch as rb
 from . import files
 from ..errors import CorruptRecordError
+from .cleaner import clean_lock, leftovers, pending_swaps, recover
 from .index import (OFFSET_WIDTH, TIME_WIDTH, not_a_file_error, open_offset_index,
                     open_time_index)
+from .locks import is_locked_by_someone
 from .segment import SegmentWriter
 
 
@@ -187,8 +189,6 @@ def verify_partition(partition, repair: bool = False) -> dict:
     problems: list[dict] = []
     repaired: list[dict] = []
     batches = records = 0
-    from .cleaner import leftovers, pending_swaps
-    from .locks import is_locked_by_someone
     swaps = pending_swaps(partition)
     left = leftovers(partition)
     if (swaps or left) and not repair and is_locked_by_someone(
@@ -201,7 +201,6 @@ def verify_partition(partition, repair: bool = False) -> dict:
                 f"{path}: the leftover of a clean cut short (never part of the log); --repair "
                 f"or the next clean removes it"))
     if (swaps or left) and repair:
-        from .cleaner import clean_lock, recover
         with clean_lock(partition):
             for line in recover(partition):
                 repaired.append(_problem("interrupted-clean", partition.path, None, None, line))

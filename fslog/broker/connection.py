@@ -1,0 +1,204 @@
+"""One client connection: framing, request order, pipelining, idle and size limits.
+
+A connection reads frames (4-byte size, then the request), decodes them with
+``protocol.py`` and hands each to its handler (``handlers.py``), one at a time, in the
+order they came: whatever a handler does before it returns is ordered per connection
+(two pipelined Produce requests to one partition are appended in the order sent).
+Responses go into a queue that a writer task drains in the same order; a handler that
+must wait (an fsync for acks=all, a long-poll Fetch) returns a ``Deferred`` and the
+connection goes on reading and handling the next requests meanwhile, up to
+``MAX_IN_FLIGHT`` unanswered requests.
+
+Bad input never crashes the server and never reaches the log: a frame larger than
+``--max-request-bytes`` (or of a negative size), an unknown API key or version, or a
+body that does not decode closes the connection with one log line; ApiVersions of an
+unsupported version gets Kafka's v0 answer (error 35 and the supported ranges).
+
+Security seam: before the first request the server's ``security.on_connect(conn)`` runs
+(TLS, when added, wraps the socket before that), and every request passes
+``security.allows(conn, api_key)``: with SASL, only ApiVersions and the SASL requests
+are allowed until ``conn.principal`` is set. Runs on the event loop thread only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+
+from . import protocol, versions
+from .handlers import HANDLERS, ApiError, Deferred, RequestContext
+
+MAX_IN_FLIGHT = 64
+_SIZE = struct.Struct(">i")
+
+
+class Connection:
+    def __init__(self, server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.server = server
+        self.reader = reader
+        self.writer = writer
+        peer = writer.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.principal: str | None = None  # set by SASL authentication (not yet offered)
+        self.client_id: str | None = None
+        self.last_active = time.monotonic()
+        self.requests = 0
+        self._waiting_for_frame = False
+        self._stopping = False
+        self._task: asyncio.Task | None = None
+        self.close_reason: str | None = None
+
+    @property
+    def logger(self) -> logging.Logger:
+        return self.server.logger
+
+    # ------------------------------------------------------------ lifecycle
+    async def run(self) -> None:
+        self._task = asyncio.current_task()
+        out: asyncio.Queue = asyncio.Queue(MAX_IN_FLIGHT)
+        writer_task = asyncio.create_task(self._write_loop(out))
+        try:
+            if await self.server.security.on_connect(self):
+                await self._read_loop(out)
+        except asyncio.CancelledError:
+            pass  # stopped while waiting for a frame (shutdown, idle)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            try:
+                await out.put(None)
+                await writer_task
+            except (asyncio.CancelledError, Exception):
+                writer_task.cancel()
+            self.writer.close()
+            try:
+                await asyncio.wait_for(self.writer.wait_closed(), 2)
+            except (asyncio.CancelledError, asyncio.TimeoutError, Exception):
+                pass
+
+    def stop(self, reason: str) -> None:
+        """Read no more requests: answer those already read, then close."""
+        self._stopping = True
+        self.close_reason = self.close_reason or reason
+        if self._waiting_for_frame and self._task is not None:
+            self._task.cancel()
+
+    def busy(self) -> bool:
+        return not self._waiting_for_frame
+
+    # ------------------------------------------------------------ reading
+    async def _read_frame(self) -> bytes | None:
+        self._waiting_for_frame = True
+        try:
+            try:
+                head = await self.reader.readexactly(4)
+            except asyncio.IncompleteReadError as e:
+                if e.partial:
+                    self._refuse("closed in the middle of a frame size")
+                return None
+            (size,) = _SIZE.unpack(head)
+            limit = self.server.config.max_request_bytes
+            if size < 0 or size > limit:
+                self._refuse(f"a request of {size} bytes is over --max-request-bytes={limit}"
+                             if size > 0 else f"a negative frame size ({size})")
+                return None
+            try:
+                frame = await self.reader.readexactly(size)
+            except asyncio.IncompleteReadError:
+                self._refuse(f"closed in the middle of a {size}-byte request")
+                return None
+        finally:
+            self._waiting_for_frame = False
+        self.last_active = time.monotonic()
+        return frame
+
+    def _refuse(self, why: str) -> None:
+        self.close_reason = why
+        self.logger.warning("serve: %s: closing the connection: %s", self.peer, why)
+
+    async def _read_loop(self, out: asyncio.Queue) -> None:
+        while not self._stopping:
+            frame = await self._read_frame()
+            if frame is None:
+                return
+            try:
+                head = protocol.peek_head(frame)
+            except protocol.MalformedRequest as e:
+                self._refuse(str(e))
+                return
+            self.requests += 1
+            self.server.count_request()
+            if head.client_id and self.client_id != head.client_id:
+                self.client_id = head.client_id
+            if not versions.supported(head.api_key, head.api_version):
+                if head.api_key == 18:  # ApiVersions: answer so the client can retry lower
+                    from .api_versions import unsupported_version_response
+                    await out.put((head.correlation_id, unsupported_version_response()))
+                    continue
+                known = head.api_key in versions.API_VERSIONS
+                self._refuse(
+                    f"{versions.api_name(head.api_key)} v{head.api_version} is not supported"
+                    + (f" (v{versions.API_VERSIONS[head.api_key].min_version}-"
+                       f"v{versions.API_VERSIONS[head.api_key].max_version} are)" if known
+                       else " (unknown API key)"))
+                return
+            if not self.server.security.allows(self, head.api_key):
+                self._refuse(f"{versions.api_name(head.api_key)} before authentication")
+                return
+            handler = HANDLERS.get(head.api_key)
+            if handler is None:
+                self._refuse(f"{versions.api_name(head.api_key)} has no handler")
+                return
+            try:
+                request = protocol.decode_request(head.api_key, head.api_version, frame)
+            except protocol.MalformedRequest as e:
+                self._refuse(f"{versions.api_name(head.api_key)} v{head.api_version}: {e}")
+                return
+            del frame
+            ctx = RequestContext(self.server, self, head.api_key, head.api_version,
+                                 head.correlation_id, head.client_id)
+            try:
+                result = await handler(ctx, request)
+            except ApiError as e:
+                self._refuse(f"{versions.api_name(head.api_key)} v{head.api_version}: {e}")
+                return
+            except Exception:  # a bug: log it, close this connection, keep serving others
+                self.logger.exception("serve: %s: %s v%d failed; closing the connection",
+                                      self.peer, versions.api_name(head.api_key),
+                                      head.api_version)
+                self.close_reason = "internal error"
+                return
+            if result is not None:
+                await out.put((head.correlation_id, result))
+
+    # ------------------------------------------------------------ writing
+    async def _write_loop(self, out: asyncio.Queue) -> None:
+        broken = False
+        while True:
+            item = await out.get()
+            if item is None:
+                return
+            correlation_id, result = item
+            try:
+                if isinstance(result, Deferred):
+                    result = await result.awaitable
+                if result is None:
+                    continue
+                data = result if isinstance(result, (bytes, bytearray)) else \
+                    protocol.encode_response(correlation_id, result)
+            except Exception:
+                self.logger.exception("serve: %s: a response failed; closing the connection",
+                                      self.peer)
+                broken = True
+            if broken:
+                self.stop("internal error")
+                continue  # drain the queue (awaiting what is deferred), send nothing more
+            try:
+                self.writer.write(data)
+                await self.writer.drain()
+                self.last_active = time.monotonic()
+            except (ConnectionError, OSError):
+                broken = True
+                self.stop("the client went away")

@@ -1,0 +1,233 @@
+"""The server: listener, connections, worker threads, shutdown, registration.
+
+One asyncio event loop thread runs every connection (``connection.py``) and handler;
+blocking storage calls (``storage.py``) run on a small pool of worker threads. A
+long-poll Fetch waits on the loop without holding a thread, so it never blocks other
+requests or connections. Appends wake waiting Fetches at once (same process) or through
+inotify on the partition directories (any other process: ``wakeup.py``).
+
+Shutdown (SIGTERM, SIGINT, ``request_stop``): stop accepting, let each connection answer
+the requests it has read (long polls end early with what there is), fsync every
+partition written to, release the registration, return. Not thread-safe: call
+``request_stop`` from the loop thread or through ``loop.call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import ipaddress
+import logging
+import signal
+import time
+from dataclasses import dataclass
+
+from .connection import Connection
+from .handlers import load_handlers
+from .registration import Registration
+from .storage import BrokerStorage
+
+DEFAULT_PORT = 9092
+IDLE_MS = 10 * 60 * 1000  # Kafka's connections.max.idle.ms
+WORKERS = 4
+
+
+@dataclass
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    advertised_host: str | None = None
+    advertised_port: int | None = None
+    node_id: int = 0
+    auto_create_topics: bool = True
+    default_partitions: int = 1
+    max_request_bytes: int = 100 << 20
+    max_connections: int = 1000
+    idle_ms: int = IDLE_MS
+    insecure: bool = False
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Security:
+    """What a connection must do before its requests are served. As it stands: nothing
+    (loopback, or --insecure). TLS wraps sockets through ``ssl_context``; SASL will set
+    ``requires_authentication`` and let only ApiVersions and the SASL requests through
+    until ``conn.principal`` is set."""
+
+    ssl_context = None
+    requires_authentication = False
+    PRE_AUTH_APIS = frozenset({18, 17, 36})  # ApiVersions, SaslHandshake, SaslAuthenticate
+
+    async def on_connect(self, conn) -> bool:
+        return True
+
+    def allows(self, conn, api_key: int) -> bool:
+        return (not self.requires_authentication or conn.principal is not None
+                or api_key in self.PRE_AUTH_APIS)
+
+
+class Server:
+    def __init__(self, log, config: ServeConfig, logger: logging.Logger | None = None):
+        self.log = log
+        self.config = config
+        self.logger = logger or logging.getLogger("fslog.serve")
+        self.storage = BrokerStorage(log, config.default_partitions)
+        self.security = Security()
+        self.connections: set[Connection] = set()
+        self.requests = 0
+        self.stopping: asyncio.Event | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.started = time.monotonic()
+        self._executor = concurrent.futures.ThreadPoolExecutor(WORKERS, "fslog-serve")
+        self._server: asyncio.AbstractServer | None = None
+        self._registration: Registration | None = None
+        self.listen_address = f"{config.host}:{config.port}"
+        self.advertised = (config.advertised_host or config.host, config.advertised_port)
+        self.cluster_id = "fslog-" + log.root.replace("/", "_")[-40:]
+        self.wakeups = None
+        self.producers = None
+        self.fsyncs = None
+
+    # ------------------------------------------------------------ helpers for handlers
+    async def run_blocking(self, fn, *args):
+        return await self.loop.run_in_executor(self._executor, fn, *args)
+
+    def count_request(self) -> None:
+        self.requests += 1
+
+    # ------------------------------------------------------------ life
+    async def start(self) -> None:
+        from .fsync import GroupSync
+        from .producer_state import ProducerStates
+        from .wakeup import Wakeups
+        self.loop = asyncio.get_running_loop()
+        self.stopping = asyncio.Event()
+        load_handlers()
+        self.wakeups = Wakeups(self.loop)
+        self.fsyncs = GroupSync(self)
+        self.producers = ProducerStates(self)
+        # Register before listening: a second server on the root refuses before it binds.
+        info = {"listen": self.listen_address, "node_id": self.config.node_id}
+        self._registration = Registration(self.log.root, info)
+        try:
+            # On a follower root (fslog replicate): take over as leader, with a new leader
+            # epoch, as Kafka's leader election would (refuses while a follower runs).
+            from ..storage.replica import promote
+            promoted = await self.run_blocking(promote, self.log.root)
+        except BaseException:
+            self._registration.close()
+            raise
+        if promoted:
+            self.logger.info("serve: %s was a follower: promoted to leader (leader epoch %d "
+                             "on %d partitions)", self.log.root,
+                             max(p["epoch"] for p in promoted), len(promoted))
+        try:
+            self._server = await asyncio.start_server(
+                self._accept, self.config.host, self.config.port, limit=1 << 20,
+                ssl=self.security.ssl_context, backlog=1024)
+        except OSError as e:
+            self._registration.close()
+            from ..errors import FslogError
+            raise FslogError(f"cannot listen on {self.config.host}:{self.config.port}: "
+                             f"{e.strerror or e}") from None
+        sock = self._server.sockets[0].getsockname()
+        self.listen_address = f"{sock[0]}:{sock[1]}"
+        if self.advertised[1] is None or self.advertised[1] == 0:
+            self.advertised = (self.advertised[0], sock[1])
+        self._registration.update(listen=self.listen_address,
+                                  advertised=f"{self.advertised[0]}:{self.advertised[1]}")
+        self.logger.info("serve: listening on %s (advertised %s:%d, node %d, root %s)",
+                         self.listen_address, self.advertised[0], self.advertised[1],
+                         self.config.node_id, self.log.root)
+        self._ticker = asyncio.create_task(self._tick())
+
+    async def _accept(self, reader, writer) -> None:
+        if self.stopping.is_set():
+            writer.close()
+            return
+        conn = Connection(self, reader, writer)
+        if len(self.connections) >= self.config.max_connections:
+            self.logger.warning("serve: %s: refused: --max-connections=%d reached",
+                                conn.peer, self.config.max_connections)
+            writer.close()
+            return
+        self.connections.add(conn)
+        self.logger.info("serve: %s: connected (%d open)", conn.peer, len(self.connections))
+        try:
+            await conn.run()
+        finally:
+            self.connections.discard(conn)
+            why = f": {conn.close_reason}" if conn.close_reason else ""
+            self.logger.info("serve: %s: closed after %d requests%s (%d open)", conn.peer,
+                             conn.requests, why, len(self.connections))
+
+    async def _tick(self) -> None:
+        """Once a second: the registration's counters, idle connections."""
+        last_requests, last_t = self.requests, time.monotonic()
+        while not self.stopping.is_set():
+            try:
+                await asyncio.wait_for(self.stopping.wait(), 1.0)
+            except asyncio.TimeoutError:
+                pass
+            now = time.monotonic()
+            rate = (self.requests - last_requests) / max(now - last_t, 1e-6)
+            last_requests, last_t = self.requests, now
+            self._registration.update(connections=len(self.connections),
+                                      requests=self.requests,
+                                      requests_per_s=round(rate, 1))
+            idle = self.config.idle_ms / 1000
+            for conn in list(self.connections):
+                if not conn.busy() and now - conn.last_active > idle:
+                    conn.stop(f"idle for more than {self.config.idle_ms} ms "
+                              f"(connections.max.idle.ms)")
+
+    def request_stop(self, why: str = "") -> None:
+        if self.stopping is not None and not self.stopping.is_set():
+            self.logger.info("serve: stopping%s", f" ({why})" if why else "")
+            self.stopping.set()
+
+    async def wait_stopped(self) -> None:
+        await self.stopping.wait()
+        self._server.close()
+        for conn in list(self.connections):
+            conn.stop("the server is stopping")
+        deadline = time.monotonic() + 30
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        await self.fsyncs.drain()
+        await self.run_blocking(self.storage.close)
+        self.producers.close()
+        self.wakeups.close()
+        try:
+            await asyncio.wait_for(self._server.wait_closed(), 2)
+        except (asyncio.TimeoutError, Exception):
+            pass
+        self._ticker.cancel()
+        self._registration.close()
+        self._executor.shutdown(wait=True)
+        self.logger.info("serve: stopped; every partition written to is fsynced")
+
+
+def serve(log, config: ServeConfig, logger: logging.Logger | None = None,
+          on_ready=None) -> None:
+    """Run a server in the foreground until SIGTERM or SIGINT (the ``fslog serve`` command)."""
+
+    async def main():
+        server = Server(log, config, logger)
+        await server.start()
+        loop = asyncio.get_running_loop()
+        for sig, name in ((signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT")):
+            loop.add_signal_handler(sig, server.request_stop, name)
+        if on_ready is not None:
+            on_ready(server)
+        await server.wait_stopped()
+
+    asyncio.run(main())

@@ -1,0 +1,387 @@
+"""The broker's storage interface: what the protocol layer may ask of the root.
+
+The handlers never touch files, segments or locks; they call a ``BrokerStorage``:
+topics (list, describe, create, delete, alter config), append one batch to a partition
+(its base offset assigned), fsync a partition, the log start and log-end offsets, read
+whole batches from an offset, find an offset by time, and the batch headers at a
+partition's tail (to rebuild idempotent-producer state). Everything here blocks (file
+I/O, the partition's writer lock, which ``fslog produce`` in another process may hold),
+so the server calls it from worker threads.
+
+Thread-safety: appends and fsyncs of one partition are serialized by a per-partition
+lock (the storage ``Partition`` object is not thread-safe), but the fsync itself runs
+outside it (``Partition.take_unsynced``), so appends go on meanwhile. Reads keep a small
+pool of ``PartitionReader`` objects positioned where consumers left off (a consumer's
+next Fetch usually continues exactly there); each is used by one thread at a time.
+Topic objects are re-opened when their ``topic.json`` changes (another process deleted
+and re-created the topic, or altered its config).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from typing import Iterator, NamedTuple
+
+from ..config import TopicConfig
+from ..errors import FslogError, UnknownTopicError
+from ..records import batch as rb
+from ..storage import files
+from ..storage.reader import PartitionReader, offset_for_time
+from ..storage.segment import SegmentReader
+from ..storage.topic import Topic
+
+READER_POOL = 256  # positioned readers kept for consumers (each holds a mapped segment)
+
+
+class OutOfRange(Exception):
+    def __init__(self, start: int, end: int):
+        super().__init__(f"offset outside {start}..{end}")
+        self.start = start
+        self.end = end
+
+
+class ReadResult(NamedTuple):
+    records: bytes          # whole batches, the first holding the fetch offset
+    log_start: int
+    log_end: int            # the high watermark (no replication: the log-end offset)
+    error: Exception | None  # damage met after the batches returned (CorruptRecordError)
+
+
+class _TopicEntry:
+    __slots__ = ("topic", "stamp")
+
+    def __init__(self, topic: Topic, stamp):
+        self.topic = topic
+        self.stamp = stamp
+
+
+class _Tail:
+    """Tracks a partition's log-end offset by reading only the batches appended since the
+    last look (``Partition.end_offset`` rescans from the last index entry each time)."""
+
+    __slots__ = ("reader", "base", "pos", "next_offset")
+
+    def __init__(self):
+        self.reader: SegmentReader | None = None
+        self.base = -1
+        self.pos = 0
+        self.next_offset = 0
+
+    def end_offset(self, path: str, bases: list[int]) -> int:
+        if not bases:
+            self.close()
+            return 0
+        base = bases[-1]
+        r = self.reader
+        if r is not None and (r.base_offset != base or _replaced(r)):
+            self.close()
+            r = None
+        if r is None:
+            r = self.reader = SegmentReader(path, base)
+            self.base = base
+            self.pos = 0
+            self.next_offset = base
+            # start from the last index entry, as SegmentReader.next_offset does
+            last = r.index.last()
+            if last is not None and 0 <= last[1] and last[1] + rb.HEADER_SIZE <= r.size:
+                h = r._header(last[1])
+                if h is not None and h.base_offset == base + last[0]:
+                    self.pos = last[1]
+                    self.next_offset = h.base_offset
+        else:
+            r.refresh()
+            if r.size < self.pos:  # a torn tail was truncated: look again from the start
+                self.pos, self.next_offset = 0, base
+        pos = self.pos
+        size = r.size
+        while pos + rb.HEADER_SIZE <= size:
+            h = r._header(pos)
+            if h is None or h.magic != rb.MAGIC or h.batch_length < rb.HEADER_SIZE - rb.LOG_OVERHEAD:
+                break
+            end = pos + h.size
+            if end > size:
+                break
+            if end == size and r.read_batch(pos) is None:
+                break  # the last batch, still being written (or torn)
+            pos = end
+            self.next_offset = h.next_offset
+        self.pos = pos
+        return self.next_offset
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
+
+
+def _replaced(r: SegmentReader) -> bool:
+    """The segment file was replaced (compaction) or deleted (retention) under ``r``."""
+    try:
+        st = os.stat(r.path)
+    except FileNotFoundError:
+        return True
+    return st.st_ino != os.fstat(r._fd).st_ino
+
+
+class _PartitionState:
+    __slots__ = ("lock", "read_lock", "tail", "dirty")
+
+    def __init__(self):
+        self.lock = threading.Lock()       # appends and the fsync hand-over
+        self.read_lock = threading.Lock()  # the log-end tracker
+        self.tail = _Tail()
+        self.dirty = False
+
+
+class BrokerStorage:
+    def __init__(self, log, default_partitions: int = 1):
+        self.log = log
+        self.root = log.root
+        self.default_partitions = default_partitions
+        self._lock = threading.Lock()
+        self._topics: dict[str, _TopicEntry] = {}
+        self._parts: dict[tuple[str, int], _PartitionState] = {}
+        self._readers: OrderedDict[tuple[str, int, int], PartitionReader] = OrderedDict()
+
+    # ------------------------------------------------------------ topics
+    def topic(self, name: str) -> Topic | None:
+        """The topic, or None if it does not exist; InvalidNameError for a bad name."""
+        files.validate_name(name, "topic")
+        cfg = os.path.join(files.topic_dir(self.root, name), files.TOPIC_CONFIG_FILE)
+        try:
+            st = os.stat(cfg)
+        except (FileNotFoundError, NotADirectoryError):
+            with self._lock:
+                self._topics.pop(name, None)
+            return None
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        with self._lock:
+            e = self._topics.get(name)
+            if e is not None and e.stamp == stamp:
+                return e.topic
+        try:
+            t = Topic(self.root, name)
+        except UnknownTopicError:
+            return None
+        with self._lock:
+            old = self._topics.get(name)
+            self._topics[name] = _TopicEntry(t, stamp)
+        if old is not None:
+            self._retire_topic(old.topic)
+        return t
+
+    def _retire_topic(self, t: Topic) -> None:
+        for number, p in list(t._partitions.items()):
+            st = self._state(t.name, number)
+            with st.lock:
+                try:
+                    p.close()
+                except (OSError, FslogError):
+                    pass
+
+    def topic_names(self) -> list[str]:
+        return self.log.topics()
+
+    def create_topic(self, name: str, partitions: int | None = None,
+                     config: dict | None = None, if_not_exists: bool = False) -> Topic:
+        self.log.create_topic(name, partitions or self.default_partitions, config,
+                              if_not_exists=if_not_exists)
+        t = self.topic(name)
+        if t is None:
+            raise UnknownTopicError(f"topic {name!r} vanished right after it was created")
+        return t
+
+    def delete_topic(self, name: str) -> None:
+        self.log.delete_topic(name)
+        with self._lock:
+            e = self._topics.pop(name, None)
+            for key in [k for k in self._readers if k[0] == name]:
+                self._readers.pop(key).close()
+        if e is not None:
+            self._retire_topic(e.topic)
+
+    def set_config(self, name: str, overrides: dict) -> None:
+        t = self.topic(name)
+        if t is None:
+            raise UnknownTopicError(f"topic {name!r} does not exist")
+        t.set_config(overrides)
+        self.topic(name)  # re-open with the new config
+
+    def partition_path(self, topic: str, partition: int) -> str:
+        return files.partition_dir(self.root, topic, partition)
+
+    def _state(self, topic: str, partition: int) -> _PartitionState:
+        key = (topic, partition)
+        st = self._parts.get(key)
+        if st is None:
+            with self._lock:
+                st = self._parts.setdefault(key, _PartitionState())
+        return st
+
+    def _partition(self, topic: str, partition: int):
+        t = self.topic(topic)
+        if t is None:
+            raise UnknownTopicError(f"topic {topic!r} does not exist")
+        return t.partition(partition)
+
+    # ------------------------------------------------------------ writing
+    def append(self, topic: str, partition: int, batch: bytearray) -> int:
+        """Append one whole batch (checked by the caller); return its base offset."""
+        st = self._state(topic, partition)
+        with st.lock:
+            p = self._partition(topic, partition)
+            (first, _last), = p.append([batch])
+            st.dirty = True
+        return first
+
+    def sync(self, topic: str, partition: int) -> None:
+        """fsync what was appended to the partition before this call."""
+        st = self._state(topic, partition)
+        with st.lock:
+            if not st.dirty:
+                return
+            st.dirty = False
+            t = self.topic(topic)
+            if t is None or partition not in t._partitions:
+                return
+            fds = t._partitions[partition].take_unsynced()
+        try:
+            for fd in fds:
+                os.fsync(fd)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def sync_all(self) -> None:
+        for (topic, partition) in list(self._parts):
+            try:
+                self.sync(topic, partition)
+            except (OSError, FslogError):
+                pass
+
+    # ------------------------------------------------------------ reading
+    def offsets(self, topic: str, partition: int) -> tuple[int, int]:
+        """(log start offset, log-end offset)."""
+        p = self._partition(topic, partition)
+        st = self._state(topic, partition)
+        with st.read_lock:
+            for _attempt in range(5):
+                bases = p.segment_bases()
+                try:
+                    end = st.tail.end_offset(p.path, bases)
+                except FileNotFoundError:  # retention or compaction swapped it: again
+                    st.tail.close()
+                    continue
+                return (bases[0] if bases else 0), end
+        return p.start_offset(), p.end_offset()
+
+    def read(self, topic: str, partition: int, offset: int, max_bytes: int) -> ReadResult:
+        """Whole batches from the one holding ``offset``, about ``max_bytes`` but at least
+        one batch (KIP-74); OutOfRange below the log start or past the log-end offset."""
+        start, end = self.offsets(topic, partition)
+        if offset < start or offset > end:
+            raise OutOfRange(start, end)
+        if offset == end:
+            return ReadResult(b"", start, end, None)
+        key = (topic, partition, offset)
+        with self._lock:
+            r = self._readers.pop(key, None)
+        if r is None:
+            r = PartitionReader(self._partition(topic, partition), offset)
+        error = None
+        try:
+            got = r.fetch(max(1, max_bytes))
+        except FslogError as e:
+            got, error = [], e
+        except FileNotFoundError:
+            got = []
+        if r.skipped:  # the log start moved (retention) while reading: say so
+            r.close()
+            raise OutOfRange(*self.offsets(topic, partition))
+        data = b"".join(b.data for b in got)
+        if error is None and got:
+            with self._lock:
+                self._readers[(topic, partition, r.next_offset)] = r
+                while len(self._readers) > READER_POOL:
+                    self._readers.popitem(last=False)[1].close()
+        else:
+            r.close()
+        if got and got[-1].header.next_offset > end:
+            end = got[-1].header.next_offset
+        return ReadResult(data, start, end, error)
+
+    def offset_for_time(self, topic: str, partition: int, timestamp: int) -> int:
+        """First offset with a record timestamp >= ``timestamp`` (log-end offset if none)."""
+        return offset_for_time(self._partition(topic, partition), timestamp)
+
+    def max_timestamp(self, topic: str, partition: int) -> tuple[int, int]:
+        """(greatest timestamp, offset of the last batch that holds it), or (-1, -1)."""
+        p = self._partition(topic, partition)
+        best = (-1, -1)
+        for base in p.segment_bases():
+            try:
+                seg = SegmentReader(p.path, base)
+            except FileNotFoundError:
+                continue
+            try:
+                for _pos, h, data in seg.batches(0):
+                    if h.max_timestamp >= best[0] and h.record_count:
+                        best = (h.max_timestamp, _offset_of_max(data, h))
+            finally:
+                seg.close()
+        return best
+
+    def tail_headers(self, topic: str, partition: int, segments: int = 2) -> Iterator[rb.BatchHeader]:
+        """Headers of the batches of the last ``segments`` segments, oldest first: where
+        idempotent producers' sequence numbers are found again after a restart."""
+        p = self._partition(topic, partition)
+        for base in p.segment_bases()[-segments:]:
+            try:
+                seg = SegmentReader(p.path, base)
+            except FileNotFoundError:
+                continue
+            try:
+                pos = 0
+                while pos + rb.HEADER_SIZE <= seg.size:
+                    h = seg._header(pos)
+                    if h is None or h.magic != rb.MAGIC or pos + h.size > seg.size \
+                            or h.batch_length < rb.HEADER_SIZE - rb.LOG_OVERHEAD:
+                        break
+                    yield h
+                    pos += h.size
+            finally:
+                seg.close()
+
+    def close(self) -> None:
+        self.sync_all()
+        with self._lock:
+            readers = list(self._readers.values())
+            self._readers.clear()
+            topics = [e.topic for e in self._topics.values()]
+        for r in readers:
+            r.close()
+        for t in topics:
+            self._retire_topic(t)
+        for st in self._parts.values():
+            st.tail.close()
+
+
+def _offset_of_max(data: bytes, h: rb.BatchHeader) -> int:
+    """Offset of the record holding the batch's greatest timestamp (the batch's last
+    offset when its records cannot be read here: compressed)."""
+    if h.attributes & rb.COMPRESSION_MASK:
+        return h.last_offset
+    try:
+        recs = rb.decode_records(data, 0, h)
+    except FslogError:
+        return h.last_offset
+    best = None
+    for r in recs:
+        if best is None or r.timestamp >= best.timestamp:
+            best = r
+    return best.offset if best is not None else h.last_offset
+
+
+__all__ = ["BrokerStorage", "OutOfRange", "ReadResult", "TopicConfig"]
