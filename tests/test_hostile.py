@@ -755,7 +755,7 @@ def test_created_files_modes(cli, mask):
     bad = {}
     for p, m in modes.items():
         if p.startswith("groups") and p.endswith(os.sep + ".lock"):
-            continue  # filelock's own lock file: test_group_lock_file_honours_umask
+            continue  # (a lock file; groups keep none since the registry is lock-free)
         want = (0o755 if stat.S_ISDIR(m) else 0o644) & ~mask
         if stat.S_IMODE(m) != want or stat.S_IMODE(m) & 0o002:
             bad[p] = oct(stat.S_IMODE(m))

@@ -105,7 +105,8 @@ def reset(
 
 
 @app.command("delete", help="Delete a group and its committed offsets (refused while members are "
-                            "live).\n\nExample: fslog group delete nightly")
+                            "live, or while an evicted member's process is stopped or hung).\n\n"
+                            "Example: fslog group delete nightly")
 def delete(ctx: typer.Context, group: str = typer.Argument(..., help="Group name.")) -> None:
     from ..groups.admin import delete_group
     delete_group(open_log(ctx, groups=[group]), group)
