@@ -46,6 +46,13 @@ def _policy(key: str, raw: object) -> str:
     return ",".join(parts)
 
 
+def _timestamp_type(key: str, raw: object) -> str:
+    value = str(raw).strip()
+    if value not in ("CreateTime", "LogAppendTime"):
+        raise ConfigError(f"config {key}={raw!r}: expected 'CreateTime' or 'LogAppendTime'")
+    return value
+
+
 class ConfigKey(NamedTuple):
     name: str
     default: object
@@ -71,6 +78,14 @@ KEYS: dict[str, ConfigKey] = {k.name: k for k in [
               "largest record batch a producer may append (a record must fit in one)"),
     ConfigKey("index.interval.bytes", 4096, _int(0),
               "bytes between offset-index entries"),
+    ConfigKey("flush.ms", 1000, _int(0),
+              "fslog serve: fsync a partition within this many ms of an acks=0/1 append"),
+    ConfigKey("message.timestamp.type", "CreateTime", _timestamp_type,
+              "fslog serve: CreateTime keeps producers' timestamps, LogAppendTime sets the "
+              "append time"),
+    ConfigKey("min.insync.replicas", 1, _int(1),
+              "fslog serve, acks=all: replicas (the leader and in-sync followers) that must "
+              "hold a batch before it is acknowledged"),
 ]}
 
 

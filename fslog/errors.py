@@ -71,6 +71,11 @@ class ReplicationError(FslogError):
     itself."""
 
 
+class LeaderUnavailableError(ReplicationError):
+    """A follower's leader cannot be reached (not running, connection lost): a following
+    follower retries."""
+
+
 class InvalidInputError(FslogError):
     """A line of producer input that cannot become a record."""
 

@@ -12,12 +12,93 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
 
-from .storage import files
 from .config import parse_config
 from .errors import FslogError, TopicExistsError, UnknownTopicError
+from .storage import files
+from .storage.cleaner import clean_partition
 from .storage.topic import Topic
 from .storage.topicmeta import MAX_PARTITIONS, new_topic_id, write_topic_meta
+from .storage.verify import verify_topic
+
+
+@dataclass
+class PartitionCleaned:
+    """What one clean of a partition did (``fslog clean --json``: one per partition)."""
+    topic: str
+    partition: int
+    cleanup_policy: str
+    start_offset: int                         # the log start offset afterwards
+    segments_deleted: list[dict[str, Any]]    # base_offset, end_offset, size_bytes, reason
+    bytes_deleted: int
+    offsets_deleted: int
+    compaction: dict[str, Any] | None         # None: not a compacted topic
+    recovered: list[str]                      # leftovers of cleans cut short, dealt with
+
+    @property
+    def records_removed(self) -> int:
+        """Superseded records, tombstones and keyless records compaction removed."""
+        c = self.compaction or {}
+        return c.get("records_removed", 0) + c.get("tombstones_removed", 0) + c.get("keyless_removed", 0)
+
+    @property
+    def compacted(self) -> bool:
+        return bool(self.compaction and self.compaction["ran"])
+
+
+@dataclass
+class CleanReport:
+    """``Log.clean``: the topics looked at, each partition cleaned, and one line per topic
+    or partition that could not be cleaned."""
+    topics: list[str]
+    partitions: list[PartitionCleaned] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def segments_deleted(self) -> int:
+        return sum(len(p.segments_deleted) for p in self.partitions)
+
+    def as_json(self) -> dict[str, Any]:
+        """The document ``fslog clean --json`` prints (a contract: fields stay)."""
+        return {"partitions": [asdict(p) for p in self.partitions],
+                "segments_deleted": self.segments_deleted,
+                "bytes_deleted": sum(p.bytes_deleted for p in self.partitions),
+                "records_removed": sum(p.records_removed for p in self.partitions)}
+
+
+@dataclass
+class TopicVerified:
+    """``fslog verify`` of one topic. Problems and repairs are dicts: kind, path,
+    position, offset, message."""
+    topic: str
+    partitions: list[dict[str, Any]]
+    batches: int
+    records: int
+    problems: list[dict[str, Any]]
+    repaired: list[dict[str, Any]]
+
+
+@dataclass
+class VerifyReport:
+    topics: list[TopicVerified] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[dict[str, Any]]:
+        return [p for t in self.topics for p in t.problems]
+
+    @property
+    def repaired(self) -> list[dict[str, Any]]:
+        return [p for t in self.topics for p in t.repaired]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_json(self) -> dict[str, Any]:
+        """The document ``fslog verify --json`` prints (a contract: fields stay)."""
+        return {"ok": self.ok, "topics": [asdict(t) for t in self.topics]}
 
 
 class Log:
@@ -107,12 +188,52 @@ class Log:
         files.fsync_dir(files.topics_dir(self.root))
         shutil.rmtree(trash, ignore_errors=True)
 
-    def clean(self, topic: str, compact_now: bool = False) -> list[dict]:
-        """Apply the topic's cleanup.policy now (retention, compaction: ``cleaner.py``);
-        one summary per partition, as ``fslog clean --json`` prints them."""
-        from .storage.cleaner import clean_partition
-        return [clean_partition(p, force_compaction=compact_now)
-                for p in self.topic(topic).partitions()]
+    def clean(self, topics: str | list[str] | None = None, compact_now: bool = False,
+              on_progress: Callable[[int, int], None] | None = None) -> CleanReport:
+        """Apply the cleanup.policy of ``topics`` (a name, names, or None: every topic) now:
+        retention and compaction (``storage/cleaner.py``). A topic named explicitly that
+        cannot be opened raises; otherwise a topic or partition that fails is reported in
+        ``errors`` and the others are cleaned. ``on_progress(done, total)`` after each
+        partition."""
+        names = [topics] if isinstance(topics, str) else list(topics or [])
+        report = CleanReport(names or self.topics())
+        work = []
+        for n in report.topics:
+            try:
+                work.extend(self.topic(n).partitions())
+            except FslogError as e:
+                if names:
+                    raise
+                report.errors.append(str(e))  # one broken topic must not stop the others
+        for i, p in enumerate(work):
+            try:
+                done = clean_partition(p, force_compaction=compact_now)
+                assert done is not None  # (it waits for another cleaner)
+                report.partitions.append(PartitionCleaned(**done))
+            except FslogError as e:
+                report.errors.append(str(e))
+            if on_progress is not None:
+                on_progress(i + 1, len(work))
+        return report
+
+    def verify(self, topic: str | None = None, repair: bool = False) -> VerifyReport:
+        """Check ``topic`` (None: every topic): every batch, offset and index
+        (``storage/verify.py``); with ``repair``, truncate torn tails and rebuild indexes.
+        The topic named cannot be opened: raises; any other: reported as a problem."""
+        names = [topic] if topic else self.topics()
+        report = VerifyReport()
+        for n in names:
+            try:
+                t = self.topic(n)
+            except FslogError as e:  # an unreadable topic.json: report it, check the others
+                if n == topic:
+                    raise
+                report.topics.append(TopicVerified(n, [], 0, 0, [{
+                    "kind": "topic", "path": None, "position": None, "offset": None,
+                    "message": str(e)}], []))
+                continue
+            report.topics.append(TopicVerified(**verify_topic(t, repair=repair)))
+        return report
 
     def producer(self, topic: str, **kwargs):
         from .clients.producer import Producer

@@ -3,7 +3,7 @@
 ``sample(log)`` reads, without taking any lock, every topic's log-end offsets and every
 group's committed offsets, lag and live members (``group_admin.describe_group``).
 ``view(previous, current)`` turns two samples into the document ``fslog top --json``
-prints: per topic the produce rate (records/s, from the growth of the log-end offsets),
+prints: the running ``fslog serve`` (address, pid, uptime, connections, requests/s); per topic the produce rate (records/s, from the growth of the log-end offsets),
 per group the consume rate (from the growth of the committed offsets), the lag, and the
 members with their partitions and lag. Rates are None for the first sample. A group that
 cannot be read, or only in part (a damaged committed-offset file), is reported in
@@ -31,8 +31,9 @@ def sample(log) -> dict:
         except FslogError:  # a damaged or vanishing topic must not hide the rest
             continue
     groups, problems = describe_groups(log)  # a damaged group is reported, not hidden
+    from .storage.servers import running_servers
     return {"time": time.time(), "monotonic": time.monotonic(), "topics": topics,
-            "groups": groups, "problems": problems}
+            "groups": groups, "problems": problems, "servers": running_servers(log.root)}
 
 
 def _rate(now: int, before: int | None, dt: float | None) -> float | None:
@@ -74,5 +75,18 @@ def view(previous: dict | None, current: dict) -> dict:
                        "lag": sum(p["lag"] or 0 for p in g["partitions"]),
                        "consume_rate": _rate(sum(committed.values()), before, dt),
                        "members": members, "partitions": g["partitions"]})
+    prev_servers = {sv.get("pid"): sv for sv in (previous or {}).get("servers", [])}
+    servers = []
+    for sv in current.get("servers", []):
+        before = prev_servers.get(sv.get("pid"), {}).get("requests")
+        rate = _rate(sv.get("requests", 0), before, dt)
+        servers.append({"address": sv.get("listen"), "pid": sv.get("pid"),
+                        "uptime_s": sv.get("uptime_s"), "connections": sv.get("connections"),
+                        # the server counts once a second: between two samples closer than
+                        # that, its own figure is the better one
+                        "requests_per_s": rate if rate and dt and dt >= 2 else
+                        sv.get("requests_per_s"),
+                        "requests": sv.get("requests")})
     return {"time": current["time"], "interval": None if dt is None else round(dt, 3),
-            "topics": topics, "groups": groups, "problems": list(current.get("problems", []))}
+            "servers": servers, "topics": topics, "groups": groups,
+            "problems": list(current.get("problems", []))}

@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -369,7 +368,7 @@ def main() -> None:
             note="wall time until both members are done")
 
         def startup():
-            r = subprocess.run([PY, "-c", "pass"])
+            subprocess.run([PY, "-c", "pass"])
             t0 = time.perf_counter()
             p = subprocess.run(FSLOG + ["--root", root, "produce", "one"], input=b"hello\n",
                                capture_output=True)

@@ -164,8 +164,9 @@ def fslog_popen(cli):
     return cli.popen
 
 
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.01, what: str = "condition"):
-    """Poll ``predicate`` until it returns a true value; return that value."""
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.01, what: str = "condition"):
+    """Poll ``predicate`` until it returns a true value; return that value. ``timeout``
+    only guards against a hang: never make it short enough for a busy machine to reach."""
     deadline = time.monotonic() + timeout
     while True:
         got = predicate()
@@ -174,6 +175,30 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.01, what: str
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def read_lines_until(p: subprocess.Popen, done, timeout: float = 120.0) -> list[bytes]:
+    """Lines of ``p``'s stdout as they come, until ``done(lines so far)`` is true; fails
+    if ``p`` ends first or ``timeout`` (a guard against hangs) passes."""
+    import select
+    deadline = time.monotonic() + timeout
+    fd = p.stdout.fileno()
+    buf = b""
+    lines: list[bytes] = []
+    while not done(lines):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"timed out after {timeout}s; {len(lines)} lines so far")
+        if select.select([fd], [], [], min(left, 1.0))[0]:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                raise AssertionError(f"the process ended (exit {p.wait()}) after {len(lines)} "
+                                     f"lines: {p.stderr.read() if p.stderr else b''!r}")
+            buf += chunk
+            *full, buf = buf.split(b"\n")
+            lines.extend(full)
+    assert buf == b"", "a partial line after the last expected one"
+    return lines
 
 
 def tree(root: Path) -> set[str]:
@@ -187,4 +212,5 @@ def stderr_lines(cp) -> list[str]:
     return cp.stderr.decode("utf-8", "replace").splitlines()
 
 
-__all__ = ["FSLOG_CMD", "fslog_env", "no_traceback", "wait_for", "tree", "stderr_lines"]
+__all__ = ["FSLOG_CMD", "fslog_env", "no_traceback", "wait_for", "read_lines_until", "tree",
+           "stderr_lines"]

@@ -126,7 +126,7 @@ def _shuffled(members: dict, rng: random.Random) -> dict:
 
 def test_deterministic_whatever_the_order():
     rng = random.Random(7)
-    for trial in range(50):
+    for _trial in range(50):
         ids = [f"host-{rng.randrange(1000)}-{i}" for i in range(rng.randint(1, 6))]
         topics = ["a", "b", "c"]
         subs = {m: rng.sample(topics, rng.randint(1, 3)) for m in ids}
@@ -244,11 +244,11 @@ def test_churn_invariants():
 
 def test_churn_stays_balanced():
     rng = random.Random(11)
-    for trial in range(40):
+    for _trial in range(40):
         parts = rng.randint(1, 16)
         assigned: dict[str, list] = {}
         next_id = 0
-        for step in range(25):
+        for _step in range(25):
             if assigned and (rng.random() < 0.4 or len(assigned) > 7):
                 leaver = rng.choice(sorted(assigned))
                 assigned = {m: v for m, v in assigned.items() if m != leaver}

@@ -12,11 +12,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from kafka.record.util import decode_varint as kafka_decode_varint
 from kafka.record.util import encode_varint as kafka_encode_varint
-
-from fslog.records import batch as rb
-from fslog.errors import CorruptRecordError
-
 from kafka_judge import kafka_records
+
+from fslog.errors import CorruptRecordError
+from fslog.records import batch as rb
 
 # ------------------------------------------------------------------ strategies
 

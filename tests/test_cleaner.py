@@ -8,13 +8,12 @@ from __future__ import annotations
 import os
 
 import pytest
+from kafka_judge import kafka_records
 
 import fslog
 from fslog.storage import cleaner
 from fslog.storage import files as F
 from fslog.storage.reader import PartitionReader
-
-from kafka_judge import kafka_records
 
 DAY = 86_400_000
 NOW = 1_800_000_000_000
@@ -383,6 +382,11 @@ def test_log_clean_is_the_library_entry_point(tmp_path):
     produce(log, [(b"k%d" % (i % 7), b"v" * 80, NOW) for i in range(200)], flush_every=4)
     log.topic("t").set_config(dict(TINY, **{"retention.bytes": 1500, "retention.ms": -1}))
     res = log.clean("t")
-    assert [r["partition"] for r in res] == [0, 1]
-    assert all(r["segments_deleted"] for r in res)
-    assert all(r["start_offset"] == log.topic("t").partition(r["partition"]).start_offset() for r in res)
+    assert res.topics == ["t"] and res.errors == []
+    assert [r.partition for r in res.partitions] == [0, 1]
+    assert all(r.segments_deleted for r in res.partitions)
+    assert all(r.start_offset == log.topic("t").partition(r.partition).start_offset()
+               for r in res.partitions)
+    assert res.as_json()["segments_deleted"] == sum(len(r.segments_deleted) for r in res.partitions)
+    rep = log.verify("t")
+    assert rep.ok and rep.topics[0].topic == "t" and rep.topics[0].records > 0

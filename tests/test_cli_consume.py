@@ -10,8 +10,7 @@ import time
 from datetime import datetime, timezone
 
 import pytest
-
-from conftest import FSLOG_CMD, stderr_lines
+from conftest import FSLOG_CMD, read_lines_until, stderr_lines
 
 P0 = [b"p0-%03d" % i for i in range(300)]
 P1 = [b"p1-%d" % i for i in range(5)]
@@ -188,16 +187,16 @@ def test_empty_topic(cli):
 def test_follow_receives_records_from_another_process(cli):
     cli.create("t", "--partitions", "2", "--config", "segment.bytes=4096")
     cli.produce("t", b"before\n", "--partition", "0")
-    cons = cli.popen("consume", "t", "--follow", "--idle-timeout", "1", "--format", "%p %s")
-    first = cons.stdout.readline()
-    assert first == b"0 before\n"
+    cons = cli.popen("consume", "t", "--follow", "--format", "%p %s")
+    assert read_lines_until(cons, lambda lines: lines) == [b"0 before"]
     lines0 = [b"a-%05d" % i for i in range(3000)]  # rolls segments while followed
     cli.produce("t", b"\n".join(lines0) + b"\n", "--partition", "0")
     cli.produce("t", b"b-1\nb-2\n", "--partition", "1")
-    out, err = cons.communicate(timeout=30)
-    assert cons.returncode == 0, err
+    got = read_lines_until(cons, lambda lines: len(lines) == 3002)
+    cons.send_signal(signal.SIGTERM)
+    out, err = cons.communicate(timeout=60)
+    assert cons.returncode == 0 and out == b"", err
     assert b"Traceback" not in err
-    got = out.splitlines()
     assert [l[2:] for l in got if l.startswith(b"0 ")] == lines0
     assert [l[2:] for l in got if l.startswith(b"1 ")] == [b"b-1", b"b-2"]
 
@@ -208,7 +207,7 @@ def test_follow_idle_timeout_on_quiet_topic(cli):
     cp = cli("consume", "t", "--follow", "--idle-timeout", "0.5")
     took = time.monotonic() - t0
     assert cp.stdout == b""
-    assert 0.4 <= took < 10
+    assert 0.4 <= took < 60  # (the upper bound only guards against a hang)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

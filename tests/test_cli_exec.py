@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import signal
 import subprocess
 import time
 from collections import Counter, defaultdict
 
 import pytest
-
 from conftest import stderr_lines, wait_for
 
 

@@ -7,7 +7,6 @@ import json
 import random
 
 import pytest
-
 from conftest import stderr_lines
 from kafka_judge import kafka_records
 
@@ -60,6 +59,7 @@ def test_many_lines_across_segments(cli, fslog_root):
     out = fslog_root.parent / "out.bin"
     with open(out, "wb") as f:
         import subprocess
+
         from conftest import FSLOG_CMD
         rc = subprocess.run(FSLOG_CMD + ["consume", "t"], stdout=f, stderr=subprocess.PIPE,
                             env=cli.env(), timeout=60)

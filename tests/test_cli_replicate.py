@@ -11,8 +11,9 @@ import random
 import signal
 import subprocess
 
-import fslog
 from conftest import stderr_lines, wait_for
+
+import fslog
 
 TINY = ["--config", "segment.bytes=4096", "--config", "index.interval.bytes=512"]
 

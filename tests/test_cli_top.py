@@ -19,8 +19,7 @@ import termios
 import time
 
 import pytest
-
-from conftest import FSLOG_CMD, stderr_lines, wait_for
+from conftest import FSLOG_CMD, wait_for
 
 
 def on_pty(cli, args, which: str = "stderr", stdin=subprocess.DEVNULL, keys: bytes = b"",

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import stderr_lines, tree
 
 import fslog
 from fslog.config import KEYS
-from conftest import stderr_lines, tree
 
 
 # ------------------------------------------------------------------ create / list / delete

@@ -8,7 +8,6 @@ import json
 import struct
 
 import pytest
-
 from conftest import stderr_lines
 
 HEADER = 61
@@ -240,7 +239,6 @@ def test_zero_filled_tail_is_not_data(cli):
     cli.create("t", "--config", "segment.bytes=4096")
     cli.produce("t", b"".join(b"r%d\n" % i for i in range(700)))
     seg = cli.segments("t")[-1]
-    size = seg.stat().st_size
     with open(seg, "ab") as f:
         f.write(bytes(100))
     assert cli("consume", "t").stdout == b"".join(b"r%d\n" % i for i in range(700))

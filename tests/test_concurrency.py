@@ -8,11 +8,11 @@ import subprocess
 import sys
 import time
 
+from kafka_judge import kafka_batches
+
 import fslog
 from fslog.storage import files
 from fslog.storage.reader import PartitionReader
-
-from kafka_judge import kafka_batches
 
 PRODUCERS = 4
 PER_PRODUCER = 2000

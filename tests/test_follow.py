@@ -4,15 +4,14 @@ where watchdog cannot start — in the library and through ``fslog consume --fol
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
 import threading
 import time
 
+from conftest import wait_for
+
 import fslog
 from fslog.storage.follow import AppendWaiter
-
-from conftest import wait_for
 
 
 def _log(tmp_path):

@@ -6,9 +6,9 @@ from __future__ import annotations
 import io
 
 import fslog
-from fslog.records import batch as rb
 from fslog.cli.consume import _record_writer
 from fslog.cli.formats import json_line, json_lines_plain
+from fslog.records import batch as rb
 
 VALUES = [b"plain", b"", b'quote " and \\ backslash', "non-ASCII é ✓ 𝄞".encode(),
           b"control \x00 \x01 \x1f \n \t", b"%d %s %%", "\ufffe \uffff".encode()] * 10

@@ -29,7 +29,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import CLI, FSLOG_CMD, no_traceback, stderr_lines, wait_for
 
 
@@ -362,7 +361,7 @@ def test_topic_dir_symlinked_outside(cli, outside):
     before = snapshot(outside)
     cases = [(["produce", "t"], b"x\n"), (["consume", "t"], b""), (["topic", "describe", "t"], b""),
              (["verify", "t", "--repair"], b""), (["consume", "t", "--group", "g"], b"")]
-    for (c, _), cp in zip(cases, cli.run_many(cases, check=None)):
+    for (_c, _), cp in zip(cases, cli.run_many(cases, check=None)):
         assert_refused(cp, "symbolic link", str(cli.root / "topics" / "t"))
     cp = cli("topic", "create", "t", check=1)
     assert snapshot(outside) == before
@@ -381,7 +380,7 @@ def test_partition_dir_symlinked_outside(cli, outside):
     try:
         cases = [(["produce", "t"], b"x\n"), (["consume", "t"], b""),
                  (["topic", "describe", "t"], b""), (["verify", "t", "--repair"], b"")]
-        for (c, _), cp in zip(cases, cli.run_many(cases, check=None, workers=1)):
+        for (_c, _), cp in zip(cases, cli.run_many(cases, check=None, workers=1)):
             assert_refused(cp, "symbolic link")
     finally:
         assert snapshot(outside) == before
@@ -473,7 +472,7 @@ def test_group_dir_symlinked_outside(cli, outside, group_g, name):
     shutil.move(str(d), str(outside / "moved"))
     os.symlink(outside / "moved", d)
     before = snapshot(outside)
-    for c, cp in zip(GROUP_COMMANDS, cli.run_many(GROUP_COMMANDS, check=None)):
+    for _c, cp in zip(GROUP_COMMANDS, cli.run_many(GROUP_COMMANDS, check=None)):
         assert_refused(cp)
     assert snapshot(outside) == before
 

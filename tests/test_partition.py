@@ -6,13 +6,12 @@ from __future__ import annotations
 import os
 
 import pytest
+from kafka_judge import kafka_records
 
 import fslog
-from fslog.storage import files
 from fslog.records.partitioner import partition_for_key
+from fslog.storage import files
 from fslog.storage.reader import PartitionReader, resolve_start
-
-from kafka_judge import kafka_records
 
 # retention.ms=-1: these tests write records with fixed timestamps in the past (T0),
 # which time retention would otherwise delete when a segment rolls

@@ -10,12 +10,11 @@ import tempfile
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from kafka_judge import kafka_records
 
 import fslog
 from fslog.storage import cleaner
 from fslog.storage import files as F
-
-from kafka_judge import kafka_records
 
 NOW = 1_800_000_000_000
 SETTINGS = settings(max_examples=100, deadline=None,

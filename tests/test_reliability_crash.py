@@ -48,13 +48,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
+from kafka_judge import kafka_batches
 
 import fslog
 from fslog.records import batch as rb
 from fslog.records.partitioner import partition_for_key
-
-from conftest import wait_for
-from kafka_judge import kafka_batches
 
 _SOAK = int(os.environ.get("FSLOG_SOAK", "0") or 0)
 SOAK = 10 if _SOAK == 1 else max(1, _SOAK)

@@ -11,14 +11,13 @@ import random
 import struct
 
 import pytest
+from kafka_judge import kafka_batches, kafka_records
 
 import fslog
 from fslog.records import batch as rb
 from fslog.storage import files
 from fslog.storage.index import OFFSET_ENTRY, TIME_ENTRY
 from fslog.storage.reader import PartitionReader
-
-from kafka_judge import kafka_batches, kafka_records
 
 # retention.ms=-1: these tests write records with fixed timestamps in the past (T0),
 # which time retention would otherwise delete when a segment rolls

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from serve_fixtures import serve  # noqa: F401
 
 kafka = pytest.importorskip("kafka")

@@ -6,13 +6,12 @@ from __future__ import annotations
 import importlib
 
 import pytest
-
 from kio.schema.errors import ErrorCode
 from kio.schema.offset_for_leader_epoch.v2 import request as v2
 from kio.schema.offset_for_leader_epoch.v4 import request as v4
+from serve_fixtures import start_serve
 
 from fslog.replication.wire import Connection
-from serve_fixtures import start_serve
 
 
 def _ask(port: int, mod, topic: str, epochs: list[tuple[int, int]]):

@@ -11,7 +11,7 @@ Layout (imports point down: the broker uses storage, groups and clients, never t
     versions.py      THE API-version table (one row per API key)
     handlers.py      the handler registry (``@handles``), ``RequestContext``, ``Deferred``
     storage.py       ``BrokerStorage``: everything the handlers may ask of the root
-    registration.py  the running server's entry in the root (status, top)
+    (the running server's entry in the root, for status and top: storage/servers.py)
     wakeup.py        waking long-poll Fetches on appends from any process
     fsync.py         acks=all group commit, flush.ms for acks=1
     producer_state.py  idempotent producer ids and sequences
@@ -44,6 +44,13 @@ Servers in tests: ``tests/serve_fixtures.py`` (fixture ``serve``) starts ``fslog
 on a free 127.0.0.1 port and kills it at teardown.
 """
 
-from .server import ServeConfig, Server, serve
-
 __all__ = ["ServeConfig", "Server", "serve"]
+
+
+def __getattr__(name: str):
+    # lazy: ``fslog status`` and ``fslog top`` read the registration without loading
+    # asyncio and kio
+    if name in __all__:
+        from . import server
+        return getattr(server, name)
+    raise AttributeError(name)

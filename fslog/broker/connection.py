@@ -49,6 +49,7 @@ class Connection:
         self._stopping = False
         self._task: asyncio.Task | None = None
         self.close_reason: str | None = None
+        self.refused = False  # closed because of bad input (logged as a warning)
 
     @property
     def logger(self) -> logging.Logger:
@@ -115,8 +116,9 @@ class Connection:
         return frame
 
     def _refuse(self, why: str) -> None:
+        """Close after this: the server logs ``why`` in its one line about the close."""
         self.close_reason = why
-        self.logger.warning("serve: %s: closing the connection: %s", self.peer, why)
+        self.refused = True
 
     async def _read_loop(self, out: asyncio.Queue) -> None:
         while not self._stopping:

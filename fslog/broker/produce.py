@@ -1,1 +1,250 @@
-"""placeholder"""
+"""Produce (key 0), v3-9 (v0 advertised, see ``versions.py``): one record batch per
+partition, checked and appended as sent, bytes untouched but for what Kafka's broker
+itself sets (base offset, partition leader epoch; LogAppendTime's timestamp).
+
+Checks, each with Kafka's error code: the topic name (INVALID_TOPIC_EXCEPTION), the
+topic and partition (UNKNOWN_TOPIC_OR_PARTITION; topics are auto-created as for
+Metadata), acks (INVALID_REQUIRED_ACKS), size (MESSAGE_TOO_LARGE over the topic's
+max.message.bytes), exactly one RecordBatch v2 whose length matches (INVALID_RECORD),
+the CRC (CORRUPT_MESSAGE), the record framing of an uncompressed batch (each record's
+length walked, count and end matched: INVALID_RECORD; the records themselves are not
+decoded), the compression codec (gzip, snappy, lz4, zstd are stored as sent: only the
+outer batch is checked), and idempotent-producer sequences (``producer_state.py``).
+Transactions are not supported: a transactional Produce gets
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED and a log line saying why.
+
+acks=0: no response; acks=1: answered once appended (visible to readers), fsynced
+within flush.ms; acks=-1 (all): answered once fsynced (one fsync shared by every
+producer waiting on the partition: ``fsync.py``). Appends to one partition are
+serialized (asyncio lock) so that the sequence check and the append are one step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import struct
+import time
+
+from kio.schema.errors import ErrorCode
+
+from ..errors import FslogError, RecordTooLargeError
+from ..records import batch as rb
+from .handlers import Deferred, RequestContext, handles
+from .metadata import ensure_topic, name_error
+from .producer_state import DUPLICATE, NONE, last_sequence
+from .protocol import build, nested
+
+_ZERO = datetime.timedelta(0)
+_LOG_APPEND_TIME_FLAG = 0x08
+_TRANSACTIONAL_FLAG = 0x10
+_I32 = struct.Struct(">i")
+_Q = struct.Struct(">q")
+
+
+def check_batch(records, limit: int) -> tuple[ErrorCode, str | None, rb.BatchHeader | None]:
+    """(error, message, header) for the records of one partition of a Produce."""
+    if not records:
+        return ErrorCode.invalid_record, "no records", None
+    n = len(records)
+    if n < rb.HEADER_SIZE:
+        return ErrorCode.corrupt_message, f"{n} bytes are shorter than a batch header", None
+    h = rb.read_header(records, 0)
+    if h.magic != rb.MAGIC:
+        return (ErrorCode.unsupported_for_message_format,
+                f"magic {h.magic}: only RecordBatch v2 (magic 2) is accepted", None)
+    if h.batch_length < rb.HEADER_SIZE - rb.LOG_OVERHEAD or h.size > n:
+        return ErrorCode.corrupt_message, f"batch length {h.batch_length} does not fit {n} bytes", None
+    if h.size != n:
+        return ErrorCode.invalid_record, "more than one batch for a partition", None
+    if n > limit:
+        return (ErrorCode.message_too_large,
+                f"a batch of {n} bytes exceeds max.message.bytes={limit}", None)
+    if rb.crc32c_range(records, rb.CRC_START, n) != h.crc:
+        return ErrorCode.corrupt_message, "CRC mismatch", None
+    if h.record_count < 1 or h.last_offset_delta != h.record_count - 1:
+        return (ErrorCode.invalid_record,
+                f"{h.record_count} records with last offset delta {h.last_offset_delta}", None)
+    if h.attributes & rb.CONTROL_FLAG:
+        return ErrorCode.invalid_record, "control batches come from brokers only", None
+    codec = h.attributes & rb.COMPRESSION_MASK
+    if codec > 4:
+        return ErrorCode.invalid_record, f"unknown compression codec {codec}", None
+    if codec == 0 and not records_framed(records, h.record_count):
+        return ErrorCode.invalid_record, "record lengths do not match the batch", None
+    return ErrorCode.none, None, h
+
+
+def records_framed(buf, count: int) -> bool:
+    """Do ``count`` records, walked by their length varints, end exactly at the end of
+    the batch? The one loop per record on the produce path: a length, a jump."""
+    p = rb.HEADER_SIZE
+    end = len(buf)
+    try:
+        for _ in range(count):
+            b = buf[p]
+            if b < 0x80:
+                if b & 1 or b == 0:
+                    return False
+                p += 1 + (b >> 1)
+            else:
+                c = buf[p + 1]
+                if c < 0x80:
+                    p += 2 + ((b & 0x7F | c << 7) >> 1)
+                else:
+                    length, q = rb.read_varint(buf, p)
+                    if length <= 0:
+                        return False
+                    p = q + length
+            if p > end:
+                return False
+    except (IndexError, ValueError):
+        return False
+    return p == end
+
+
+class _Result:
+    __slots__ = ("code", "base", "log_append_time", "log_start", "message", "wait")
+
+    def __init__(self, code=ErrorCode.none, base=-1, message=None):
+        self.code = code
+        self.base = base
+        self.log_append_time = -1
+        self.log_start = -1
+        self.message = message
+        self.wait = None
+
+
+def _locks(server) -> dict:
+    locks = getattr(server, "_produce_locks", None)
+    if locks is None:
+        locks = server._produce_locks = {}
+    return locks
+
+
+async def _produce_partition(ctx: RequestContext, topic: str, index: int, records,
+                             acks: int) -> _Result:
+    t = None
+    if name_error(topic) is None:
+        t = ctx.storage.topic(topic)  # a stat of topic.json: no worker thread needed
+    if t is None:
+        t, code = await ctx.run(ensure_topic, ctx, topic, True)
+    if t is None:
+        return _Result(code)
+    if not 0 <= index < t.partition_count:
+        return _Result(ErrorCode.unknown_topic_or_partition)
+    cfg = t.config
+    code, why, h = check_batch(records, cfg.max_message_bytes)
+    if h is None:
+        ctx.log.info("serve: %s: Produce to %s/%d refused: %s (%s)", ctx.connection.peer,
+                     topic, index, why, code.name.upper())
+        return _Result(code, message=why)
+    if h.attributes & _TRANSACTIONAL_FLAG:
+        return _Result(ErrorCode.transactional_id_authorization_failed,
+                       message="transactions are not supported by fslog serve")
+    batch = bytearray(records)
+    _I32.pack_into(batch, 12, 0)  # partitionLeaderEpoch: fslog's is 0
+    res = _Result()
+    if cfg.get("message.timestamp.type") == "LogAppendTime":
+        now = int(time.time() * 1000)
+        batch[22] = batch[22] | _LOG_APPEND_TIME_FLAG  # attributes, low byte
+        _Q.pack_into(batch, 35, now)  # maxTimestamp
+        struct.pack_into(">I", batch, 17, rb.crc32c_range(batch, rb.CRC_START, len(batch)))
+        res.log_append_time = now
+    key = (topic, index)
+    locks = _locks(ctx.server)
+    lock = locks.get(key)
+    if lock is None:
+        lock = locks[key] = asyncio.Lock()
+    async with lock:
+        pids = None
+        if h.producer_id >= 0 and h.base_sequence >= 0:
+            pids = await ctx.server.producers.partition(topic, index)
+            last_seq = last_sequence(h.base_sequence, h.last_offset_delta)
+            verdict, original = pids.check(h.producer_id, h.producer_epoch, h.base_sequence,
+                                           last_seq)
+            if verdict == DUPLICATE:
+                res.base = original
+                return res
+            if verdict != NONE:
+                code = ErrorCode(verdict)
+                ctx.log.info("serve: %s: Produce to %s/%d refused: producer %d epoch %d "
+                             "sequence %d (%s)", ctx.connection.peer, topic, index,
+                             h.producer_id, h.producer_epoch, h.base_sequence, code.name.upper())
+                return _Result(code)
+        try:
+            if ctx.storage.append_is_quick(topic, index, len(batch), h.max_timestamp):
+                # a plain write of a batch: on the loop, no thread hand-over (latency)
+                res.base, res.log_start = ctx.storage.append(topic, index, batch)
+            else:
+                res.base, res.log_start = await ctx.run(ctx.storage.append, topic, index,
+                                                        batch)
+        except RecordTooLargeError as e:
+            return _Result(ErrorCode.message_too_large, message=str(e))
+        except (FslogError, OSError) as e:
+            ctx.log.error("serve: append to %s/%d failed: %s", topic, index, e)
+            return _Result(ErrorCode.kafka_storage_error, message=str(e))
+        if pids is not None:
+            pids.record(h.producer_id, h.producer_epoch, h.base_sequence, last_seq, res.base)
+    ctx.server.wakeups.notify(ctx.storage.partition_path(topic, index))
+    if acks == -1:
+        res.wait = ctx.server.fsyncs.durable(topic, index)
+    else:
+        ctx.server.fsyncs.schedule(topic, index, cfg.get("flush.ms"))
+    return res
+
+
+def _response(ctx: RequestContext, results: list[tuple[str, list[tuple[int, _Result]]]]):
+    cls = ctx.response_class()
+    topic_cls = nested(cls, "TopicProduceResponse")
+    part_cls = nested(cls, "PartitionProduceResponse")
+    topics = []
+    for name, parts in results:
+        ps = []
+        for index, r in parts:
+            lat = None
+            if r.log_append_time >= 0:
+                lat = datetime.datetime.fromtimestamp(r.log_append_time / 1000, datetime.UTC)
+            ps.append(build(part_cls, index=index, error_code=r.code, base_offset=r.base,
+                            log_append_time=lat, log_start_offset=r.log_start,
+                            record_errors=(), error_message=r.message))
+        topics.append(build(topic_cls, name=name, partition_responses=tuple(ps)))
+    return build(cls, responses=tuple(topics), throttle_time=_ZERO)
+
+
+@handles(0)
+async def produce(ctx: RequestContext, request):
+    acks = request.acks
+    results: list[tuple[str, list[tuple[int, _Result]]]] = []
+    if request.transactional_id is not None:
+        ctx.log.warning("serve: %s: transactional producer %r refused: fslog serve does not "
+                        "support transactions", ctx.connection.peer, request.transactional_id)
+        fail = ErrorCode.transactional_id_authorization_failed
+    elif acks not in (0, 1, -1):
+        fail = ErrorCode.invalid_required_acks
+    else:
+        fail = None
+    for td in request.topic_data:
+        parts = []
+        for pd in td.partition_data:
+            if fail is not None:
+                parts.append((pd.index, _Result(fail)))
+            else:
+                parts.append((pd.index, await _produce_partition(ctx, td.name, pd.index,
+                                                                 pd.records, acks)))
+        results.append((td.name, parts))
+    if acks == 0:
+        return None
+    waits = [r for _n, parts in results for _i, r in parts if r.wait is not None]
+    if not waits:
+        return _response(ctx, results)
+
+    async def durable():
+        for r in waits:
+            try:
+                await r.wait
+            except Exception as e:  # the fsync failed: not acknowledged
+                r.code, r.message = ErrorCode.kafka_storage_error, f"fsync failed: {e}"
+        return _response(ctx, results)
+
+    return Deferred(durable())

@@ -22,9 +22,9 @@ import signal
 import time
 from dataclasses import dataclass
 
+from ..storage.servers import Registration
 from .connection import Connection
 from .handlers import load_handlers
-from .registration import Registration
 from .storage import BrokerStorage
 
 DEFAULT_PORT = 9092
@@ -166,8 +166,9 @@ class Server:
         finally:
             self.connections.discard(conn)
             why = f": {conn.close_reason}" if conn.close_reason else ""
-            self.logger.info("serve: %s: closed after %d requests%s (%d open)", conn.peer,
-                             conn.requests, why, len(self.connections))
+            self.logger.log(logging.WARNING if conn.refused else logging.INFO,
+                            "serve: %s: closed after %d requests%s (%d open)", conn.peer,
+                            conn.requests, why, len(self.connections))
 
     async def _tick(self) -> None:
         """Once a second: the registration's counters, idle connections."""
@@ -193,6 +194,7 @@ class Server:
         if self.stopping is not None and not self.stopping.is_set():
             self.logger.info("serve: stopping%s", f" ({why})" if why else "")
             self.stopping.set()
+            self.wakeups.wake_all()  # long polls answer now with what there is
 
     async def wait_stopped(self) -> None:
         await self.stopping.wait()

@@ -28,7 +28,7 @@ from ..config import TopicConfig
 from ..errors import FslogError, UnknownTopicError
 from ..records import batch as rb
 from ..storage import files
-from ..storage.reader import PartitionReader, offset_for_time
+from ..storage.reader import PartitionReader
 from ..storage.segment import SegmentReader
 from ..storage.topic import Topic
 
@@ -126,13 +126,14 @@ def _replaced(r: SegmentReader) -> bool:
 
 
 class _PartitionState:
-    __slots__ = ("lock", "read_lock", "tail", "dirty")
+    __slots__ = ("lock", "read_lock", "tail", "dirty", "start")
 
     def __init__(self):
         self.lock = threading.Lock()       # appends and the fsync hand-over
         self.read_lock = threading.Lock()  # the log-end tracker
         self.tail = _Tail()
         self.dirty = False
+        self.start = -1  # the log start offset last seen (for Produce responses)
 
 
 class BrokerStorage:
@@ -227,14 +228,30 @@ class BrokerStorage:
         return t.partition(partition)
 
     # ------------------------------------------------------------ writing
-    def append(self, topic: str, partition: int, batch: bytearray) -> int:
-        """Append one whole batch (checked by the caller); return its base offset."""
+    def append(self, topic: str, partition: int, batch: bytearray) -> tuple[int, int]:
+        """Append one whole batch (checked by the caller); return its base offset and
+        the log start offset."""
         st = self._state(topic, partition)
         with st.lock:
             p = self._partition(topic, partition)
             (first, _last), = p.append([batch])
             st.dirty = True
-        return first
+            if st.start < 0 or p.repairs or first == 0:
+                st.start = p.start_offset()
+            return first, st.start
+
+    def append_is_quick(self, topic: str, partition: int, size: int, max_ts: int) -> bool:
+        """Will this append most likely be a plain write (no roll, no cleaner, no file to
+        create)? Then the server may run it on its event loop, saving a thread hand-over;
+        the partition lock is held by other writers only for one write."""
+        t = self.topic(topic)
+        if t is None:
+            return False
+        p = t._partitions.get(partition)
+        st = self._parts.get((topic, partition))
+        if p is None or st is None or st.lock.locked():
+            return False
+        return not p.may_roll(size, max_ts)
 
     def sync(self, topic: str, partition: int) -> None:
         """fsync what was appended to the partition before this call."""
@@ -274,7 +291,8 @@ class BrokerStorage:
                 except FileNotFoundError:  # retention or compaction swapped it: again
                     st.tail.close()
                     continue
-                return (bases[0] if bases else 0), end
+                st.start = bases[0] if bases else 0
+                return st.start, end
         return p.start_offset(), p.end_offset()
 
     def read(self, topic: str, partition: int, offset: int, max_bytes: int) -> ReadResult:
@@ -312,9 +330,30 @@ class BrokerStorage:
             end = got[-1].header.next_offset
         return ReadResult(data, start, end, error)
 
-    def offset_for_time(self, topic: str, partition: int, timestamp: int) -> int:
-        """First offset with a record timestamp >= ``timestamp`` (log-end offset if none)."""
-        return offset_for_time(self._partition(topic, partition), timestamp)
+    def offset_for_time(self, topic: str, partition: int, timestamp: int) -> tuple[int, int]:
+        """(offset, timestamp) of the first record with a timestamp >= ``timestamp``, or
+        (-1, -1) if there is none (Kafka's answer to ListOffsets)."""
+        p = self._partition(topic, partition)
+        for base in p.segment_bases():
+            try:
+                seg = SegmentReader(p.path, base)
+            except FileNotFoundError:
+                continue
+            try:
+                pos = seg.position_for_time(timestamp)
+                for _p, h, data in seg.batches(pos):
+                    if h.max_timestamp < timestamp:
+                        continue
+                    if h.attributes & rb.COMPRESSION_MASK:
+                        return h.base_offset, h.max_timestamp  # records not readable here
+                    if h.attributes & 0x08:  # LogAppendTime: the batch's time is every record's
+                        return h.base_offset, h.max_timestamp
+                    for r in rb.decode_records(data, 0, h, seg.path):
+                        if r.timestamp >= timestamp:
+                            return r.offset, r.timestamp
+            finally:
+                seg.close()
+        return -1, -1
 
     def max_timestamp(self, topic: str, partition: int) -> tuple[int, int]:
         """(greatest timestamp, offset of the last batch that holds it), or (-1, -1)."""

@@ -17,6 +17,7 @@ import asyncio
 import os
 
 POLL_INTERVAL = 0.5
+_IGNORED = frozenset({"opened", "closed_no_write"})
 
 
 class Wakeups:
@@ -50,6 +51,11 @@ class Wakeups:
 
                 class _Handler(FileSystemEventHandler):
                     def on_any_event(self, event):
+                        # only writes, creations, renames, deletions: the server's own
+                        # reads open and close segment files, and waking on those
+                        # would make every long poll spin
+                        if event.event_type in _IGNORED:
+                            return
                         src = event.src_path
                         if isinstance(src, bytes):
                             src = os.fsdecode(src)

@@ -32,73 +32,46 @@ def clean(
     json_: bool = typer.Option(False, "--json", help="Print a JSON summary of what was removed."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary or progress on stderr."),
 ) -> None:
-    from ..storage.cleaner import clean_partition
-    from ..errors import FslogError
     from .common import open_log
     from .output import err, print_json
+    from .progress import Progress
 
     log = open_log(ctx, topics=topics or [])
-    names = list(topics) if topics else log.topics()
-    parts = []
-    failed = 0
-    work = []
-    for n in names:
-        try:
-            t = log.topic(n)
-        except FslogError as e:
-            if topics:
-                raise
-            err(str(e))  # one broken topic must not stop the cleaning of the others
-            failed += 1
-            continue
-        work.extend(t.partitions())
-    from .progress import Progress
-    state = {"done": 0}
-    poll = lambda: (state["done"], len(work), f"{state['done']}/{len(work)} partitions")  # noqa: E731
-    with Progress("cleaning", poll, enabled=not quiet and len(work) > 1):
-        for p in work:
-            try:
-                parts.append(clean_partition(p, force_compaction=compact_now))
-            except FslogError as e:
-                err(str(e))
-                failed += 1
-            state["done"] += 1
+    state = {"done": 0, "total": 0}
+
+    def on_progress(done: int, total: int) -> None:
+        state["done"], state["total"] = done, total
+
+    poll = lambda: (state["done"], state["total"], f"{state['done']}/{state['total']} partitions")  # noqa: E731
+    with Progress("cleaning", poll, enabled=not quiet):
+        report = log.clean(topics or None, compact_now=compact_now, on_progress=on_progress)
+    for e in report.errors:
+        err(e)
     if json_:
-        print_json({
-            "partitions": parts,
-            "segments_deleted": sum(len(p["segments_deleted"]) for p in parts),
-            "bytes_deleted": sum(p["bytes_deleted"] for p in parts),
-            "records_removed": sum((p["compaction"] or {}).get("records_removed", 0)
-                                   + (p["compaction"] or {}).get("tombstones_removed", 0)
-                                   + (p["compaction"] or {}).get("keyless_removed", 0)
-                                   for p in parts),
-        })
+        print_json(report.as_json())
     elif not quiet:
-        for p in parts:
-            for line in p["recovered"]:
+        for p in report.partitions:
+            for line in p.recovered:
                 err(line)
-            where = f"{p['topic']}/{p['partition']}"
-            if p["segments_deleted"]:
-                d = p["segments_deleted"]
-                err(f"{where}: deleted {len(d)} segment(s), {p['bytes_deleted']} bytes, offsets "
+            where = f"{p.topic}/{p.partition}"
+            if p.segments_deleted:
+                d = p.segments_deleted
+                err(f"{where}: deleted {len(d)} segment(s), {p.bytes_deleted} bytes, offsets "
                     f"{d[0]['base_offset']}..{d[-1]['end_offset'] - 1} "
                     f"({', '.join(sorted({x['reason'] for x in d}))}); log start offset now "
-                    f"{p['start_offset']}")
-            c = p["compaction"]
-            if c and c["ran"] and not (c["records_removed"] or c["tombstones_removed"]
-                                       or c["keyless_removed"]
-                                       or c["segments_after"] != c["segments_before"]):
+                    f"{p.start_offset}")
+            c = p.compaction
+            if c and p.compacted and not (p.records_removed
+                                          or c["segments_after"] != c["segments_before"]):
                 err(f"{where}: compaction found nothing to remove")
-            elif c and c["ran"]:
+            elif c and p.compacted:
                 err(f"{where}: compacted {c['segments_before'] - 1} sealed segment(s) into "
                     f"{c['segments_after'] - 1}: removed {c['records_removed']} superseded "
                     f"record(s), {c['tombstones_removed']} tombstone(s)"
                     + (f", {c['keyless_removed']} keyless record(s)" if c["keyless_removed"] else "")
                     + f"; {c['bytes_before']} -> {c['bytes_after']} bytes")
-        deleted = sum(len(p["segments_deleted"]) for p in parts)
-        compacted = sum(1 for p in parts if p["compaction"] and p["compaction"]["ran"])
-        err(f"cleaned {len(parts)} partition(s) of {len(names)} topic(s): {deleted} segment(s) "
-            f"deleted, {compacted} partition(s) compacted")
-    if failed:
+        compacted = sum(1 for p in report.partitions if p.compacted)
+        err(f"cleaned {len(report.partitions)} partition(s) of {len(report.topics)} topic(s): "
+            f"{report.segments_deleted} segment(s) deleted, {compacted} partition(s) compacted")
+    if report.errors:
         raise typer.Exit(1)
-

@@ -75,10 +75,9 @@ def consume(
     concurrency: int = typer.Option(1, "--concurrency", "-j", min=1, metavar="K", help="With --exec: run up to K commands at once (never two for one partition: order per partition is kept)."),
     shutdown_timeout: float = typer.Option(30.0, "--shutdown-timeout", min=0, metavar="SECONDS", help="With --exec: on SIGINT/SIGTERM, wait this long for running commands before stopping them."),
 ) -> None:
-    from ..errors import FslogError, UsageError
-    from .timeparse import parse_time_ms
+    from ..errors import UsageError
     from .common import open_log
-    from .output import err
+    from .timeparse import parse_time_ms
 
     if exec_ is None:
         used = [flag for flag, on in (("--exec-argv", exec_argv), ("--retries", retries),
@@ -90,13 +89,14 @@ def consume(
     if idle_timeout is not None and not follow:
         raise UsageError("--idle-timeout needs --follow (without it, consume stops once "
                          "caught up)")
-    if group is None and ctx.get_parameter_source("session_timeout").name == "COMMANDLINE":
+    if group is None and getattr(ctx.get_parameter_source("session_timeout"), "name", None) == "COMMANDLINE":
         raise UsageError("--session-timeout needs --group")
     starts = [x for x in (offset is not None, last is not None, from_time is not None) if x]
     if len(starts) > 1:
         raise UsageError("use only one of --offset, --last and --from-time")
     if from_beginning and starts:
         raise UsageError("--from-beginning cannot be combined with --offset, --last or --from-time")
+    start: str | int | tuple[str, int]
     if offset is None or offset in ("beginning", "earliest"):
         start = "beginning"
     elif offset in ("end", "latest"):
@@ -120,8 +120,8 @@ def consume(
     log = open_log(ctx, topics=topics, groups=[group] if group else [])
     for name in topics:
         t = log.topic(name)
-        if partition is not None and partition >= t.partition_count:
-            raise FslogError(f"--partition {partition}: topic {name!r} has partitions 0..{t.partition_count - 1}")
+        if partition is not None:
+            t.check_partition(partition, f"--partition {partition}")
 
     if exec_ is not None:
         from .execute import run_exec

@@ -22,6 +22,7 @@ def run_exec(log, topics: list[str], *, group: str | None, start, partition: int
     from ..storage.files import validate_name
     from .output import err
 
+    cmd: str | list[str]
     if exec_argv:
         import shlex
         try:

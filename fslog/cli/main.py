@@ -6,12 +6,11 @@ stderr and exit 1; usage errors exit 2; a closed stdout pipe ends quietly.
 
 from __future__ import annotations
 
-import os
 import sys
 
 import typer
 
-from . import clean, consume, group, produce, replicate, serve, status, top, topic, verify
+from . import clean, consume, group, mirror, produce, replicate, serve, status, top, topic, verify
 
 app = typer.Typer(
     name="fslog",
@@ -46,7 +45,8 @@ def main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
 ) -> None:
-    if root is not None and root.strip() == "" and ctx.get_parameter_source("root").name == "COMMANDLINE":
+    if root is not None and root.strip() == "" and \
+            getattr(ctx.get_parameter_source("root"), "name", None) == "COMMANDLINE":
         from ..errors import FslogError
         raise FslogError("--root is empty: give a directory (an unset variable in a script?)")
     ctx.obj = {"root": root}
@@ -63,6 +63,7 @@ app.command("top", help=top.HELP)(top.top)
 app.command("serve", help=serve.HELP)(serve.serve)
 app.command("replicate", help=replicate.HELP)(replicate.replicate)
 app.command("promote", help=replicate.PROMOTE_HELP)(replicate.promote)
+app.command("mirror", help=mirror.HELP)(mirror.mirror)
 
 
 def run() -> None:

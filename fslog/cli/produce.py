@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 from typing import List, Optional
@@ -59,8 +58,8 @@ def produce(
     json_: bool = typer.Option(False, "--json", help="Print a JSON summary (records, bytes, offsets per partition) to stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary on stderr (shown only on a terminal anyway)."),
 ) -> None:
-    from ..errors import FslogError, UsageError
     from ..clients.ingest import LineIngester
+    from ..errors import UsageError
     from .common import open_log
     from .output import err, print_json
 
@@ -79,9 +78,8 @@ def produce(
     elif partitions is not None and partitions != producer.topic.partition_count:
         err(f"topic {topic!r} exists with {producer.topic.partition_count} partitions: "
             f"--partitions {partitions} applies only to a topic that producing creates")
-    if partition is not None and partition >= producer.topic.partition_count:
-        raise FslogError(f"--partition {partition}: topic {topic!r} has partitions "
-                         f"0..{producer.topic.partition_count - 1}")
+    if partition is not None:
+        producer.topic.check_partition(partition, f"--partition {partition}")
     ing = LineIngester(
         producer, fmt=fmt, key_field=key_field,
         key_separator=key_separator.encode("utf-8", "surrogateescape") if key_separator is not None else None,

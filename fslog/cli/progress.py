@@ -21,6 +21,7 @@ import stat
 import sys
 import threading
 import time
+from typing import Any
 
 
 def stderr_wants_progress(enabled: bool = True) -> bool:
@@ -47,15 +48,15 @@ class Progress:
         self.enabled = stderr_wants_progress(enabled)
         self.interval = interval
         self._stop = threading.Event()
-        self._thread = None
-        self._progress = None
+        self._thread: threading.Thread | None = None
+        self._progress: Any = None
 
     def __enter__(self):
         if not self.enabled:
             return self
         from rich.console import Console
-        from rich.progress import (BarColumn, Progress as _RichProgress, TaskProgressColumn,
-                                   TextColumn, TimeRemainingColumn)
+        from rich.progress import BarColumn, TaskProgressColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import Progress as _RichProgress
         self._progress = _RichProgress(
             TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
             TextColumn("{task.fields[info]}"), TimeRemainingColumn(),

@@ -63,6 +63,7 @@ def serve(
     no_auto_create: bool = typer.Option(False, "--no-auto-create-topics", help="Do not create topics on first Metadata or Produce (Kafka's auto.create.topics.enable=false)."),
     max_request_bytes: int = typer.Option(100 << 20, "--max-request-bytes", min=1024, metavar="N", help="Close connections that send a larger request."),
     max_connections: int = typer.Option(1000, "--max-connections", min=1, metavar="N", help="Refuse connections beyond this many."),
+    idle_ms: int = typer.Option(600000, "--connections-max-idle-ms", min=1, metavar="MS", help="Close connections idle this long (Kafka's connections.max.idle.ms)."),
     insecure: bool = typer.Option(False, "--insecure", help="Allow a non-loopback --listen without TLS and SASL."),
 ) -> None:
     import logging
@@ -93,7 +94,7 @@ def serve(
                          auto_create_topics=not no_auto_create,
                          default_partitions=_default_partitions(),
                          max_request_bytes=max_request_bytes, max_connections=max_connections,
-                         insecure=insecure)
+                         idle_ms=idle_ms, insecure=insecure)
     log = open_log(ctx)
     logger = logging.getLogger("fslog.serve")
     handler = logging.StreamHandler(sys.stderr)

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import typer
 
-HELP = """Show the root, its topics with log-end offsets, and the live members of every
-consumer group (ZooKeeper's "which servers are running").
+HELP = """Show the root, the running fslog serve (address, pid, uptime, connections,
+requests/s), its topics with log-end offsets, and the live members of every consumer
+group (ZooKeeper's "which servers are running").
 
 Example: fslog status --json
 """
 
 
 def status(ctx: typer.Context, json_: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    from ..errors import FslogError
     from ..groups.admin import describe_groups
     from .common import open_log
     from .group import report_problems
     from .output import print_json, print_table
-    from ..errors import FslogError
     log = open_log(ctx)
     topics = []
     problems: list[str] = []
@@ -34,18 +35,30 @@ def status(ctx: typer.Context, json_: bool = typer.Option(False, "--json", help=
     for d in described:
         groups.append({"group": d["group"], "generation": d["generation"], "members": d["members"],
                        "lag": sum(p["lag"] for p in d["partitions"] if p["lag"] is not None)})
+    from ..storage.servers import running_servers
+    servers = [{"address": sv.get("listen"), "advertised": sv.get("advertised"),
+                "pid": sv.get("pid"), "uptime_s": sv.get("uptime_s"),
+                "connections": sv.get("connections"), "requests": sv.get("requests"),
+                "requests_per_s": sv.get("requests_per_s")}
+               for sv in running_servers(log.root)]
     from ..storage.replica import read_follower_state, running_follower
     following = read_follower_state(log.root)
     replication = None
     if following is not None:
         replication = {"role": "follower", "leader": following.get("leader"),
                        "running": running_follower(log.root)}
-    doc = {"root": log.root, "topics": topics, "groups": groups, "replication": replication}
+    doc = {"root": log.root, "servers": servers, "topics": topics, "groups": groups,
+           "replication": replication}
     if json_:
         print_json(doc)
         report_problems(problems)
         return
     print(f"root: {log.root}")
+    if servers:
+        from .top import _fmt_rate, format_uptime
+        print_table(["SERVER", "PID", "UPTIME", "CONNECTIONS", "REQUESTS/S"],
+                    [[sv["address"], sv["pid"], format_uptime(sv["uptime_s"]), sv["connections"],
+                      _fmt_rate(sv["requests_per_s"])] for sv in servers])
     if replication is not None:
         print(f"follower of: {replication['leader']} "
               f"({'replicating: ' + replication['running'] if replication['running'] else 'fslog replicate is not running'})")

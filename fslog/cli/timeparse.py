@@ -5,9 +5,9 @@ relative to now (``90s``, ``30m``, ``1h``, ``2d``, ``1w``, ``500ms``), meaning t
 from __future__ import annotations
 
 import re
-import time
 from datetime import datetime, timezone
 
+from .. import clock
 from ..errors import UsageError
 
 _UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
@@ -20,7 +20,7 @@ _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 def parse_time_ms(text: str, now_ms: int | None = None) -> int:
     """Milliseconds since the epoch for an ISO-8601 or relative time."""
     if now_ms is None:
-        now_ms = int(time.time() * 1000)
+        now_ms = clock.now_ms()
     if text.strip() == "now":
         return now_ms
     m = _RELATIVE.match(text)

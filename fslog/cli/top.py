@@ -8,7 +8,8 @@ import time
 
 import typer
 
-HELP = """A live dashboard of the root: per topic the log-end offsets and produce rate,
+HELP = """A live dashboard of the root: the running fslog serve (address, pid, uptime,
+connections, requests/s), per topic the log-end offsets and produce rate,
 per group the consume rate, lag, and live members with their partitions. Refreshes in
 place every --interval seconds until q, Ctrl-C or SIGTERM. A group that cannot be read
 (e.g. a damaged committed-offset file) is reported on stderr (with --once: exit 1) or,
@@ -26,11 +27,22 @@ Examples:
 
 
 _NUMERIC = {"PARTITIONS", "TOTAL", "PRODUCED/S", "GENERATION", "MEMBERS", "LAG", "CONSUMED/S",
-            "PID"}
+            "PID", "UPTIME", "CONNECTIONS", "REQUESTS/S"}
 
 
 def _fmt_rate(r) -> str:
     return "-" if r is None else f"{r:,.1f}"
+
+
+def format_uptime(seconds) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 def _tables(doc: dict):
@@ -43,7 +55,12 @@ def _tables(doc: dict):
         for m in g["members"]:
             members.append([g["group"], m["member_id"], m["pid"], m["host"],
                             ",".join(m["partitions"]) or "-", m["lag"]])
-    return [
+    servers = [[sv["address"], sv["pid"], format_uptime(sv["uptime_s"]), sv["connections"],
+                _fmt_rate(sv["requests_per_s"])] for sv in doc.get("servers", [])]
+    tables = [("servers", ["SERVER", "PID", "UPTIME", "CONNECTIONS", "REQUESTS/S"], servers)]
+    if not servers:
+        tables = []  # no fslog serve on this root: no empty table
+    return tables + [
         ("topics", ["TOPIC", "PARTITIONS", "LOG-END OFFSETS", "TOTAL", "PRODUCED/S"], topics),
         ("groups", ["GROUP", "GENERATION", "MEMBERS", "LAG", "CONSUMED/S"], groups),
         ("members", ["GROUP", "MEMBER", "PID", "HOST", "PARTITIONS", "LAG"], members),
@@ -55,7 +72,7 @@ def _renderable(doc: dict, root: str, interval: float):
     from rich.table import Table
     from rich.text import Text
     stamp = time.strftime("%H:%M:%S", time.localtime(doc["time"]))
-    parts = [Text(f"fslog top  {root}  {stamp}  every {interval:g} s  (q or Ctrl-C to quit)",
+    parts: list[Text | Table] = [Text(f"fslog top  {root}  {stamp}  every {interval:g} s  (q or Ctrl-C to quit)",
                   style="bold")]
     parts.extend(Text(f"problem: {p}", style="red") for p in doc.get("problems", []))
     for title, columns, rows in _tables(doc):
@@ -123,7 +140,7 @@ def top(
                 if json_:
                     print_json(doc)
                 else:
-                    for title, columns, rows in _tables(doc):
+                    for _title, columns, rows in _tables(doc):
                         print_table(columns, rows)
                     sys.stdout.write("\n")
                     sys.stdout.flush()

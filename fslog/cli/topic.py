@@ -105,22 +105,12 @@ def alter(
                                                       help="Return a key to its default (repeatable)."),
     json_: bool = typer.Option(False, "--json", help="Print the topic's config overrides afterwards as JSON."),
 ) -> None:
-    from ..config import KEYS, parse_assignments, valid_keys_text
-    from ..errors import ConfigError
-    if not config and not delete_config:
-        raise ConfigError("nothing to change: give --config KEY=VALUE and/or --delete-config KEY")
+    from ..config import parse_assignments
     log = open_log(ctx, topics=[name])
     t = log.topic(name)
     changes = parse_assignments(config or [])
-    overrides = dict(t.config.overrides)
-    for key in delete_config or []:
-        if key not in KEYS:
-            raise ConfigError(f"--delete-config {key!r}: unknown config key; valid keys are "
-                              f"{valid_keys_text()}")
-        overrides.pop(key, None)
-    overrides.update(changes)
     was_compacted = t.config.compacted
-    t.set_config(overrides)
+    t.alter_config(changes, delete_config or [])
     if not was_compacted and t.config.compacted:
         err(f"topic {name!r} is compacted from now on: producers must give every record a key, "
             f"and compaction drops records already written without one")

@@ -15,11 +15,10 @@ on revocation and on ``close()``. Not thread-safe (one per consuming thread).
 
 from __future__ import annotations
 
-import os
 import time
 
-from ..storage.reader import PartitionReader, TopicReader
 from ..storage.locks import ProcessLock, read_holder
+from ..storage.reader import PartitionReader, TopicReader
 
 
 def retention_messages(reader, group: str | None = None) -> list[str]:
@@ -155,7 +154,7 @@ class GroupConsumer:
         self.wanted: set[tuple[str, int]] = set()
         self.generation = -1
         self.warnings: list[str] = []
-        self._stamp = None
+        self._stamp: tuple | None = None
         self._last_commit = time.monotonic()
         self._epochs = 0
         # ``busy(tp) -> bool``: a caller still working on records of a partition (--exec)
@@ -310,7 +309,7 @@ class GroupConsumer:
         # Not the group directory: its registry is replaced by rename every heartbeat, and
         # watchdog holds back events behind a rename while it pairs moves, which would
         # delay appends. The consumer polls the registry instead (``poll_interval``).
-        paths = []
+        paths: list[str] = []
         for t in self.topics.values():
             paths.extend(p.path for p in t.partitions())
         return paths

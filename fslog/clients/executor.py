@@ -473,6 +473,7 @@ class Executor:
                                  start_new_session=True)
         except OSError as e:
             return 127, f"cannot run the command: {e.strerror or e}", b""
+        assert p.stdin is not None and p.stderr is not None  # both are pipes
         with self._procs_lock:
             self._procs[id(p)] = p
         try:

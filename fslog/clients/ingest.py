@@ -22,8 +22,8 @@ import select
 import stat
 import time
 
-from ..records import batch as rb
 from ..errors import InvalidInputError, RecordTooLargeError
+from ..records import batch as rb
 
 CHUNK = 1 << 20
 
@@ -46,7 +46,8 @@ def _json_type(doc) -> str:
         return "boolean"
     if isinstance(doc, (int, float)):
         return "number"
-    return {str: "string", list: "array", dict: "object"}.get(type(doc), type(doc).__name__)
+    names: dict[type, str] = {str: "string", list: "array", dict: "object"}
+    return names.get(type(doc), type(doc).__name__)
 
 
 class LineIngester:

@@ -13,10 +13,11 @@ import os
 import shutil
 import time
 
-from ..storage import files
+from ..clock import now_ms
 from ..errors import FslogError, UnknownTopicError, UnreadableOffsetError, UsageError
+from ..storage import files
 from ..storage.reader import offset_for_time
-from .registry import Registry, list_groups, now_ms
+from .registry import Registry, list_groups
 
 
 def _members_view(registry: Registry, state: dict) -> list[dict]:
@@ -86,7 +87,8 @@ def problem_message(group: str, e: BaseException) -> str:
     """One line for a group that could not be read at all."""
     if isinstance(e, FslogError):
         return str(e)
-    where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+    filename = getattr(e, "filename", None)
+    where = f" ({filename})" if filename else ""
     return f"group {group!r} cannot be read: {getattr(e, 'strerror', None) or e}{where}"
 
 
@@ -173,7 +175,7 @@ def reset_plan(log, group: str, topic: str, *, to_earliest: bool = False, to_lat
         elif to_datetime_ms is not None:
             new = offset_for_time(p, to_datetime_ms)
         else:
-            new = (old if old is not None else start) + shift_by
+            new = (old if old is not None else start) + (shift_by or 0)
         new = min(max(new, start), end)
         plan.append({"topic": topic, "partition": p.number, "old": old,
                      "old_unreadable": unreadable, "new": new})

@@ -20,9 +20,10 @@ import os
 import socket
 import threading
 
-from .assignor import assign
+from ..clock import now_ms
 from ..errors import FslogError
-from .registry import ProcessLock, Registry, is_locked_by_someone, new_member_id, now_ms
+from .assignor import assign
+from .registry import ProcessLock, Registry, is_locked_by_someone, new_member_id
 
 
 class GroupMember:

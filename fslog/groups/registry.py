@@ -43,10 +43,10 @@ import os
 import re
 import socket
 import threading
-import time
 
-from ..storage import files
+from ..clock import now_ms
 from ..errors import FslogError, GroupDeletedError, UnreadableOffsetError, UnsafePathError
+from ..storage import files
 from ..storage.locks import BlockingLock, ProcessLock, is_locked_by_someone  # noqa: F401 (re-exported)
 
 REGISTRY_FILE = "registry.json"
@@ -54,10 +54,6 @@ _VERSION_RE = re.compile(r"registry\.(\d{20})\.json\Z")
 KEEP_VERSIONS = 64  # registry versions kept on disk (see Registry.update)
 _MAX_REGISTRY_BYTES = 16 << 20
 TMP_SEP = files.TMP_INFIX
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def group_dir(root: str, group: str) -> str:
@@ -341,10 +337,10 @@ class Registry:
         files.write_atomic(path, json.dumps(doc).encode() + b"\n")
 
     def committed_all(self, unreadable: list | None = None) -> dict[tuple[str, int], int]:
-        # (as stored, whichever topic of the name they were committed for)
-        """Every committed offset. A damaged file raises UnreadableOffsetError, or, given a
-        list ``unreadable``, is appended to it (as that error) and left out."""
-        out = {}
+        """Every committed offset (as stored, for whichever topic of the name). A damaged
+        file raises UnreadableOffsetError, or, given a list ``unreadable``, is appended to
+        it (as that error) and left out."""
+        out: dict[tuple[str, int], int] = {}
         base = os.path.join(self.path, "offsets")
         if not os.path.isdir(base):
             return out

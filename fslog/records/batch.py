@@ -45,6 +45,8 @@ from typing import Iterable, NamedTuple, Sequence
 
 import google_crc32c
 
+from ..errors import CorruptRecordError
+
 
 def crc32c(data, crc: int = 0) -> int:
     """CRC-32C (Castagnoli) of ``data`` (bytes), continuing from ``crc``. C-backed."""
@@ -66,8 +68,6 @@ def crc32c_range(buf, start: int, end: int) -> int:
         start, stop = stop, min(end, stop + _CRC_CHUNK)
         crc = google_crc32c.extend(crc, bytes(buf[start:stop]))
     return crc
-
-from ..errors import CorruptRecordError
 
 MAGIC = 2
 HEADER_SIZE = 61
@@ -517,7 +517,7 @@ def decode_records(buf, pos: int, h: BatchHeader, path: str | None = None) -> li
                 value = bytes(buf[p:p + vlen])
                 p += vlen
             nh, p = read_varint(buf, p)
-            headers = ()
+            headers: tuple[tuple[str, bytes | None], ...] = ()
             if nh:
                 if nh < 0 or nh > end - p:  # each header takes at least 2 bytes
                     raise ValueError(f"header count {nh} does not fit the batch")

@@ -36,7 +36,7 @@ import re
 import threading
 import time
 
-from ..errors import FslogError, ReplicationError, UnreadableOffsetError
+from ..errors import FslogError, LeaderUnavailableError, ReplicationError, UnreadableOffsetError
 from ..log import Log
 from ..records import batch as rb
 from ..storage import leader_epoch
@@ -148,8 +148,26 @@ class Follower:
         write_follower_state(self.log.root, self._state)
 
     def follow(self, stop: threading.Event, interval: float = 0.5) -> None:
+        """Passes until ``stop``; a leader that cannot be reached is retried every second
+        (an "unavailable" event says so once, a "reconnected" event when it is back)."""
+        down = False
         while not stop.is_set():
-            self.run_pass()
+            try:
+                self.run_pass()
+            except LeaderUnavailableError as e:
+                if not down:
+                    self.on_event({"event": "unavailable", "message":
+                                   f"{e}; retrying every second"})
+                down = True
+                self.source.close()
+                stop.wait(1.0)
+                continue
+            if down:
+                self.on_event({"event": "reconnected", "message":
+                               f"{self.source.describe()}: reachable again; following"})
+                for ps in self._pstate.values():
+                    ps.checked = False  # a restarted leader may have a new epoch
+                down = False
             if stop.is_set():
                 break
             self.source.wait(interval, self._leader_topics,

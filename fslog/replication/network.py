@@ -80,6 +80,7 @@ class ServeLeader:
 
     def _configs(self, names: list[str]) -> dict[str, dict]:
         from kio.schema.describe_configs.v4 import request as dc
+
         from ..config import parse_config
         resp = self._request(dc.DescribeConfigsRequest(resources=tuple(
             dc.DescribeConfigsResource(resource_type=_TOPIC_RESOURCE, resource_name=n,

@@ -21,7 +21,7 @@ from kio.schema.response_header.v0.header import ResponseHeader as ResponseHeade
 from kio.schema.response_header.v1.header import ResponseHeader as ResponseHeaderV1
 from kio.serial import entity_reader, entity_writer
 
-from ..errors import FslogError
+from ..errors import FslogError, LeaderUnavailableError
 
 _SIZE = struct.Struct(">i")
 MAX_RESPONSE = 1 << 30
@@ -58,8 +58,8 @@ class Connection:
         try:
             self.sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as e:
-            raise FslogError(f"cannot connect to {self.address}: {e.strerror or e}; is "
-                             f"'fslog serve' running there?") from None
+            raise LeaderUnavailableError(f"cannot connect to {self.address}: {e.strerror or e}; "
+                                         f"is 'fslog serve' running there?") from None
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.client_id = client_id
         self._correlation = 0
@@ -88,7 +88,8 @@ class Connection:
                 raise FslogError(f"{self.address}: response of {size} bytes: not a Kafka broker?")
             frame = self._read(size)
         except OSError as e:
-            raise FslogError(f"{self.address}: connection lost ({e.strerror or e})") from None
+            raise LeaderUnavailableError(
+                f"{self.address}: connection lost ({e.strerror or e})") from None
         resp_cls = load_response_schema(cls.__api_key__, cls.__version__)
         hdr = ResponseHeaderV1 if resp_cls.__header_schema__ is ResponseHeaderV1 else ResponseHeaderV0
         h, n = _reader(hdr)(frame, 0)

@@ -51,12 +51,12 @@ from __future__ import annotations
 import errno
 import json
 import os
-import time
 
+from ..clock import now_ms
 from ..config import TopicConfig
+from ..errors import CorruptRecordError, FslogError, UnsafePathError
 from ..records import batch as rb
 from . import files
-from ..errors import CorruptRecordError, FslogError, UnsafePathError
 from .index import OFFSET_ENTRY, TIME_ENTRY, open_time_index, write_index_file
 from .locks import BlockingLock, ProcessLock
 from .segment import SegmentIndexer, SegmentReader
@@ -64,10 +64,6 @@ from .topicmeta import read_topic_meta
 
 _SEGMENT_SUFFIXES = (files.LOG_SUFFIX, files.INDEX_SUFFIX, files.TIMEINDEX_SUFFIX)
 _MAX_GROUP_OFFSETS = (1 << 31) - 1  # relative offsets are int32 in batches and indexes
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 # ---------------------------------------------------------------- inspection (no lock)

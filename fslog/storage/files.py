@@ -18,7 +18,7 @@ Layout under the root directory (the "broker")::
       follower.json                   present while the root is a follower of another
                                       (``fslog replicate``): what it follows, what it copied
       replicate.lock                  held by the running ``fslog replicate`` (flock)
-      serve/                          fslog serve (see broker/registration.py)
+      serve/                          fslog serve (see storage/servers.py)
         server.lock                   flock held by the running server; holds its address and counters
         producer-ids                  the next block of idempotent-producer ids to hand out
       tmp/                            topics being created or deleted, groups being deleted

@@ -21,10 +21,10 @@ import errno
 import os
 from typing import Callable
 
-from ..records import batch as rb
-from . import files
 from ..config import TopicConfig
 from ..errors import FslogError, NotLeaderError, RecordTooLargeError
+from ..records import batch as rb
+from . import files
 from .leader_epoch import EpochStamp
 from .locks import BlockingLock
 from .segment import SegmentReader, SegmentWriter
@@ -262,6 +262,14 @@ class Partition:
                     os.close(fd)
         except OSError as e:
             raise self._io_error("fsync", e) from None
+
+    def may_roll(self, incoming: int, incoming_ts: int) -> bool:
+        """Might appending a batch of ``incoming`` bytes (greatest timestamp
+        ``incoming_ts``) roll a segment (and so run the cleaner)? True when this object has
+        no open writer yet; a hint for callers that keep quick appends off worker
+        threads (another process may have appended since: the append itself decides)."""
+        w = self._writer
+        return w is None or w.fd < 0 or self._should_roll(w, w.size, incoming, incoming_ts)
 
     def take_unsynced(self) -> list[int]:
         """Duplicates of the file descriptors ``sync`` would fsync, which this object then

@@ -15,8 +15,8 @@ from functools import partial
 from itertools import repeat
 from typing import Iterator, NamedTuple
 
-from ..records import batch as rb
 from ..errors import CorruptRecordError, FslogError, OffsetOutOfRangeError
+from ..records import batch as rb
 from .partition import Partition
 from .segment import SegmentReader
 

@@ -109,11 +109,11 @@ class ReplicaPartition(Partition):
             pos += h.size
         if pos > chunk_start:
             w.append(view[chunk_start:pos], heads)
-        latest = None
+        latest: int | None = None
         for epoch, start in epochs:
             if latest is None:
-                latest = leader_epoch.read_entries(leader_epoch.checkpoint_path(self))
-                latest = latest[-1][0] if latest else -1
+                entries = leader_epoch.read_entries(leader_epoch.checkpoint_path(self))
+                latest = entries[-1][0] if entries else -1
             if epoch > latest:
                 leader_epoch.assign(self, epoch, start)
                 latest = epoch

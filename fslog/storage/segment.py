@@ -20,12 +20,18 @@ from __future__ import annotations
 import mmap
 import os
 
+from ..errors import CorruptRecordError
 from ..records import batch as rb
 from . import files
-from ..errors import CorruptRecordError
-from .index import (OFFSET_ENTRY, TIME_ENTRY, IndexView, IndexWriter, open_offset_index,
-                    open_time_index, write_index_file)
-
+from .index import (
+    OFFSET_ENTRY,
+    TIME_ENTRY,
+    IndexView,
+    IndexWriter,
+    open_offset_index,
+    open_time_index,
+    write_index_file,
+)
 
 _RELEASE_STEP = 32 << 20
 
@@ -110,6 +116,7 @@ class SegmentReader:
                 # its end must not be touched (SIGBUS). Remap and look again.
                 self.refresh()
                 return self.read_batch(pos, expect)
+            assert self._map is not None  # size > 0
             data = self._map[pos:end]
             if end - self._released > _RELEASE_STEP:
                 self._release_before(pos)
@@ -148,7 +155,7 @@ class SegmentReader:
         """Drop this process's mapping of pages before ``pos`` (they stay in the page
         cache): a reader streaming a 1 GiB segment keeps a bounded resident set."""
         upto = pos - pos % mmap.PAGESIZE
-        if upto > self._released:
+        if upto > self._released and self._map is not None:
             try:
                 self._map.madvise(mmap.MADV_DONTNEED, self._released, upto - self._released)
             except (AttributeError, OSError, ValueError):

@@ -8,9 +8,10 @@ deletion live in ``log.py``.
 from __future__ import annotations
 
 import os
+from typing import Iterable
 
-from ..config import TopicConfig, parse_config
-from ..errors import FslogError
+from ..config import KEYS, TopicConfig, parse_config, valid_keys_text
+from ..errors import ConfigError, FslogError
 from ..records.partitioner import partition_for_key
 from . import files
 from .cleaner import clean_after_roll, dirty_ratio
@@ -37,10 +38,15 @@ class Topic:
     def __repr__(self) -> str:
         return f"Topic({self.name!r}, partitions={self.partition_count})"
 
-    def partition(self, number: int) -> Partition:
+    def check_partition(self, number: int, what: str | None = None) -> None:
+        """Refuse a partition number this topic does not have. ``what`` (e.g. the
+        option that gave it) starts the message instead of "there is no partition N"."""
         if not 0 <= number < self.partition_count:
-            raise FslogError(
-                f"topic {self.name!r} has partitions 0..{self.partition_count - 1}; there is no partition {number}")
+            have = f"topic {self.name!r} has partitions 0..{self.partition_count - 1}"
+            raise FslogError(f"{what}: {have}" if what else f"{have}; there is no partition {number}")
+
+    def partition(self, number: int) -> Partition:
+        self.check_partition(number)
         p = self._partitions.get(number)
         if p is None:
             p = self._partitions[number] = Partition(self.root, self.name, number, self.config,
@@ -79,6 +85,21 @@ class Topic:
         parsed = parse_config(overrides)
         write_topic_meta(self.path, self.partition_count, parsed, self.id, self.created_at)
         self.config = TopicConfig(parsed)
+
+    def alter_config(self, changes: dict, delete: Iterable[str] = ()) -> None:
+        """Set the keys of ``changes`` and return the keys in ``delete`` to their defaults,
+        validated first, in one atomic write (``topic alter``). Retention and compaction
+        keys take effect at the next clean; segment keys for producers opened afterwards."""
+        if not changes and not delete:
+            raise ConfigError("nothing to change: give --config KEY=VALUE and/or --delete-config KEY")
+        overrides = dict(self.config.overrides)
+        for key in delete:
+            if key not in KEYS:
+                raise ConfigError(f"--delete-config {key!r}: unknown config key; valid keys are "
+                                  f"{valid_keys_text()}")
+            overrides.pop(key, None)
+        overrides.update(parse_config(changes))
+        self.set_config(overrides)
 
     def close(self) -> None:
         for p in self._partitions.values():

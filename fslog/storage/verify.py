@@ -13,9 +13,9 @@ from __future__ import annotations
 import mmap
 import os
 
+from ..errors import CorruptRecordError
 from ..records import batch as rb
 from . import files
-from ..errors import CorruptRecordError
 from .cleaner import clean_lock, leftovers, pending_swaps, recover
 from .index import (OFFSET_WIDTH, TIME_WIDTH, not_a_file_error, open_offset_index,
                     open_time_index)
@@ -32,7 +32,7 @@ def _check_segment(path: str, base: int, expect_first: int | None, compact: bool
     """Scan one .log. Returns (problems, positions{pos: base offset}, next offset,
     batches, records, torn_at, damaged). Damage in the middle is reported and stepped
     over (to the next valid batch), so one bad batch does not hide the rest."""
-    problems = []
+    problems: list[dict] = []
     positions: dict[int, int] = {}
     batches = records = 0
     nxt = expect_first if expect_first is not None else base

@@ -1,4 +1,4 @@
-"""A running server's entry in the root: how ``fslog status`` and ``fslog top`` find it.
+"""A running ``fslog serve``'s entry in the root: how ``fslog status`` and ``fslog top`` find it.
 
 Layout::
 
@@ -22,8 +22,8 @@ import os
 import time
 
 from ..errors import FslogError
-from ..storage import files
-from ..storage.locks import ProcessLock, is_locked_by_someone, read_holder
+from . import files
+from .locks import ProcessLock, is_locked_by_someone, read_holder
 
 
 class ServerRunningError(FslogError):

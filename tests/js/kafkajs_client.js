@@ -1,0 +1,47 @@
+// A kafkajs client for tests/test_serve_clients.py: one JSON command in argv, one JSON
+// result on stdout. Commands: metadata, produce (keyed, idempotent), consume (from an
+// offset, until N records or a timeout).
+const { Kafka, logLevel } = require("kafkajs");
+
+async function main() {
+  const cmd = JSON.parse(process.argv[2]);
+  const kafka = new Kafka({ clientId: "fslog-test", brokers: [cmd.bootstrap], logLevel: logLevel.ERROR,
+                            retry: { retries: 3 } });
+  if (cmd.op === "metadata") {
+    const admin = kafka.admin();
+    await admin.connect();
+    const md = await admin.fetchTopicMetadata({ topics: cmd.topics });
+    await admin.disconnect();
+    return md.topics.map(t => ({ name: t.name, partitions: t.partitions.map(p => p.partitionId).sort() }));
+  }
+  if (cmd.op === "produce") {
+    const producer = kafka.producer({ idempotent: !!cmd.idempotent, maxInFlightRequests: cmd.idempotent ? 1 : 5 });
+    await producer.connect();
+    const res = await producer.send({ topic: cmd.topic, acks: -1,
+      messages: cmd.records.map(([k, v]) => ({ key: k, value: v })) });
+    await producer.disconnect();
+    return res.map(r => ({ partition: r.partition, baseOffset: Number(r.baseOffset), errorCode: r.errorCode }));
+  }
+  if (cmd.op === "consume") {
+    const consumer = kafka.consumer({ groupId: "unused-" + Date.now() });
+    const got = [];
+    // Without a group coordinator: read with the low-level fetch via a consumer seek.
+    await consumer.connect();
+    await consumer.subscribe({ topic: cmd.topic, fromBeginning: true });
+    await new Promise(async (resolve) => {
+      const timer = setTimeout(resolve, cmd.timeout_ms || 15000);
+      await consumer.run({ eachMessage: async ({ partition, message }) => {
+        got.push({ partition, offset: Number(message.offset), key: message.key && message.key.toString(),
+                   value: message.value && message.value.toString() });
+        if (got.length >= cmd.count) { clearTimeout(timer); resolve(); }
+      } });
+      if (cmd.offset !== undefined) consumer.seek({ topic: cmd.topic, partition: cmd.partition || 0, offset: String(cmd.offset) });
+    });
+    await consumer.disconnect();
+    return got;
+  }
+  throw new Error("unknown op " + cmd.op);
+}
+
+main().then(r => { process.stdout.write(JSON.stringify(r) + "\n"); process.exit(0); })
+      .catch(e => { process.stderr.write(String(e && e.stack || e) + "\n"); process.exit(1); });
