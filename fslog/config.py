@@ -46,6 +46,16 @@ def _policy(key: str, raw: object) -> str:
     return ",".join(parts)
 
 
+COMPRESSION_TYPES = ("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd")
+
+
+def _compression_type(key: str, raw: object) -> str:
+    value = str(raw).strip().lower()
+    if value not in COMPRESSION_TYPES:
+        raise ConfigError(f"config {key}={raw!r}: expected one of {', '.join(COMPRESSION_TYPES)}")
+    return value
+
+
 def _timestamp_type(key: str, raw: object) -> str:
     value = str(raw).strip()
     if value not in ("CreateTime", "LogAppendTime"):
@@ -78,6 +88,9 @@ KEYS: dict[str, ConfigKey] = {k.name: k for k in [
               "largest record batch a producer may append (a record must fit in one)"),
     ConfigKey("index.interval.bytes", 4096, _int(0),
               "bytes between offset-index entries"),
+    ConfigKey("compression.type", "producer", _compression_type,
+              "codec of the batches producers write: producer (each producer's own "
+              "--compression), uncompressed, gzip, snappy, lz4 or zstd"),
     ConfigKey("flush.ms", 1000, _int(0),
               "fslog serve: fsync a partition within this many ms of an acks=0/1 append"),
     ConfigKey("message.timestamp.type", "CreateTime", _timestamp_type,

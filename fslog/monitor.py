@@ -86,7 +86,8 @@ def view(previous: dict | None, current: dict) -> dict:
                         # that, its own figure is the better one
                         "requests_per_s": rate if rate and dt and dt >= 2 else
                         sv.get("requests_per_s"),
-                        "requests": sv.get("requests")})
+                        "requests": sv.get("requests"),
+                        "followers": sv.get("followers") or []})
     return {"time": current["time"], "interval": None if dt is None else round(dt, 3),
             "servers": servers, "topics": topics, "groups": groups,
             "problems": list(current.get("problems", []))}

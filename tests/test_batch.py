@@ -275,14 +275,27 @@ def test_check_batch_error_names_place():
     assert "x.log" in str(e) and str(len(good)) in str(e)
 
 
-def test_compressed_batch_refused_clearly():
-    buf = rb.encode_records(SAMPLE)
-    struct.pack_into(">h", buf, 21, 1)  # gzip
+def test_compressed_batch_that_does_not_decompress_is_corrupt():
+    buf = rb.encode_records(SAMPLE, base_offset=9)
+    struct.pack_into(">h", buf, 21, 1)  # claims gzip; the records are not
     fix_crc(buf)
     h = rb.check_batch(buf, 0, len(buf))
-    with pytest.raises(CorruptRecordError, match="compressed"):
+    with pytest.raises(CorruptRecordError, match="gzip data does not decompress") as ei:
+        rb.decode_records(buf, 0, h, "x.log")
+    assert (ei.value.path, ei.value.position, ei.value.offset) == ("x.log", 0, 9)
+    with pytest.raises(CorruptRecordError, match="gzip"):
+        rb.decode_values(bytes(buf), 0, h)
+
+
+def test_unknown_codec_is_named():
+    from fslog.errors import UnsupportedCompressionError
+    buf = rb.encode_records(SAMPLE)
+    struct.pack_into(">h", buf, 21, 6)
+    fix_crc(buf)
+    h = rb.check_batch(buf, 0, len(buf))
+    with pytest.raises(UnsupportedCompressionError, match="unknown compression codec 6"):
         rb.decode_records(buf, 0, h)
-    with pytest.raises(CorruptRecordError, match="compressed"):
+    with pytest.raises(UnsupportedCompressionError, match="codec 6"):
         rb.decode_values(bytes(buf), 0, h)
 
 

@@ -4,19 +4,14 @@ goes on, a kill -9 and a rerun send nothing twice."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import signal
 
-import pytest
 from conftest import wait_for
 from serve_fixtures import start_serve
 
 import fslog
 
-pytestmark = pytest.mark.skipif(
-    not hasattr(importlib.import_module("fslog.broker.produce"), "produce"),
-    reason="this checkout's fslog serve has no Produce handler yet")
 
 
 def total(root, topic: str) -> int:

@@ -26,6 +26,7 @@ from ..errors import FslogError
 from ..storage import files
 from .handlers import Deferred, RequestContext, handles
 from .protocol import build, nested
+from .replicas import on_fetch
 from .storage import OutOfRange
 
 _ZERO = datetime.timedelta(0)
@@ -111,7 +112,9 @@ async def fetch(ctx: RequestContext, request):
         max_bytes = 0x7FFFFFFF
     min_bytes = request.min_bytes
     wait = request.max_wait.total_seconds()
+    replica_id = getattr(request, "replica_id", -1)
     total = await ctx.run(_read_all, ctx, parts, max_bytes)
+    on_fetch(ctx.server.replicas, replica_id, parts)
     if total >= min_bytes or wait <= 0 or not parts or \
             any(p.code != ErrorCode.none for p in parts) or ctx.server.stopping.is_set():
         return _response(ctx, request, parts)
@@ -130,6 +133,7 @@ async def fetch(ctx: RequestContext, request):
                 got = _read_all(ctx, parts, max_bytes)
             else:
                 got = await ctx.run(_read_all, ctx, parts, max_bytes)
+            on_fetch(ctx.server.replicas, replica_id, parts)
             if got >= min_bytes or any(p.code != ErrorCode.none for p in parts):
                 break
         return _response(ctx, request, parts)

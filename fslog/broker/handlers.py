@@ -33,6 +33,7 @@ HANDLER_MODULES = (
     "list_offsets",
     "init_producer_id",
     "admin",
+    "groups",
     "offset_for_leader_epoch",
 )
 

@@ -34,6 +34,7 @@ from .handlers import Deferred, RequestContext, handles
 from .metadata import ensure_topic, name_error
 from .producer_state import DUPLICATE, NONE, last_sequence
 from .protocol import build, nested
+from .replicas import min_insync
 
 _ZERO = datetime.timedelta(0)
 _LOG_APPEND_TIME_FLAG = 0x08
@@ -104,7 +105,8 @@ def records_framed(buf, count: int) -> bool:
 
 
 class _Result:
-    __slots__ = ("code", "base", "log_append_time", "log_start", "message", "wait")
+    __slots__ = ("code", "base", "log_append_time", "log_start", "message", "wait",
+                 "replicate")
 
     def __init__(self, code=ErrorCode.none, base=-1, message=None):
         self.code = code
@@ -113,6 +115,7 @@ class _Result:
         self.log_start = -1
         self.message = message
         self.wait = None
+        self.replicate = None  # acks=all: (topic, partition, next offset, min.insync.replicas)
 
 
 def _locks(server) -> dict:
@@ -151,6 +154,10 @@ async def _produce_partition(ctx: RequestContext, topic: str, index: int, record
         _Q.pack_into(batch, 35, now)  # maxTimestamp
         struct.pack_into(">I", batch, 17, rb.crc32c_range(batch, rb.CRC_START, len(batch)))
         res.log_append_time = now
+    if acks == -1 and not ctx.server.replicas.enough(topic, index, min_insync(cfg)):
+        return _Result(ErrorCode.not_enough_replicas, message=(
+            f"min.insync.replicas={min_insync(cfg)} and "
+            f"{ctx.server.replicas.isr_size(topic, index)} replica(s) in sync"))
     key = (topic, index)
     locks = _locks(ctx.server)
     lock = locks.get(key)
@@ -189,6 +196,7 @@ async def _produce_partition(ctx: RequestContext, topic: str, index: int, record
     ctx.server.wakeups.notify(ctx.storage.partition_path(topic, index))
     if acks == -1:
         res.wait = ctx.server.fsyncs.durable(topic, index)
+        res.replicate = (topic, index, res.base + h.last_offset_delta + 1, min_insync(cfg))
     else:
         ctx.server.fsyncs.schedule(topic, index, cfg.get("flush.ms"))
     return res
@@ -239,12 +247,19 @@ async def produce(ctx: RequestContext, request):
     if not waits:
         return _response(ctx, results)
 
+    timeout = max(0.001, request.timeout.total_seconds()) if hasattr(request, "timeout") else 30.0
+
     async def durable():
         for r in waits:
             try:
                 await r.wait
             except Exception as e:  # the fsync failed: not acknowledged
                 r.code, r.message = ErrorCode.kafka_storage_error, f"fsync failed: {e}"
+                continue
+            if r.replicate is not None:  # and on the in-sync followers (replicas.py)
+                why = await ctx.server.replicas.wait_replicated(*r.replicate, timeout=timeout)
+                if why is not None:
+                    r.code = ErrorCode[why]
         return _response(ctx, results)
 
     return Deferred(durable())

@@ -137,6 +137,20 @@ class Replicas:
                 fut.get_loop().call_soon_threadsafe(_set, fut)
 
     # ------------------------------------------------------------ what status shows
+    def tracked(self) -> list[tuple[str, int]]:
+        with self._lock:
+            return list(self._followers)
+
+    def report(self, storage) -> list[dict]:
+        """``snapshot`` with the leader's log-end offsets (blocking: a worker thread)."""
+        ends = {}
+        for topic, p in self.tracked():
+            try:
+                ends[(topic, p)] = storage.offsets(topic, p)[1]
+            except Exception:  # a topic deleted meanwhile
+                self.forget(topic, p)
+        return self.snapshot(ends)
+
     def snapshot(self, leader_ends: dict[tuple[str, int], int] | None = None) -> list[dict]:
         now = self.clock()
         out = []
@@ -156,3 +170,37 @@ class Replicas:
 def _set(fut: asyncio.Future) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+# ---------------------------------------------------------------- the handlers' hooks
+
+def on_fetch(replicas: Replicas, replica_id: int, parts) -> None:
+    """After a Fetch read its partitions (objects with topic, index, offset, hw, records,
+    code): a follower's fetch is noted; a consumer's is cut at the high watermark."""
+    for p in parts:
+        if p.code != 0:
+            continue
+        if replica_id >= 0:
+            replicas.note_fetch(p.topic, p.index, replica_id, p.offset, p.hw)
+            continue
+        hw = replicas.high_watermark(p.topic, p.index, p.hw)
+        if hw < p.hw:
+            p.hw = hw
+            p.records = _below(p.records, hw)
+
+
+def _below(records: bytes, hw: int) -> bytes:
+    """The whole batches of ``records`` that end before ``hw``."""
+    from ..records import batch as rb
+    pos = 0
+    n = len(records)
+    while n - pos >= rb.HEADER_SIZE:
+        h = rb.read_header(records, pos)
+        if h.last_offset >= hw or pos + h.size > n:
+            break
+        pos += h.size
+    return records[:pos]
+
+
+def min_insync(config) -> int:
+    return int(config.get("min.insync.replicas"))

@@ -113,6 +113,8 @@ class Server:
         load_handlers()
         self.wakeups = Wakeups(self.loop)
         self.fsyncs = GroupSync(self)
+        from .replicas import Replicas
+        self.replicas = Replicas()  # followers: high watermark, acks=all (replicas.py)
         self.producers = ProducerStates(self)
         # Register before listening: a second server on the root refuses before it binds.
         info = {"listen": self.listen_address, "node_id": self.config.node_id}
@@ -181,9 +183,12 @@ class Server:
             now = time.monotonic()
             rate = (self.requests - last_requests) / max(now - last_t, 1e-6)
             last_requests, last_t = self.requests, now
+            followers = []
+            if self.replicas.tracked():
+                followers = await self.run_blocking(self.replicas.report, self.storage)
             self._registration.update(connections=len(self.connections),
                                       requests=self.requests,
-                                      requests_per_s=round(rate, 1))
+                                      requests_per_s=round(rate, 1), followers=followers)
             idle = self.config.idle_ms / 1000
             for conn in list(self.connections):
                 if not conn.busy() and now - conn.last_active > idle:

@@ -22,6 +22,8 @@ Examples:
   tail -F app.log | fslog produce logs
 
   fslog produce orders --format json --key-field user_id < orders.jsonl
+
+  fslog produce logs --compression zstd < app.log
 """
 
 
@@ -54,6 +56,8 @@ def produce(
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip bad lines (reported on stderr) instead of stopping."),
     null_marker: Optional[str] = typer.Option(None, "--null-marker", metavar="STR", help="A value equal to STR is written as null (a tombstone)."),
     partitions: Optional[int] = typer.Option(None, "--partitions", min=1, help="Partitions of the topic if this creates it [default: 1, or $FSLOG_DEFAULT_PARTITIONS]."),
+    compression: Optional[str] = typer.Option(None, "--compression", metavar="CODEC",
+                                              help="Compress batches: none, gzip, snappy, lz4 or zstd (Kafka's codecs; any Kafka client reads them). A topic whose compression.type names a codec gets that codec instead. [default: none]"),
     linger_ms: float = typer.Option(5.0, "--linger-ms", min=0, help="While input keeps coming, append at least this often; records are appended at once when the input pauses."),
     json_: bool = typer.Option(False, "--json", help="Print a JSON summary (records, bytes, offsets per partition) to stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary on stderr (shown only on a terminal anyway)."),
@@ -69,8 +73,11 @@ def produce(
         raise UsageError("--key-field needs --format json")
     if key_separator == "":
         raise UsageError("--key-separator must not be empty")
+    if compression is not None and compression not in ("none", "gzip", "snappy", "lz4", "zstd"):
+        raise UsageError(f"--compression {compression!r}: use none, gzip, snappy, lz4 or zstd")
     log = open_log(ctx, topics=[topic])
-    producer = log.producer(topic, partitions=partitions, background=False, linger_ms=linger_ms)
+    producer = log.producer(topic, partitions=partitions, background=False, linger_ms=linger_ms,
+                            compression=compression)
     if producer.created:
         if not quiet:
             err(f"created topic {topic!r} with {producer.topic.partition_count} partition"

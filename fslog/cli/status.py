@@ -39,7 +39,8 @@ def status(ctx: typer.Context, json_: bool = typer.Option(False, "--json", help=
     servers = [{"address": sv.get("listen"), "advertised": sv.get("advertised"),
                 "pid": sv.get("pid"), "uptime_s": sv.get("uptime_s"),
                 "connections": sv.get("connections"), "requests": sv.get("requests"),
-                "requests_per_s": sv.get("requests_per_s")}
+                "requests_per_s": sv.get("requests_per_s"),
+                "followers": sv.get("followers") or []}
                for sv in running_servers(log.root)]
     from ..storage.replica import read_follower_state, running_follower
     following = read_follower_state(log.root)
@@ -62,6 +63,11 @@ def status(ctx: typer.Context, json_: bool = typer.Option(False, "--json", help=
     if replication is not None:
         print(f"follower of: {replication['leader']} "
               f"({'replicating: ' + replication['running'] if replication['running'] else 'fslog replicate is not running'})")
+    followers = [dict(f, server=sv["address"]) for sv in servers for f in sv["followers"]]
+    if followers:
+        print_table(["FOLLOWER", "TOPIC", "PARTITION", "OFFSET", "LAG", "LAG MS", "IN SYNC"],
+                    [[f["replica_id"], f["topic"], f["partition"], f["offset"], f["lag_records"],
+                      f["lag_ms"], "yes" if f["in_sync"] else "no"] for f in followers])
     print_table(["TOPIC", "PARTITIONS", "LOG-END OFFSETS"],
                 [[t["name"], t["partitions"], " ".join(map(str, t["end_offsets"]))] for t in topics])
     rows = []

@@ -58,6 +58,12 @@ def _tables(doc: dict):
     servers = [[sv["address"], sv["pid"], format_uptime(sv["uptime_s"]), sv["connections"],
                 _fmt_rate(sv["requests_per_s"])] for sv in doc.get("servers", [])]
     tables = [("servers", ["SERVER", "PID", "UPTIME", "CONNECTIONS", "REQUESTS/S"], servers)]
+    followers = [[f["replica_id"], f"{f['topic']}/{f['partition']}", f["offset"],
+                  f["lag_records"], f["lag_ms"], "yes" if f["in_sync"] else "no"]
+                 for sv in doc.get("servers", []) for f in sv.get("followers", [])]
+    if followers:
+        tables.append(("followers", ["FOLLOWER", "PARTITION", "OFFSET", "LAG", "LAG MS",
+                                     "IN SYNC"], followers))
     if not servers:
         tables = []  # no fslog serve on this root: no empty table
     return tables + [

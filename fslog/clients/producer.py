@@ -10,6 +10,10 @@ Keyed records go to ``murmur2(key) % partitions`` like Kafka's Java client; keyl
 are spread a batch at a time over the partitions (Kafka's sticky partitioner). Records of
 one values-only batch share its timestamp: the time they were handed to ``send_values``.
 
+Batches are compressed with ``compression`` (gzip, snappy, lz4, zstd; see
+``records/compression.py``) unless the topic's ``compression.type`` names a codec, which
+then wins, as on a Kafka broker.
+
 Thread-safe: ``send``/``flush`` may be called from several threads.
 """
 
@@ -21,8 +25,10 @@ import time
 from itertools import accumulate
 
 from ..clock import now_ms
-from ..errors import FslogError, InvalidInputError, RecordTooLargeError, UnknownTopicError
+from ..errors import (FslogError, InvalidInputError, RecordTooLargeError, UnknownTopicError,
+                      UsageError)
 from ..records import batch as rb
+from ..records.compression import CODECS, codec_for
 from ..records.partitioner import StickyPartitioner
 
 DEFAULT_BATCH_BYTES = 512 * 1024
@@ -44,10 +50,12 @@ class _Pending:
         self.records: list[tuple] = []
         self.nbytes = rb.HEADER_SIZE
 
-    def encode(self) -> bytearray:
+    def encode(self, codec: int = 0) -> bytearray:
         if self.timestamp is not None:
-            return rb.encode_values(self.values, self.timestamp)
-        return rb.encode_records(self.records)
+            batch = rb.encode_values(self.values, self.timestamp)
+        else:
+            batch = rb.encode_records(self.records)
+        return rb.compress_batch(batch, codec) if codec else batch
 
 
 class PartitionStats:
@@ -62,6 +70,17 @@ class PartitionStats:
     def as_dict(self) -> dict:
         return {"records": self.records, "bytes": self.bytes,
                 "first_offset": self.first_offset, "last_offset": self.last_offset}
+
+
+def compression_for(topic_type: str, requested: str | None) -> str:
+    """The codec a producer writes: the topic's ``compression.type`` unless it is
+    ``producer`` (the default), in which case the producer's own choice (none if it made
+    none) — as Kafka's broker keeps or recompresses what producers send."""
+    if requested is not None and requested not in CODECS:
+        raise UsageError(f"compression {requested!r}: use one of {', '.join(CODECS)}")
+    if topic_type == "producer":
+        return requested or "none"
+    return "none" if topic_type == "uncompressed" else topic_type
 
 
 def _default_partitions() -> int:
@@ -79,9 +98,10 @@ def _default_partitions() -> int:
 class Producer:
     def __init__(self, log, topic: str, *, create: bool = True, partitions: int | None = None,
                  linger_ms: float = 5, batch_bytes: int = DEFAULT_BATCH_BYTES,
-                 background: bool = True):
+                 background: bool = True, compression: str | None = None):
         self.log = log
         self.created = False
+        compression_for("producer", compression)  # a bad name fails before any file is made
         try:
             self.topic = log.topic(topic)
         except UnknownTopicError:
@@ -92,6 +112,8 @@ class Producer:
             self.created = self.topic.created
         self.linger = linger_ms / 1000.0
         cfg = self.topic.config
+        self.compression = compression_for(cfg.get("compression.type"), compression)
+        self._codec = codec_for(self.compression)
         # Kafka refuses keyless records for compacted topics: compaction keeps a key's
         # latest record, and a record without a key has none.
         self._needs_key = cfg.compacted
@@ -276,7 +298,7 @@ class Producer:
         self._pending_bytes[partition] = 0
         if not pend:
             return
-        encoded = [b.encode() for b in pend if b.values or b.records]
+        encoded = [b.encode(self._codec) for b in pend if b.values or b.records]
         if not encoded:
             return
         part = self.topic.partition(partition)

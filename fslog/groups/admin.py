@@ -18,6 +18,7 @@ from ..errors import FslogError, UnknownTopicError, UnreadableOffsetError, Usage
 from ..storage import files
 from ..storage.reader import offset_for_time
 from .registry import Registry, list_groups
+from .served import served_view, server_name
 
 
 def _members_view(registry: Registry, state: dict) -> list[dict]:
@@ -33,6 +34,21 @@ def _members_view(registry: Registry, state: dict) -> list[dict]:
     return out
 
 
+def _served_members(view: dict) -> list[dict]:
+    """The network members serve published, in the shape of ``_members_view``'s rows
+    (``pid`` is the server's; ``client_id`` and ``via`` say who and through what)."""
+    server = view.get("server") or {}
+    out = []
+    for m in view.get("members") or []:
+        out.append({"member_id": m.get("member_id"), "host": m.get("client_host"),
+                    "pid": server.get("pid"), "start_time": m.get("joined_at"),
+                    "last_heartbeat": m.get("last_heartbeat"), "topics": m.get("topics", []),
+                    "assigned": [{"topic": t, "partition": p} for t, p in m.get("assigned", [])],
+                    "client_id": m.get("client_id"),
+                    "via": f"fslog serve {server.get('listen', '?')}"})
+    return out
+
+
 def describe_group(log, group: str) -> dict:
     """``{"group", "generation", "members": [...], "partitions": [...], "problems": [...]}``
     with lag per partition. A partition whose committed-offset file is damaged has
@@ -41,6 +57,11 @@ def describe_group(log, group: str) -> dict:
     reg = Registry(log.root, group, create=False)
     state = reg.read()
     members = _members_view(reg, state)
+    generation = int(state.get("generation", 0))
+    served = served_view(reg)
+    if served is not None:  # network clients of fslog serve (served.py)
+        members += _served_members(served)
+        generation = int(served.get("generation", generation))
     owner = {}
     for m in members:
         for a in m["assigned"]:
@@ -79,7 +100,7 @@ def describe_group(log, group: str) -> dict:
                           "stale_committed": stale,
                           "end_offset": end, "lag": None if lag is None else max(0, lag),
                           "member": owner.get((name, p.number))})
-    return {"group": group, "generation": int(state.get("generation", 0)), "members": members,
+    return {"group": group, "generation": generation, "members": members,
             "partitions": parts, "problems": problems, "notes": notes}
 
 
@@ -125,6 +146,12 @@ def groups_overview(log, problems: list | None = None) -> list[dict]:
 
 
 def _refuse_if_live(reg: Registry, action: str) -> None:
+    served = served_view(reg)
+    if served is not None:
+        raise FslogError(
+            f"cannot {action} group {reg.group!r} while it has "
+            f"{len(served.get('members') or [])} network member(s) of {server_name(served)}; "
+            f"stop them first")
     live = reg.live_members()
     if live:
         who = ", ".join(f"{m['member_id']} (pid {m.get('pid')})" for m in live[:3])

@@ -24,6 +24,7 @@ from ..clock import now_ms
 from ..errors import FslogError
 from .assignor import assign
 from .registry import ProcessLock, Registry, is_locked_by_someone, new_member_id
+from .served import refuse_if_served
 
 
 class GroupMember:
@@ -90,6 +91,7 @@ class GroupMember:
             raise FslogError(f"cannot take the member lock {self._life.path}")
 
         def change(state):
+            refuse_if_served(self.registry)  # network clients of fslog serve hold it
             self._evict_dead(state)
             state["members"][self.member_id] = self._record()
             self._rebalance(state)
@@ -112,6 +114,7 @@ class GroupMember:
             rebalance = self._evict_dead(state)
             me = state["members"].get(self.member_id)
             if me is None:  # we were evicted (e.g. stopped for longer than the session timeout)
+                refuse_if_served(self.registry)
                 state["members"][self.member_id] = self._record()
                 rebalance = True
             else:

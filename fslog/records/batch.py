@@ -9,7 +9,8 @@ Byte layout of one batch (all integers big-endian), exactly Kafka's::
                                         root first takes over: storage/leader_epoch.py)
     16      1     magic                 2
     17      4     crc                   CRC-32C (Castagnoli) of bytes 21..end
-    21      2     attributes            bits 0-2 compression (fslog writes 0: none),
+    21      2     attributes            bits 0-2 compression (0 none, 1 gzip, 2 snappy,
+                                        3 lz4, 4 zstd: see compression.py),
                                         bit 3 timestamp type, 4 transactional, 5 control
     23      4     lastOffsetDelta       offset of the last record - baseOffset
     27      8     baseTimestamp         ms since the epoch (first record)
@@ -32,6 +33,11 @@ Each record is a zigzag-varint length followed by that many bytes::
     headerCount     varint
     headers         each: keyLength varint, key (UTF-8), valueLength varint (-1 = null), value
 
+A compressed batch (attributes bits 0-2 name the codec) has the same header; the records
+above, one after another, are compressed as one stream (see ``compression.py``), which is
+what batchLength and the CRC cover, while recordCount and lastOffsetDelta count the
+records inside.
+
 The CRC does not cover baseOffset, so a batch is encoded once, outside any lock, and
 its base offset is patched in (``set_base_offset``) when it is appended.
 
@@ -46,6 +52,7 @@ from typing import Iterable, NamedTuple, Sequence
 import google_crc32c
 
 from ..errors import CorruptRecordError
+from . import compression
 
 
 def crc32c(data, crc: int = 0) -> int:
@@ -444,6 +451,7 @@ def tail_is_torn(buf: bytes, expect: int | None = None) -> bool:
       the end: torn if the bytes present are a prefix of its records (walked by their
       lengths, so a record value that happens to hold a batch is not mistaken for the
       log going on); damage if its records end before the length it claims.
+      A compressed one is torn unless a valid batch continuing the log follows.
     - A plausible, complete batch with a bad CRC: torn unless a valid batch continuing
       the log (a greater base offset) follows it. The search starts right after the
       header's first byte, not at the end the header claims: a damaged batchLength must
@@ -460,6 +468,8 @@ def tail_is_torn(buf: bytes, expect: int | None = None) -> bool:
         return False
     plausible = sane and h.record_count > 0 and (expect is None or h.base_offset == expect)
     if plausible and h.size > len(buf):
+        if h.attributes & COMPRESSION_MASK:  # compressed records cannot be walked
+            return find_valid_batch(buf, HEADER_SIZE, h.base_offset + 1) < 0
         return _records_are_a_prefix(buf, h)
     least = h.base_offset + 1 if plausible else (None if expect is None else expect + 1)
     return find_valid_batch(buf, 1, least) < 0
@@ -485,17 +495,48 @@ def _records_are_a_prefix(buf: bytes, h: BatchHeader) -> bool:
     return False  # every record is here, yet the header claims more bytes: damage
 
 
+def decompress_records(buf, pos: int, h: BatchHeader, path: str | None = None) -> bytes:
+    """The records section of the (already checked) compressed batch at ``pos``,
+    decompressed (see ``compression``); CorruptRecordError naming the place if the codec
+    is unknown or the bytes do not decompress."""
+    try:
+        return compression.decompress(h.attributes & COMPRESSION_MASK,
+                                      buf[pos + HEADER_SIZE:pos + h.size])
+    except CorruptRecordError as e:
+        raise type(e)(f"{path + ': ' if path else ''}position {pos}: batch at offset "
+                      f"{h.base_offset}: {e}", path, pos, h.base_offset) from None
+
+
+def compress_batch(batch: bytearray, codec: int) -> bytearray:
+    """``batch`` (one uncompressed batch, as the encoders return it) with its records
+    compressed by ``codec`` (``compression.GZIP`` ...): attributes bits 0-2 set,
+    batchLength over the compressed bytes, the CRC computed again; recordCount,
+    lastOffsetDelta and the timestamps stay. A batch that compression does not make
+    smaller comes back as it is, uncompressed (as librdkafka does), so compressing never
+    takes a batch past max.message.bytes."""
+    records = memoryview(batch)[HEADER_SIZE:]
+    body = compression.compress(codec, records)
+    if len(body) >= len(records):
+        return batch
+    out = bytearray(batch[:HEADER_SIZE])
+    out += body
+    struct.pack_into(">i", out, 8, HEADER_SIZE - LOG_OVERHEAD + len(body))
+    struct.pack_into(">h", out, CRC_START,
+                     (read_header(batch, 0).attributes & ~COMPRESSION_MASK) | codec)
+    struct.pack_into(">I", out, 17, crc32c_range(out, CRC_START, len(out)))
+    return out
+
+
 def decode_records(buf, pos: int, h: BatchHeader, path: str | None = None) -> list[Record]:
-    """All records of the (already checked) batch at ``pos``."""
-    if h.attributes & COMPRESSION_MASK:
-        raise CorruptRecordError(
-            f"{path}: position {pos}: batch at offset {h.base_offset} is compressed "
-            f"(codec {h.attributes & COMPRESSION_MASK}); fslog reads uncompressed batches only",
-            path, pos, h.base_offset)
+    """All records of the (already checked) batch at ``pos``, compressed or not."""
     base_offset = h.base_offset
     base_ts = h.base_timestamp
-    p = pos + HEADER_SIZE
-    end = pos + h.size
+    if h.attributes & COMPRESSION_MASK:  # the same parser, over the decompressed records
+        buf = decompress_records(buf, pos, h, path)
+        p, end = 0, len(buf)
+    else:
+        p = pos + HEADER_SIZE
+        end = pos + h.size
     out = []
     try:
         for _ in range(h.record_count):
@@ -557,12 +598,14 @@ def decode_values(buf, pos: int, h: BatchHeader) -> list:
     of it, None for a null value. Fields are bounds-checked against their record; header
     contents are skipped (the CRC has already vouched for the bytes).
     """
-    if h.attributes & COMPRESSION_MASK:
-        decode_records(buf, pos, h)  # raises the clear error
     out: list = []
     append = out.append
-    p = pos + HEADER_SIZE
-    end = pos + h.size
+    if h.attributes & COMPRESSION_MASK:  # the same loop, over the decompressed records
+        buf = decompress_records(buf, pos, h)
+        p, end = 0, len(buf)
+    else:
+        p = pos + HEADER_SIZE
+        end = pos + h.size
     rv = read_varint
     try:
         for _ in range(h.record_count):

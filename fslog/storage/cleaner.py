@@ -24,6 +24,8 @@ Cleaned batches keep Kafka's layout: each covers the range of offsets from the e
 previous one to the last offset of the batch it came from (its base offset and
 lastOffsetDelta may extend past its first and last record, as Kafka's cleaner writes
 them), so offsets stay contiguous from batch to batch and readers still check continuity.
+A cleaned batch is compressed with the codec of the batch it came from, as Kafka's cleaner
+does (uncompressed if that codec does not make it smaller; an empty batch never is).
 A group of consecutive sealed segments, at most ``segment.bytes`` together, is rewritten
 into one segment named by the first's base offset; a group whose records all go is
 written as one empty batch that carries its offset range.
@@ -394,7 +396,8 @@ def _clean_group(partition, group: list[int], end: int, latest: dict, horizon: i
     stats = {"records_removed": 0, "tombstones_removed": 0, "keyless_removed": 0, "bytes": 0}
     out = _SegmentBuilder(partition.path, group[0], interval)
     try:
-        pending: tuple[int, list, int] | None = None  # (range start, records, last offset)
+        # (range start, records, last offset, codec of the batch they came from)
+        pending: tuple[int, list, int, int] | None = None
         start = group[0]
         max_ts = rb.NO_TIMESTAMP
         for b in group:
@@ -410,13 +413,13 @@ def _clean_group(partition, group: list[int], end: int, latest: dict, horizon: i
                 if not keep:
                     continue
                 if pending is not None:
-                    out.add(rb.encode_compacted(pending[1], pending[0], pending[2]))
+                    out.add(_encode(pending[1], pending[0], pending[2], pending[3]))
                     start = pending[2] + 1
-                pending = (start, keep, h.last_offset)
+                pending = (start, keep, h.last_offset, h.attributes & rb.COMPRESSION_MASK)
         if pending is None:
             out.add(rb.encode_compacted([], group[0], end - 1, max_ts))
         else:
-            out.add(rb.encode_compacted(pending[1], pending[0], end - 1))
+            out.add(_encode(pending[1], pending[0], end - 1, pending[3]))
         out.finish()
     except BaseException:
         out.abort()
@@ -427,6 +430,12 @@ def _clean_group(partition, group: list[int], end: int, latest: dict, horizon: i
     files.write_atomic(marker_path, json.dumps(marker).encode() + b"\n")
     _finish_swap(partition.path, marker_path, marker)
     return stats
+
+
+def _encode(records: list, base_offset: int, last_offset: int, codec: int) -> bytearray:
+    """A cleaned batch, compressed with the codec of the batch its records came from."""
+    batch = rb.encode_compacted(records, base_offset, last_offset)
+    return rb.compress_batch(batch, codec) if codec else batch
 
 
 def _drops(r: rb.Record, latest: dict, horizon: int) -> str | None:
