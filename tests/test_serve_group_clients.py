@@ -163,3 +163,25 @@ def test_kcat_balanced_consumer_continues_from_cli_commits(cli, serve):  # noqa:
     assert out.stdout == b"k2\nk3\nk4\nk5\n"
     d = json.loads(cli.run("group", "describe", "kg", "--json").stdout)
     assert d["partitions"][0]["committed"] == 6
+
+
+def test_kafkajs_group_continues_from_cli_commits_and_back(cli, serve):  # noqa: F811
+    node = shutil.which("node")
+    js = os.path.join(os.path.dirname(__file__), "js")
+    if node is None or not os.path.isdir(os.path.join(js, "node_modules", "kafkajs")):
+        if in_ci():
+            pytest.fail("kafkajs is not installed (.ci/run installs it)")
+        pytest.skip("kafkajs is not installed (node and tests/js/node_modules/kafkajs)")
+    cli.create("t")
+    cli.produce("t", b"".join(b"j%d\n" % i for i in range(8)))
+    cli.run("consume", "t", "--group", "jg", "-m", "3")
+    cmd = {"op": "group", "bootstrap": serve.bootstrap, "topic": "t", "group": "jg",
+           "idle_ms": 3000}
+    cp = subprocess.run([node, os.path.join(js, "kafkajs_client.js"), json.dumps(cmd)],
+                        check=False, capture_output=True, timeout=120)
+    assert cp.returncode == 0, cp.stderr.decode(errors="replace")
+    assert [r["value"] for r in json.loads(cp.stdout)] == [f"j{i}" for i in range(3, 8)]
+    d = json.loads(cli.run("group", "describe", "jg", "--json").stdout)
+    assert d["partitions"][0]["committed"] == 8
+    cli.produce("t", b"j8\n")
+    assert cli.run("consume", "t", "--group", "jg").stdout == b"j8\n"

@@ -75,6 +75,21 @@ def json_lines_plain(topic: str, partition: int, first_offset: int, timestamp: i
                    ).encode("utf-8", "surrogatepass")
 
 
+def json_lines_keyed(topic: str, partition: int, first_offset: int, timestamp: int,
+                     keys: list, values: list) -> bytes | None:
+    """``json_lines_plain`` for a keyed batch (see ``batch.decode_keyed``: keys and
+    values, no headers); None if a key or value is not UTF-8."""
+    try:
+        ktexts = map(_enc, map(bytes.decode, keys))
+        vtexts = map(_enc, map(bytes.decode, values))
+        fmt = ('{"topic":%s,"partition":%d,"offset":' % (_enc(topic), partition)).replace("%", "%%") \
+            + '%d,"timestamp":' + str(timestamp) + ',"key":%s,"value":%s,"headers":[]}\n'
+        return "".join(map(fmt.__mod__, zip(range(first_offset, first_offset + len(values)),
+                                            ktexts, vtexts))).encode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return None
+
+
 _TOKEN = re.compile(r"%[tpokKsSTh%]|\\[nt\\]")
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from functools import partial
 from itertools import repeat
-from typing import Iterator, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 from ..errors import CorruptRecordError, FslogError, OffsetOutOfRangeError
 from ..records import batch as rb
@@ -56,6 +56,19 @@ class FetchedBatch(NamedTuple):
             return vals[self.min_offset - h.base_offset:]
         return vals
 
+    def keyed(self, with_keys: bool = True) -> tuple[Any, Any] | None:
+        """(keys, values) from ``min_offset`` on if this is a keyed batch of the shape
+        ``batch.encode_keyed`` writes (offset ``first_offset + i``, the batch's base
+        timestamp, no headers), else None. ``with_keys`` False: (None, values)."""
+        h = self.header
+        if h.record_count < rb.PLAIN_MIN_RECORDS:
+            return None
+        got = rb.decode_keyed(self.data, 0, h, with_keys)
+        if got is not None and self.min_offset > h.base_offset:
+            skip = self.min_offset - h.base_offset
+            return (got[0][skip:] if with_keys else None), got[1][skip:]
+        return got
+
     @property
     def first_offset(self) -> int:
         return max(self.header.base_offset, self.min_offset)
@@ -67,6 +80,12 @@ class FetchedBatch(NamedTuple):
             return list(map(_new_record, zip(range(first, first + len(vals)),
                                              repeat(self.header.base_timestamp), repeat(None),
                                              vals, repeat(()))))
+        kv = self.keyed()
+        if kv is not None:
+            first = self.first_offset
+            return list(map(_new_record, zip(range(first, first + len(kv[1])),
+                                             repeat(self.header.base_timestamp), kv[0], kv[1],
+                                             repeat(()))))
         recs = rb.decode_records(self.data, 0, self.header, self.path)
         if self.header.base_offset < self.min_offset:
             recs = [r for r in recs if r.offset >= self.min_offset]
@@ -80,6 +99,9 @@ class FetchedBatch(NamedTuple):
         vals = self.plain_values()
         if vals is not None:
             return vals
+        kv = self.keyed(with_keys=False)
+        if kv is not None:
+            return kv[1]
         try:
             vals = rb.decode_values(self.data, 0, h)
         except CorruptRecordError as e:
@@ -370,6 +392,16 @@ class TopicReader:
                     yield from map(_new_consumer_record, zip(
                         repeat(name), repeat(b.partition), range(first, first + len(vals)),
                         repeat(b.header.base_timestamp), repeat(None), vals, repeat(())))
+                    continue
+                kv = b.keyed()
+                if kv is not None:
+                    first = b.first_offset
+                    keys, vals = kv
+                    if stop is not None and first + len(vals) > stop:
+                        keys, vals = keys[:max(0, stop - first)], vals[:max(0, stop - first)]
+                    yield from map(_new_consumer_record, zip(
+                        repeat(name), repeat(b.partition), range(first, first + len(vals)),
+                        repeat(b.header.base_timestamp), keys, vals, repeat(())))
                     continue
                 for r in b.records():
                     if stop is not None and r.offset >= stop:

@@ -1,6 +1,6 @@
 // A kafkajs client for tests/test_serve_clients.py: one JSON command in argv, one JSON
 // result on stdout. Commands: metadata, produce (keyed, idempotent), consume (from an
-// offset, until N records or a timeout).
+// offset, until N records or a timeout), group (a group member from committed offsets).
 const { Kafka, logLevel } = require("kafkajs");
 
 async function main() {
@@ -36,6 +36,25 @@ async function main() {
         if (got.length >= cmd.count) { clearTimeout(timer); resolve(); }
       } });
       if (cmd.offset !== undefined) consumer.seek({ topic: cmd.topic, partition: cmd.partition || 0, offset: String(cmd.offset) });
+    });
+    await consumer.disconnect();
+    return got;
+  }
+  if (cmd.op === "group") {
+    // A group member: from the group's committed offsets, committing each record, until
+    // idle_ms pass without a record; then it leaves the group.
+    const consumer = kafka.consumer({ groupId: cmd.group, sessionTimeout: 6000, heartbeatInterval: 500 });
+    const got = [];
+    await consumer.connect();
+    await consumer.subscribe({ topic: cmd.topic, fromBeginning: true });
+    await new Promise(async (resolve) => {
+      let timer = setTimeout(resolve, cmd.first_ms || 30000);
+      await consumer.run({ autoCommit: false, eachMessage: async ({ topic, partition, message }) => {
+        got.push({ partition, offset: Number(message.offset), value: message.value && message.value.toString() });
+        await consumer.commitOffsets([{ topic, partition, offset: String(Number(message.offset) + 1) }]);
+        clearTimeout(timer);
+        timer = setTimeout(resolve, cmd.idle_ms || 3000);
+      } });
     });
     await consumer.disconnect();
     return got;
