@@ -99,6 +99,8 @@ KEYS: dict[str, ConfigKey] = {k.name: k for k in [
     ConfigKey("min.insync.replicas", 1, _int(1),
               "fslog serve, acks=all: replicas (the leader and in-sync followers) that must "
               "hold a batch before it is acknowledged"),
+    ConfigKey("log.cleaner.dedupe.buffer.size", 128 << 20, _int(1 << 16),
+              "memory for compaction's offset map (more keys: several passes)"),
 ]}
 
 

@@ -55,6 +55,36 @@ with open(src, "rb") as f, log.producer("libbulk") as p:
     p.flush()
 """
 
+# The reference for JSON lines: what Python itself allows, with the JSON library fslog uses
+JSON_LOOP = r"""
+import os, sys, orjson
+src, dst, field = sys.argv[1], sys.argv[2], sys.argv[3]
+loads = orjson.loads
+with open(src, "rb") as f, open(dst, "wb") as out:
+    for line in f:
+        key = loads(line)[field]
+        out.write(line)
+    out.flush()
+    os.fsync(out.fileno())
+"""
+
+KEYED_DATA = r"""
+import sys
+src, dst, keys = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with open(src, "rb") as f, open(dst, "wb") as out:
+    out.writelines(b"k%d:%s" % (i % keys, line) for i, line in enumerate(f))
+"""
+
+COMPACT_DATA = r"""
+import sys
+dst, n, keys = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+pad = b"." * 60
+with open(dst, "wb") as out:
+    for start in range(0, n, 65536):
+        out.writelines(b'u-%08d:{"user":"u-%08d","n":%d,"pad":"%s"}\n' % (i % keys, i % keys, i, pad)
+                       for i in range(start, min(n, start + 65536)))
+"""
+
 LIB_READ = r"""
 import sys, fslog
 root, topic = sys.argv[1], sys.argv[2]
@@ -261,6 +291,104 @@ def big_topic(work: str, records: int, env) -> dict:
     return out
 
 
+def keyed(work: str, data: str, n: int, repeat: int, env, compaction_keys: int) -> list[dict]:
+    """The paths people use beside the fast one (issue 14): keyed, JSON and compacted
+    produce and consume, each printed beside its reference from this same run."""
+    rows: list[dict] = []
+    rate: dict[str, float] = {}
+    root = os.path.join(work, "kroot")
+    kdata = os.path.join(work, "keyed.txt")
+    subprocess.run([PY, "-c", KEYED_DATA, data, kdata, "10000"], check=True)
+
+    def add(name, seconds, rss, ref=None, records=n, target=None, note=""):
+        rate[name] = records / seconds
+        row = {"case": name, "records": records, "seconds": round(seconds, 4),
+               "records_per_s": round(records / seconds), "peak_rss_mb": round(rss, 1),
+               "reference": ref, "ratio": None, "target": target, "note": note}
+        if ref is not None:
+            row["ratio"] = round(rate[name] / rate[ref], 2)
+        rows.append(row)
+        vs = f"  {row['ratio']:.2f}x {ref}" + (f" (target >= {target}x)" if target else "") \
+            if ref is not None else ""
+        print(f"  {name:<52} {records / seconds:>12,.0f} records/s{vs}", file=sys.stderr)
+
+    def produce(topic, src, *opts, config=(), partitions=4):
+        def go():
+            shutil.rmtree(root, ignore_errors=True)
+            cfg = [x for c in config for x in ("--config", c)]
+            subprocess.run(FSLOG + ["--root", root, "topic", "create", topic, "--partitions",
+                                    str(partitions), *cfg], check=True, capture_output=True)
+            with open(src, "rb") as f:
+                return run(FSLOG + ["--root", root, "produce", topic, *opts], stdin=f, env=env)
+        return go
+
+    def consume(topic, *opts):
+        def go():
+            with open(os.devnull, "wb") as o:
+                return run(FSLOG + ["--root", root, "consume", topic, *opts], stdout=o, env=env)
+        return go
+
+    raw_p = "fslog produce (raw, unkeyed, 4 partitions)"
+    add(raw_p, *best_of(repeat, produce("t", data)))
+    add("fslog produce -K : (10,000 keys, 4 partitions)",
+        *best_of(repeat, produce("t", kdata, "-K", ":")), ref=raw_p, target=0.6)
+    loop = "python loop: orjson parse, take key, write line + fsync"
+    out = os.path.join(work, "loop.out")
+    add(loop, *best_of(repeat, lambda: run([PY, "-c", JSON_LOOP, data, out, "user_id"])))
+    os.unlink(out)
+    add("fslog produce --format json (1 partition)",
+        *best_of(repeat, produce("t", data, "--format", "json", partitions=1)), ref=loop, target=0.6)
+    add("fslog produce --format json --key-field user_id (4 p.)",
+        *best_of(repeat, produce("t", data, "--format", "json", "--key-field", "user_id")),
+        ref=loop, target=0.6)
+    # consume: the same lines unkeyed and keyed, 4 partitions each
+    produce("t", data)()
+    raw_c = "fslog consume (unkeyed, raw)"
+    add(raw_c, *best_of(repeat, consume("t")))
+    subprocess.run(FSLOG + ["--root", root, "topic", "create", "k", "--partitions", "4"],
+                   check=True, capture_output=True)
+    with open(kdata, "rb") as f:
+        run(FSLOG + ["--root", root, "produce", "k", "-K", ":"], stdin=f, env=env)
+    keyed_c = "fslog consume (keyed, raw)"
+    add(keyed_c, *best_of(repeat, consume("k")), ref=raw_c, target=0.8)
+    add("fslog consume --format json (keyed)", *best_of(repeat, consume("k", "--format", "json")),
+        ref=keyed_c, target=0.5)
+    # compacted topics: the same keyed lines, 8 MiB segments, compact vs delete
+    seg = "segment.bytes=8388608"
+    delete_p = "fslog produce -K : into delete-policy topic (8 MiB seg.)"
+    add(delete_p, *best_of(repeat, produce("c", kdata, "-K", ":", config=[seg], partitions=1)))
+    add("fslog produce -K : into compacted topic (8 MiB seg.)",
+        *best_of(repeat, produce("c", kdata, "-K", ":", config=[seg, "cleanup.policy=compact"],
+                                 partitions=1)), ref=delete_p, target="1/1.2=0.83")
+    shutil.rmtree(root, ignore_errors=True)
+    os.unlink(kdata)
+    # compaction itself: N keyed records over 10,000 keys, then over N distinct keys
+    cdata = os.path.join(work, "compact.txt")
+    for keys, buf in ((10_000, None), (compaction_keys, 16 << 20)):
+        count = n if keys == 10_000 else compaction_keys
+        subprocess.run([PY, "-c", COMPACT_DATA, cdata, str(count), str(keys)], check=True)
+        cfg = [seg, "cleanup.policy=compact", "min.cleanable.dirty.ratio=1.0"]
+        if buf:
+            cfg.append(f"log.cleaner.dedupe.buffer.size={buf}")
+
+        def compact():
+            produce("c", cdata, "-K", ":", config=cfg, partitions=1)()
+            return run(FSLOG + ["--root", root, "clean", "c", "--compact-now", "--quiet"], env=env)
+        try:
+            dt, rss = best_of(repeat if keys == 10_000 else 1, compact)
+        except (SystemExit, subprocess.CalledProcessError) as e:
+            print(f"  compaction of {keys:,} keys failed: {str(e)[:300]}", file=sys.stderr)
+            continue
+        name = f"fslog clean --compact-now ({count:,} records, {keys:,} keys)"
+        note = f"peak RSS {rss:.0f} MB" + (f" with a {buf >> 20} MiB dedupe buffer" if buf else "")
+        add(name, dt, rss, records=count, note=note)
+        print(f"    {note}", file=sys.stderr)
+    if os.path.exists(cdata):
+        os.unlink(cdata)
+    shutil.rmtree(root, ignore_errors=True)
+    return rows
+
+
 def best_of(k, fn):
     results = [fn() for _ in range(k)]
     return min(results, key=lambda r: r[0])
@@ -276,6 +404,10 @@ def main() -> None:
                     help="also consume a ~1 GB topic (N records, default 10,000,000) and report "
                          "memory: peak RSS, and of it anonymous (the process's own) and "
                          "file-backed (mapped segment pages); off by default")
+    ap.add_argument("--keyed-only", action="store_true",
+                    help="run only the keyed, JSON and compacted cases beside their references")
+    ap.add_argument("--compaction-keys", type=int, default=1_000_000, metavar="N",
+                    help="distinct keys of the compaction memory case (default 1,000,000)")
     ap.add_argument("--out", default=os.path.join(REPO, "bench-results", "latest.json"))
     args = ap.parse_args()
 
@@ -298,6 +430,11 @@ def main() -> None:
             print(f"  {name:<44} {records / seconds:>12,.0f} records/s", file=sys.stderr)
 
         print(f"benchmark: {n:,} records, {size / 1e6:.1f} MB, best of {args.repeat}", file=sys.stderr)
+        env = dict(os.environ)
+        if args.keyed_only:
+            krows = keyed(work, data, n, args.repeat, env, args.compaction_keys)
+            print(markdown_keyed(krows))
+            return
         # references
         def cat():
             out = os.path.join(work, "cat.out")
@@ -392,6 +529,9 @@ def main() -> None:
             *best_of(args.repeat, lambda: (shutil.rmtree(os.path.join(root, "topics", "libbulk"), ignore_errors=True), lib(LIB_PRODUCE_BULK, root, data)())[1]))
         add("library TopicReader iteration", "fslog", *best_of(args.repeat, lib(LIB_READ, root, "bench")))
 
+        print("keyed, JSON and compacted paths:", file=sys.stderr)
+        krows = keyed(work, data, n, args.repeat, env, args.compaction_keys)
+
         if not args.no_alternatives:
             alternatives(work, data, n, args.repeat, add)
 
@@ -408,7 +548,7 @@ def main() -> None:
                    "machine": platform.machine(), "cpus": os.cpu_count(),
                    "processor": _cpu_model()}
         result = {"records": n, "bytes": size, "repeat": args.repeat, "machine": machine,
-                  "date": time.strftime("%Y-%m-%d"), "rows": rows, "latency": lat, "big": big}
+                  "date": time.strftime("%Y-%m-%d"), "rows": rows, "keyed": krows, "latency": lat, "big": big}
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:
             json.dump(result, f, indent=2)
@@ -429,6 +569,17 @@ def _cpu_model() -> str:
     return platform.processor()
 
 
+def markdown_keyed(rows) -> str:
+    lines = ["| case | records/s | reference (same run) | ratio | target | notes |",
+             "|---|---:|---|---:|---:|---|"]
+    for r in rows:
+        ratio = f"{r['ratio']}x" if r["ratio"] is not None else ""
+        target = f">= {r['target']}x" if r["target"] else ""
+        lines.append(f"| {r['case']} | {r['records_per_s']:,} | {r['reference'] or ''} | {ratio} | "
+                     f"{target} | {r['note']} |")
+    return "\n".join(lines)
+
+
 def markdown(result) -> str:
     m = result["machine"]
     lines = [f"{result['records']:,} records of ~{result['bytes'] / result['records']:.0f} bytes; "
@@ -442,6 +593,8 @@ def markdown(result) -> str:
             continue
         lines.append(f"| {r['case']} | {r['records_per_s']:,} | {r['mb_per_s']} | "
                      f"{r['ratio_to_line_copy']}x | {r['peak_rss_mb']} | {r['note']} |")
+    if result.get("keyed"):
+        lines += ["", markdown_keyed(result["keyed"])]
     lat = result.get("latency")
     if lat:
         lines += ["", f"End-to-end latency (produce → a following group member's stdout) at "

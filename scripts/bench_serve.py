@@ -206,6 +206,9 @@ def main() -> None:
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--skip-idle", action="store_true")
     args = ap.parse_args()
+    import signal
+    # SIGTERM (timeout, Ctrl-C's cousin) unwinds through the finally that stops the server
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     n = args.records
     fslog = shutil.which("fslog") or os.path.join(os.path.dirname(sys.executable), "fslog")
     work = tempfile.mkdtemp(prefix="fslog-bench-serve-")

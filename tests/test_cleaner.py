@@ -264,7 +264,9 @@ def test_dirty_ratio_decides_when_compaction_runs(tmp_path):
     log = make(tmp_path, **{"cleanup.policy": "compact", "min.cleanable.dirty.ratio": 0.5})
     p = part(log)
     produce(log, keyed(5, 10), flush_every=2)
-    # rolls compacted already once the dirty part reached half of the sealed bytes
+    # rolls compacted already (in the background) once the dirty part reached half of
+    # the sealed bytes
+    cleaner.wait_for_background(p)
     assert cleaner.read_checkpoint(p) > 0
     ratio = cleaner.dirty_ratio(p)
     assert 0 <= ratio < 1
@@ -390,3 +392,42 @@ def test_log_clean_is_the_library_entry_point(tmp_path):
     assert res.as_json()["segments_deleted"] == sum(len(r.segments_deleted) for r in res.partitions)
     rep = log.verify("t")
     assert rep.ok and rep.topics[0].topic == "t" and rep.topics[0].records > 0
+
+
+# ------------------------------------------------------------------ bounded offset map
+
+def _latest_per_key(records):
+    out = {}
+    for off, k, v in records:
+        out[k] = (off, v)
+    return out
+
+
+def test_a_small_dedupe_buffer_takes_several_passes_to_the_same_result(tmp_path):
+    results = []
+    for buf in (1 << 16, 128 << 20):
+        log = fslog.Log(str(tmp_path / f"root{buf}"))
+        log.create_topic("t", config={"cleanup.policy": "compact", "segment.bytes": 64 << 10,
+                                      "min.cleanable.dirty.ratio": 1.0,
+                                      "log.cleaner.dedupe.buffer.size": buf})
+        with log.producer("t", background=False) as p:
+            for r in range(3):  # keyed batches of the producer's shape, and others
+                keys = [b"key-%05d" % i for i in range(r * 400, r * 400 + 2000)]
+                p.send_keyed(keys, [k + b"=%d" % r for k in keys], timestamp=NOW)
+                p.flush()
+                for i in range(0, 2000, 97):
+                    p.send(None if i % 2 else b"general", key=b"key-%05d" % i, timestamp=NOW)
+                p.flush()
+        before = read(log)
+        res = cleaner.clean_partition(part(log), now=NOW, force_compaction=True)["compaction"]
+        after = read(log)
+        active = part(log).segment_bases()[-1]
+        sealed = [k for o, k, _v in after if o < active]
+        assert len(sealed) == len(set(sealed))  # one record per key in the sealed part
+        assert _latest_per_key(after) == _latest_per_key(before)  # no key lost or revived
+        assert set(after) <= set(before)
+        verify_clean(log)
+        results.append((res["passes"], after))
+    (passes_small, after_small), (passes_big, after_big) = results
+    assert passes_small > 2 and passes_big == 1
+    assert after_small == after_big

@@ -10,11 +10,10 @@ import struct
 
 import pytest
 from kafka.record.default_records import DefaultRecordBatchBuilder
+from kafka_judge import kafka_batches, kafka_records
 
 from fslog.records import batch as rb
 from fslog.records import compression as c
-
-from kafka_judge import kafka_batches, kafka_records
 
 CODECS = ["gzip", "snappy", "lz4", "zstd"]
 SMALL = ["--config", "segment.bytes=4096"]  # several segments, several batches

@@ -157,7 +157,7 @@ def test_compressed_batch_layout(name):
     assert c.decompress(codec, bytes(z[rb.HEADER_SIZE:])) == bytes(plain[rb.HEADER_SIZE:])
     assert rb.decode_records(z, 0, h) == rb.decode_records(plain, 0, hp)
     assert rb.decode_values(bytes(z), 0, h) == values
-    assert rb.decode_plain_values(bytes(z), 0, h) is None  # the loops read compressed batches
+    assert rb.decode_plain_values(bytes(z), 0, h) == values  # plain inside: the fast path
     batches = kafka_batches(bytes(z))
     assert batches[0].compression_type == codec
     assert [r[3] for r in kafka_records(bytes(z))] == values
@@ -187,7 +187,10 @@ def test_fslog_reads_kafka_python_compressed_batches(name):
     h = rb.check_batch(data, 0, len(data))
     assert h.attributes & rb.COMPRESSION_MASK == KAFKA_CODEC[name]
     assert rb.decode_records(data, 0, h) == want
-    assert rb.decode_values(bytes(data), 0, h) == [r.value for r in want]
+    data = bytes(data)
+    assert rb.decode_plain_values(data, 0, h) is None  # keyed: not plain
+    assert rb.decode_records(data, 0, h) == want       # (decompressed once, for both)
+    assert rb.decode_values(data, 0, h) == [r.value for r in want]
 
 
 @pytest.mark.parametrize("name", CODECS)

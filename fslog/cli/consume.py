@@ -314,7 +314,7 @@ def _raw_writer():
 
 
 def _record_writer(render):
-    from .formats import json_line, json_lines_plain
+    from .formats import json_line, json_lines_keyed, json_lines_plain
     plain = json_lines_plain if render is json_line else None
 
     def write(out, topic, b, stop, remaining):
@@ -330,6 +330,22 @@ def _record_writer(render):
                 vals = vals[:remaining]
                 nxt = first + remaining
             data = plain(topic, b.partition, first, h.base_timestamp, vals) if vals else b""
+            if data is not None:
+                out.write(data)
+                return (None if remaining is None else remaining - len(vals)), nxt
+        kv = b.keyed() if plain is not None and vals is None else None
+        if kv is not None:
+            # a keyed batch: the same, keys beside the values
+            keys, vals = kv
+            first = b.first_offset
+            nxt = h.next_offset if stop is None else min(stop, h.next_offset)
+            if stop is not None and first + len(vals) > stop:
+                keys, vals = keys[:max(0, stop - first)], vals[:max(0, stop - first)]
+            if remaining is not None and len(vals) > remaining:
+                keys, vals = keys[:remaining], vals[:remaining]
+                nxt = first + remaining
+            data = json_lines_keyed(topic, b.partition, first, h.base_timestamp, keys, vals) \
+                if vals else b""
             if data is not None:
                 out.write(data)
                 return (None if remaining is None else remaining - len(vals)), nxt

@@ -75,13 +75,26 @@ def json_lines_plain(topic: str, partition: int, first_offset: int, timestamp: i
                    ).encode("utf-8", "surrogatepass")
 
 
+def json_lines_keyed(topic: str, partition: int, first_offset: int, timestamp: int,
+                     keys: list, values: list) -> bytes | None:
+    """``json_lines_plain`` for a keyed batch (see ``batch.decode_keyed``: keys and
+    values, no headers); None if a key or value is not UTF-8."""
+    try:
+        ktexts = map(_enc, map(bytes.decode, keys))
+        vtexts = map(_enc, map(bytes.decode, values))
+        fmt = ('{"topic":%s,"partition":%d,"offset":' % (_enc(topic), partition)).replace("%", "%%") \
+            + '%d,"timestamp":' + str(timestamp) + ',"key":%s,"value":%s,"headers":[]}\n'
+        return "".join(map(fmt.__mod__, zip(range(first_offset, first_offset + len(values)),
+                                            ktexts, vtexts))).encode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return None
+
+
 _TOKEN = re.compile(r"%[tpokKsSTh%]|\\[nt\\]")
 
 
 class Template:
     def __init__(self, fmt: str):
-        if "\\n" not in fmt and "\n" not in fmt:
-            fmt += "\\n"
         self.parts: list = []
         pos = 0
         for m in _TOKEN.finditer(fmt):
@@ -93,6 +106,10 @@ class Template:
             pos = m.end()
         if pos < len(fmt):
             self.parts.append(fmt[pos:].encode("utf-8", "surrogateescape"))
+        # decided on the parsed template, not its text: in '%s\\' the backslash is
+        # a literal one (or a lone one at the end), not the start of \n
+        if not any(isinstance(p, bytes) and b"\n" in p for p in self.parts):
+            self.parts.append(b"\n")
 
     def __call__(self, topic: str, partition: int, r) -> bytes:
         return self.render(topic, partition, r)

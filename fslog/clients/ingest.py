@@ -21,11 +21,21 @@ import os
 import select
 import stat
 import time
+from itertools import repeat
+from operator import itemgetter
+
+import orjson
 
 from ..errors import InvalidInputError, RecordTooLargeError
 from ..records import batch as rb
 
 CHUNK = 1 << 20
+
+# JSON validation: orjson (strict RFC 8259: no NaN or Infinity, no numbers beyond a
+# double) accepts a subset of what json.loads with the checks below accepts, so a line it
+# takes is valid; what it refuses is decided (and its error worded) by the standard library.
+_loads = orjson.loads
+_NOT_ORJSON = object()
 
 
 def _no_constant(name: str):
@@ -78,6 +88,11 @@ class LineIngester:
             self.max_value -= 1
         self._simple = (fmt == "raw" and key_separator is None and not self.headers
                         and null_marker is None)
+        # Lines converted a chunk at a time, the records handed over in bulk
+        # (``send_keyed``/``send_values``); any chunk with a line the bulk path does not
+        # take as it is (an error, a blank JSON line, a null marker, a number as the key)
+        # goes line by line below, which decides and reports exactly as before.
+        self._bulk = not self.headers and (key_separator is not None or fmt == "json")
         if getattr(producer, "_needs_key", False) and key_field is None and key_separator is None:
             raise InvalidInputError(
                 f"topic {producer.topic.name!r} is compacted (cleanup.policy="
@@ -205,6 +220,8 @@ class LineIngester:
             self.records += len(lines)
             self.lines += len(lines)
             return
+        if self._bulk and self._handle_bulk(lines):
+            return
         for line in lines:
             self.lines += 1
             got = self._convert(line)
@@ -217,6 +234,45 @@ class LineIngester:
                 self._fail(self.lines, str(e))
                 continue
             self.records += 1
+
+    def _handle_bulk(self, lines: list[bytes]) -> bool:
+        """Convert and hand over a whole chunk of lines; False (nothing done) if any line
+        needs the line-by-line path."""
+        keys = None
+        values = lines
+        if self.key_separator is not None:
+            split = list(map(bytes.partition, lines, repeat(self.key_separator)))
+            if b"" in map(itemgetter(1), split):
+                return False  # a line without the separator
+            keys = list(map(itemgetter(0), split))
+            values = list(map(itemgetter(2), split))
+        if self.null_marker is not None and self.null_marker in values:
+            return False
+        if self.fmt == "json":
+            try:
+                docs = list(map(_loads, values))
+            except ValueError:
+                return False  # invalid, or blank (skipped), or beyond orjson: line by line
+            if self.key_field is not None:
+                try:
+                    got = list(map(itemgetter(self.key_field), docs))
+                except (KeyError, TypeError, IndexError):
+                    return False  # not an object, or the field missing
+                if set(map(type, got)) != {str}:
+                    return False  # numbers as keys: stdlib json's spelling, line by line
+                keys = list(map(str.encode, got))  # (orjson never yields lone surrogates)
+        try:
+            if keys is None:
+                if max(map(len, values)) > self.max_value:
+                    return False
+                self.producer.send_values(values, self.partition)
+            else:
+                self.producer.send_keyed(keys, values, self.partition)
+        except RecordTooLargeError:  # (send_keyed refuses before it buffers anything)
+            return False
+        self.records += len(lines)
+        self.lines += len(lines)
+        return True
 
     def _convert(self, line: bytes) -> tuple[bytes | None, bytes | None] | None:
         key = None
@@ -233,12 +289,21 @@ class LineIngester:
             if not text:
                 return None  # blank lines are not records in JSON mode
             try:
-                doc = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
-            except ValueError as e:
-                msg = getattr(e, "msg", str(e))
-                col = getattr(e, "colno", None)
-                self._fail(self.lines, f"not valid JSON ({msg}{f' at column {col}' if col else ''})")
-                return None
+                doc = _loads(text)
+            except ValueError:
+                doc = _NOT_ORJSON
+            if doc is _NOT_ORJSON or (self.key_field is not None and isinstance(doc, dict)
+                                      and not isinstance(doc.get(self.key_field), str)):
+                # what orjson refuses, and numbers as keys, as the standard library says
+                try:
+                    doc = json.loads(text, parse_constant=_no_constant,
+                                     parse_float=_finite_float)
+                except (ValueError, RecursionError) as e:
+                    msg = getattr(e, "msg", str(e))
+                    col = getattr(e, "colno", None)
+                    self._fail(self.lines,
+                               f"not valid JSON ({msg}{f' at column {col}' if col else ''})")
+                    return None
             if self.key_field is not None:
                 if not isinstance(doc, dict):
                     self._fail(self.lines, f"--key-field {self.key_field}: the line is a JSON "

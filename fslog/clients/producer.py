@@ -23,13 +23,13 @@ import os
 import threading
 import time
 from itertools import accumulate
+from operator import add
 
 from ..clock import now_ms
-from ..errors import (FslogError, InvalidInputError, RecordTooLargeError, UnknownTopicError,
-                      UsageError)
+from ..errors import FslogError, InvalidInputError, RecordTooLargeError, UnknownTopicError, UsageError
 from ..records import batch as rb
 from ..records.compression import CODECS, codec_for
-from ..records.partitioner import StickyPartitioner
+from ..records.partitioner import KeyPartitioner, StickyPartitioner
 
 DEFAULT_BATCH_BYTES = 512 * 1024
 STICKY_BATCH_BYTES = 64 * 1024
@@ -40,17 +40,22 @@ _time = time.time  # the fast path of send() inlines clock.now_ms
 
 
 class _Pending:
-    """One batch being filled: values-only (shared timestamp) or general records."""
+    """One batch being filled: values-only or keyed (both sharing one timestamp), or
+    general records."""
 
-    __slots__ = ("timestamp", "values", "records", "nbytes")
+    __slots__ = ("timestamp", "values", "keys", "records", "nbytes")
 
-    def __init__(self, timestamp: int | None):
-        self.timestamp = timestamp  # set for values-only batches
+    def __init__(self, timestamp: int | None, keyed: bool = False):
+        self.timestamp = timestamp  # set for values-only and keyed batches
         self.values: list[bytes] = []
+        self.keys: list[bytes] | None = [] if keyed else None  # set for keyed batches
         self.records: list[tuple] = []
         self.nbytes = rb.HEADER_SIZE
 
     def encode(self, codec: int = 0) -> bytearray:
+        if self.keys is not None:
+            batch = rb.encode_keyed(self.keys, self.values, self.timestamp or 0)
+            return rb.compress_batch(batch, codec) if codec else batch
         if self.timestamp is not None:
             batch = rb.encode_values(self.values, self.timestamp)
         else:
@@ -126,6 +131,7 @@ class Producer:
             min(self.max_batch, STICKY_BATCH_BYTES)
         self._sticky = StickyPartitioner(self.topic.partition_count, start=os.getpid())
         self._sticky_current = self._sticky.next()
+        self._keys = KeyPartitioner(self.topic.partition_count)
         self._pending: dict[int, list[_Pending]] = {}
         self._pending_bytes: dict[int, int] = {}
         # the open values batch (last in its partition) that send's fast path fills
@@ -164,16 +170,17 @@ class Producer:
                 f"a topic's limit is set when it is created: --config max.message.bytes=N")
 
     def _open_batch(self, partition: int, timestamp: int | None, size: int,
-                    limit: int | None = None) -> _Pending:
+                    limit: int | None = None, keyed: bool = False) -> _Pending:
         self._fast = None  # any other buffering ends the fast path's batch
         batches = self._pending.setdefault(partition, [])
         if batches:
             cur = batches[-1]
-            if cur.timestamp == timestamp and cur.nbytes + size <= (limit or self.max_batch):
+            if cur.timestamp == timestamp and (cur.keys is not None) == keyed and \
+                    cur.nbytes + size <= (limit or self.max_batch):
                 return cur
             if partition == self._sticky_current:
                 self._sticky_current = self._sticky.next()
-        cur = _Pending(timestamp)
+        cur = _Pending(timestamp, keyed)
         batches.append(cur)
         return cur
 
@@ -220,7 +227,7 @@ class Producer:
             limit = None
             if partition is None:
                 if key is not None:
-                    partition = self.topic.partition_for(key)
+                    partition = self._keys(key)
                 else:
                     partition = self._sticky_current
                     limit = self.sticky_batch
@@ -281,6 +288,60 @@ class Producer:
                     if partition is None:
                         self._sticky_current = self._sticky.next()
                 i = j
+
+    def send_keyed(self, keys: list[bytes], values: list[bytes], partition: int | None = None,
+                   timestamp: int | None = None) -> None:
+        """Buffer keyed, headerless records (no null key or value) that share one
+        timestamp: the keyed fast path. Each goes to its key's partition (murmur2, as
+        ``send``), or to ``partition``; the records of a partition keep their order."""
+        if self._error:
+            raise self._error
+        if len(keys) != len(values):
+            raise ValueError("send_keyed: one value for each key")
+        if not keys:
+            return
+        self._check_partition(partition)
+        ts = now_ms() if timestamp is None else timestamp
+        limit = self.topic.config.max_message_bytes - rb.HEADER_SIZE - RECORD_OVERHEAD
+        if max(map(add, map(len, keys), map(len, values))) > limit:
+            i = max(range(len(keys)), key=lambda j: len(keys[j]) + len(values[j]))
+            self._record_limit_check(values[i], keys[i])
+        with self._lock:
+            self._fast = None
+            groups = {partition: (keys, values)} if partition is not None else \
+                self._keys.split(keys, values)
+            for p, (ks, vs) in groups.items():
+                self._buffer_keyed(p, ks, vs, ts)
+
+    def _buffer_keyed(self, p: int, keys: list[bytes], values: list[bytes], ts: int) -> None:
+        """Append keyed records to partition ``p``'s buffer, a batch of at most max_batch
+        bytes at a time (cut without a Python loop per record, as send_values does)."""
+        sizes = list(accumulate(map(add, map(len, keys), map(len, values))))
+        n = len(keys)
+        i = 0
+        while i < n:
+            cur = self._open_batch(p, ts, 0, None, keyed=True)
+            room = self.max_batch - cur.nbytes
+            before = sizes[i - 1] if i else 0
+            lo, hi = i, n  # largest j with the records i..j-1 fitting the room
+            while lo < hi:
+                mid = (lo + hi + 1) >> 1
+                if sizes[mid - 1] - before + (mid - i) * RECORD_OVERHEAD <= room:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            j = lo
+            if j == i and not cur.values:
+                j = i + 1  # a record bigger than a batch still goes alone
+            used = sizes[j - 1] - before + (j - i) * RECORD_OVERHEAD if j > i else 0
+            whole = not i and j == n
+            cur.keys.extend(keys if whole else keys[i:j])  # type: ignore[union-attr]
+            cur.values.extend(values if whole else values[i:j])
+            cur.nbytes += used
+            self._after_buffer(p, used)
+            if j < n:  # the batch is full: the next one starts fresh
+                self._pending.setdefault(p, []).append(_Pending(ts, keyed=True))
+            i = j
 
     def _after_buffer(self, partition: int, size: int) -> None:
         total = self._pending_bytes.get(partition, 0) + size

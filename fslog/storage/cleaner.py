@@ -1,6 +1,8 @@
 """The log cleaner: retention and compaction of one partition, as Kafka's log retention
 and LogCleaner do them. Run by ``fslog clean`` (``clean_partition``) and by a producer
-right after it rolls a segment (``clean_after_roll``), so no daemon is needed.
+right after it rolls a segment (``clean_after_roll``: retention there, compaction in a
+background process, ``python -m fslog.storage.cleaner``, that inherits the cleaner
+lock), so no daemon is needed and no producer waits for a compaction.
 
 Retention (``cleanup.policy`` includes ``delete``): whole sealed segments are deleted,
 oldest first, while the oldest one's newest record is more than ``retention.ms`` old, or
@@ -9,7 +11,8 @@ segment is never deleted. The log start offset (the oldest segment's base offset
 forward. A reader that has a deleted segment open goes on reading it: an unlinked file
 stays readable while it is open (and mapped).
 
-Compaction (``cleanup.policy`` includes ``compact``): once the dirty ratio — bytes of
+Compaction (``cleanup.policy`` includes ``compact``; see ``compact`` for the offset map,
+bounded by ``log.cleaner.dedupe.buffer.size``, and its passes): once the dirty ratio — bytes of
 sealed segments not compacted yet over bytes of all sealed segments — exceeds
 ``min.cleanable.dirty.ratio``, the sealed segments are rewritten keeping, of each key,
 only its latest record among them. Offsets never change and order is kept; keyless
@@ -53,6 +56,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+from operator import gt
+from typing import Any
 
 from ..clock import now_ms
 from ..config import TopicConfig
@@ -117,8 +122,8 @@ def largest_timestamp(partition, base: int) -> int:
     best = last[0] if last else rb.NO_TIMESTAMP
     seg = SegmentReader(d, base)
     try:
-        pos = seg.position_for(base + last[1]) if last else 0
-        for _p, h, _d in seg.batches(pos):
+        pos, expect = seg.locate(base + last[1]) if last else (0, base)
+        for _p, h, _d in seg.batches(pos, expect):
             if h.max_timestamp > best:
                 best = h.max_timestamp
         if best < 0:
@@ -126,23 +131,6 @@ def largest_timestamp(partition, base: int) -> int:
     finally:
         seg.close()
     return best
-
-
-def _segment_batches(partition, base: int):
-    """Yield (header, records) of every batch of a sealed segment; damage raises."""
-    seg = SegmentReader(partition.path, base)
-    try:
-        end = 0
-        for pos, h, data in seg.batches(0):
-            yield h, rb.decode_records(data, 0, h, seg.path)
-            end = pos + len(data)
-        if end != seg.size:
-            raise CorruptRecordError(
-                f"{seg.path}: position {end}: {seg.size - end} bytes at the end of a sealed "
-                f"segment are not a valid batch; the cleaner leaves this partition alone: run "
-                f"'fslog verify'", seg.path, end, None)
-    finally:
-        seg.close()
 
 
 # ---------------------------------------------------------------- recovery (under the lock)
@@ -330,96 +318,200 @@ def _groups(partition, bases: list[int], segment_bytes: int) -> list[tuple[list[
     return out
 
 
+# Memory of one offset-map entry besides its key's bytes: the key's bytes object header,
+# the offset's int object and the dict's slot (measured on CPython 3.11-3.13, rounded up).
+MAP_ENTRY_BYTES = 128
+
+
+def _batch_keys(seg_path: str, h: rb.BatchHeader, data: bytes, values: bool = True):
+    """(offsets, keys, values, records) of one batch for the cleaner. A keyed batch of the
+    producer's shape (``batch.decode_keyed``) comes without a Python loop per record
+    and ``records`` None (every record then has a key, a value, no headers and the
+    batch's base timestamp; ``values`` False: a keys-only scan, values None); any other batch goes through the general decoder, and
+    ``records`` holds them."""
+    kv: Any = rb.decode_keyed(data, 0, h, with_values=values)
+    if kv is not None:
+        return range(h.base_offset, h.next_offset), kv[0], kv[1], None
+    recs = rb.decode_records(data, 0, h, seg_path)
+    return [r.offset for r in recs], [r.key for r in recs], [r.value for r in recs], recs
+
+
+def _build_map(partition, bases: list[int], start: int, end: int, budget: int):
+    """Kafka's offset map: the latest offset of each key in the records from ``start``
+    to ``end`` (the active segment's base offset), until the map holds ``budget`` bytes.
+    Returns (map, upto): the map covers offsets below ``upto`` (a batch end; ``end`` if
+    everything fit). A keys-only scan: values are not looked at."""
+    latest: dict[bytes, int] = {}
+    used = 0
+    for i, b in enumerate(bases[:-1]):
+        if bases[i + 1] <= start:
+            continue
+        for h, data in _segment_raw_batches(partition, b):
+            if h.next_offset <= start:
+                continue
+            offsets, keys, _values, recs = _batch_keys(partition.path, h, data, values=False)
+            if recs is not None and None in keys:
+                pairs = [(k, o) for k, o in zip(keys, offsets) if k is not None]
+                offsets, keys = [o for _, o in pairs], [k for k, _ in pairs]
+            before = len(latest)
+            latest.update(zip(keys, offsets))
+            new = len(latest) - before
+            if new:
+                used += new * (MAP_ENTRY_BYTES + sum(map(len, keys)) // len(keys))
+            if used >= budget and h.next_offset < end:
+                return latest, h.next_offset
+    return latest, end
+
+
+def _segment_raw_batches(partition, base: int):
+    """Yield (header, bytes) of every batch of a sealed segment; damage raises."""
+    seg = SegmentReader(partition.path, base)
+    try:
+        end = 0
+        for pos, h, data in seg.batches(0):
+            yield h, data
+            end = pos + len(data)
+        if end != seg.size:
+            raise CorruptRecordError(
+                f"{seg.path}: position {end}: {seg.size - end} bytes at the end of a sealed "
+                f"segment are not a valid batch; the cleaner leaves this partition alone: run "
+                f"'fslog verify'", seg.path, end, None)
+    finally:
+        seg.close()
+
+
+def compaction_due(partition, config, bases: list[int] | None = None) -> bool:
+    """Would ``compact`` (not forced) run now: two segments or more, and a dirty ratio
+    above min.cleanable.dirty.ratio."""
+    bases = partition.segment_bases() if bases is None else bases
+    return len(bases) >= 2 and \
+        dirty_ratio(partition, bases) > config.get("min.cleanable.dirty.ratio")  # as Kafka: >
+
+
 def compact(partition, config, now: int, force: bool = False) -> dict:
-    """Compact the sealed segments if the dirty ratio calls for it (or ``force``)."""
+    """Compact the sealed segments if the dirty ratio calls for it (or ``force``).
+
+    As Kafka's cleaner: the offset map is built from the first dirty offset on, within
+    ``log.cleaner.dedupe.buffer.size`` bytes; the sealed segments from the log start to
+    where the map ends are rewritten against it, and the first dirty offset moves there.
+    More keys than fit: several passes, each going on where the last one's map ended."""
     bases = partition.segment_bases()
     ratio = dirty_ratio(partition, bases)
     result = {"dirty_ratio": round(ratio, 4), "ran": False, "records_removed": 0,
               "tombstones_removed": 0, "keyless_removed": 0, "segments_before": len(bases),
-              "segments_after": len(bases), "bytes_before": 0, "bytes_after": 0}
+              "segments_after": len(bases), "bytes_before": 0, "bytes_after": 0, "passes": 0}
     if len(bases) < 2:
         return result
     if not force and not ratio > config.get("min.cleanable.dirty.ratio"):  # as Kafka: >
         return result
     result["ran"] = True
     horizon = now - config.get("delete.retention.ms")
-    # Pass 1: the latest offset of every key in the sealed segments (Kafka's offset map),
-    # and which segments lose a record (so that the others are not rewritten for nothing).
-    latest: dict[bytes, int] = {}
-    where: dict[bytes, int] = {}  # key -> base offset of the segment of its latest record
-    expired: set[bytes] = set()   # keys whose latest record is a tombstone past the horizon
-    losing: set[int] = set()
-    for b in bases[:-1]:
-        for _h, recs in _segment_batches(partition, b):
-            for r in recs:
-                k = r.key
-                if k is None:
-                    losing.add(b)
-                    continue
-                w = where.get(k)
-                if w is not None:
-                    losing.add(w)  # its older record goes
-                latest[k] = r.offset
-                where[k] = b
-                if r.value is None and r.timestamp < horizon:
-                    expired.add(k)
-                else:
-                    expired.discard(k)
-    losing.update(where[k] for k in expired)
-    del where, expired
-    # Pass 2: rewrite each group that loses records.
-    for group, end in _groups(partition, bases, config.get("segment.bytes")):
-        before = sum(_size(partition.path, b) for b in group)
-        result["bytes_before"] += before
-        if len(group) == 1 and group[0] not in losing:
-            stats = None  # loses nothing, merges nothing: left as it is
-        else:
-            stats = _clean_group(partition, group, end, latest, horizon,
+    budget = config.get("log.cleaner.dedupe.buffer.size")
+    end = bases[-1]  # the active segment's base: everything below it is sealed
+    start = max(read_checkpoint(partition), bases[0])
+    if start >= end:
+        start = bases[0]  # forced with nothing dirty: clean all of it again
+    counted: set[int] = set()
+    while True:
+        result["passes"] += 1
+        latest, upto = _build_map(partition, bases, start, end, budget)
+        for group, group_end in _groups(partition, bases, config.get("segment.bytes")):
+            if group[0] >= upto:
+                break
+            before = sum(_size(partition.path, b) for b in group)
+            first = group[0] not in counted
+            counted.update(group)
+            stats = _clean_group(partition, group, group_end, latest, upto, horizon,
                                  config.get("index.interval.bytes"))
-        if stats is None:
-            result["bytes_after"] += before
-            continue
-        result["records_removed"] += stats["records_removed"]
-        result["tombstones_removed"] += stats["tombstones_removed"]
-        result["keyless_removed"] += stats["keyless_removed"]
-        result["bytes_after"] += stats["bytes"]
-    files.write_atomic(os.path.join(partition.path, files.CLEANER_CHECKPOINT_FILE),
-                       json.dumps({"first_dirty_offset": bases[-1]}).encode() + b"\n")
-    result["segments_after"] = len(partition.segment_bases())
+            if first:
+                result["bytes_before"] += before
+            for k in ("records_removed", "tombstones_removed", "keyless_removed"):
+                result[k] += stats[k]
+        del latest
+        files.write_atomic(os.path.join(partition.path, files.CLEANER_CHECKPOINT_FILE),
+                           json.dumps({"first_dirty_offset": upto}).encode() + b"\n")
+        if upto >= end:
+            break
+        start = upto
+        bases = partition.segment_bases()
+    bases = partition.segment_bases()
+    result["bytes_after"] = sum(_size(partition.path, b) for b in bases[:-1])
+    result["segments_after"] = len(bases)
     result["dirty_ratio"] = round(dirty_ratio(partition), 4)
     return result
 
 
-def _clean_group(partition, group: list[int], end: int, latest: dict, horizon: int,
-                 interval: int) -> dict:
-    """Rewrite one group, merging its segments into one; return what it removed."""
+def _clean_group(partition, group: list[int], end: int, latest: dict, upto: int,
+                 horizon: int, interval: int) -> dict:
+    """Rewrite one group against the offset map (records at ``upto`` and after are kept
+    as they are: the map does not cover them), merging its segments into one; a lone
+    segment that loses nothing is left as it is. Return what it removed."""
     stats = {"records_removed": 0, "tombstones_removed": 0, "keyless_removed": 0, "bytes": 0}
     out = _SegmentBuilder(partition.path, group[0], interval)
+    changed = len(group) > 1
+    get = latest.get
     try:
-        # (range start, records, last offset, codec of the batch they came from)
-        pending: tuple[int, list, int, int] | None = None
+        # the batch waiting to be written: (range start, header, bytes, kept records or
+        # None for all of them as they are)
+        pending: tuple | None = None
         start = group[0]
         max_ts = rb.NO_TIMESTAMP
+
+        def emit(p, range_end: int) -> None:
+            nonlocal changed
+            rstart, h, data, keep = p
+            if keep is None and rstart == h.base_offset and range_end == h.last_offset:
+                out.add(data)  # kept whole: the very same bytes
+                return
+            changed = True
+            if keep is None:
+                keep = rb.decode_records(data, 0, h, partition.path)
+            out.add(_encode(keep, rstart, range_end, h.attributes & rb.COMPRESSION_MASK))
+
         for b in group:
-            for h, recs in _segment_batches(partition, b):
+            for h, data in _segment_raw_batches(partition, b):
                 max_ts = max(max_ts, h.max_timestamp)
-                keep = []
-                for r in recs:
-                    why = _drops(r, latest, horizon)
-                    if why is None:
-                        keep.append(r)
+                keep: list | None = None
+                if h.base_offset < upto:
+                    offsets, keys, values, recs = _batch_keys(partition.path, h, data, False)
+                    if recs is None:
+                        # keys and values all there: only superseded records go
+                        gone = list(map(gt, map(get, keys, offsets), offsets))  # type: ignore[arg-type]
+                        n_gone = sum(gone)
+                        if n_gone:
+                            stats["records_removed"] += n_gone
+                            keep = []
+                            if n_gone < len(gone):  # some stay: their values are needed
+                                values = rb.decode_keyed(data, 0, h, False)[1]  # type: ignore[index]
+                                ts = h.base_timestamp
+                                keep = [rb.Record(o, ts, k, v, ()) for o, k, v, g
+                                        in zip(offsets, keys, values, gone) if not g]
                     else:
-                        stats[why] += 1
-                if not keep:
-                    continue
+                        kept = []
+                        for r in recs:
+                            why = _drops(r, latest, horizon)
+                            if why is None:
+                                kept.append(r)
+                            else:
+                                stats[why] += 1
+                        if len(kept) != len(recs):
+                            keep = kept
+                    if keep is not None and not keep:
+                        changed = True
+                        continue  # every record of it goes
                 if pending is not None:
-                    out.add(_encode(pending[1], pending[0], pending[2], pending[3]))
-                    start = pending[2] + 1
-                pending = (start, keep, h.last_offset, h.attributes & rb.COMPRESSION_MASK)
+                    emit(pending, pending[1].last_offset)
+                    start = pending[1].last_offset + 1
+                pending = (start, h, data, keep)
+        if not changed and pending is not None and pending[3] is None \
+                and pending[0] == pending[1].base_offset and pending[1].last_offset == end - 1:
+            out.abort()  # a lone segment that loses nothing: left as it is
+            stats["bytes"] = _size(partition.path, group[0])
+            return stats
         if pending is None:
             out.add(rb.encode_compacted([], group[0], end - 1, max_ts))
         else:
-            out.add(_encode(pending[1], pending[0], end - 1, pending[3]))
+            emit(pending, end - 1)
         out.finish()
     except BaseException:
         out.abort()
@@ -439,10 +531,12 @@ def _encode(records: list, base_offset: int, last_offset: int, codec: int) -> by
 
 
 def _drops(r: rb.Record, latest: dict, horizon: int) -> str | None:
-    """Why compaction drops this record (a stats key), or None to keep it."""
+    """Why compaction drops this record (a stats key), or None to keep it. Records the
+    map does not cover (``latest`` has no later offset for their key) keep their place;
+    a tombstone goes once it is the latest of its key and past the horizon."""
     if r.key is None:
         return "keyless_removed"
-    if latest.get(r.key, r.offset) != r.offset:
+    if latest.get(r.key, r.offset) > r.offset:
         return "records_removed"
     if r.value is None and r.timestamp < horizon:
         return "tombstones_removed"
@@ -502,9 +596,98 @@ def _summary(partition, deleted, compaction, recovered, policy: str = "") -> dic
             "compaction": compaction, "recovered": recovered}
 
 
+# Background compactions started by this process (reaped at the next roll and at exit).
+_BACKGROUND: list = []
+
+
 def clean_after_roll(partition) -> None:
     """The roll hook a ``Topic`` installs on its partitions: after a producer rolls a
-    segment, clean unless another process is at it. A failure raises; the partition
-    keeps it in ``clean_errors`` (the append is done and acknowledged) for the caller to
-    report."""
-    clean_partition(partition, wait=False)
+    segment, clean unless another process is at it. Retention runs here (it looks at file
+    sizes and one time index: cheap); compaction, when the dirty ratio calls for it, runs
+    in a background process (``python -m fslog.storage.cleaner``) that inherits the
+    cleaner lock taken here, so the producer never waits for it and no other clean can
+    slip in between. A failure here raises; the partition keeps it in ``clean_errors``
+    (the append is done and acknowledged) for the caller to report. A failure of the
+    background compaction is reported by the next ``fslog clean`` of the partition."""
+    plock = ProcessLock(os.path.join(partition.path, files.CLEANER_LOCK_FILE))
+    if not plock.try_acquire():
+        return
+    handed = False
+    try:
+        recover(partition)
+        config = _current_config(partition)
+        if "delete" in str(config.get("cleanup.policy")):
+            apply_retention(partition, config, now_ms())
+        if config.compacted and compaction_due(partition, config):
+            handed = _spawn_compaction(partition, plock.fd)
+            if not handed:
+                compact(partition, config, now_ms())
+    finally:
+        if handed:
+            os.close(plock.fd)  # (no unlock: the child's copy of the descriptor holds it)
+            plock.fd = -1
+        else:
+            plock.release()
+
+
+def _spawn_compaction(partition, lock_fd: int) -> bool:
+    """Start ``python -m fslog.storage.cleaner`` on this partition, handing it the cleaner
+    lock (an flock belongs to the open file, which the child inherits). False if no
+    interpreter can be started (then the caller compacts inline)."""
+    import subprocess
+    import sys
+    for p in list(_BACKGROUND):
+        if p.poll() is not None:
+            _BACKGROUND.remove(p)
+    if not sys.executable or os.environ.get("FSLOG_CLEANER") == "inline":
+        return False
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "fslog.storage.cleaner", "--lock-fd", str(lock_fd),
+             partition.root, partition.topic, str(partition.number)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            pass_fds=(lock_fd,), start_new_session=True, close_fds=True)
+    except OSError:
+        return False
+    _BACKGROUND.append(child)
+    return True
+
+
+def wait_for_background(partition) -> None:
+    """Return once no clean of ``partition`` runs (a background compaction started by a
+    roll holds the cleaner lock until it is done)."""
+    with clean_lock(partition):
+        pass
+
+
+def _main(argv: list[str]) -> int:
+    """The background compaction: ``--lock-fd N ROOT TOPIC PARTITION``, run with the
+    cleaner lock already held through descriptor N."""
+    import argparse
+
+    from .partition import Partition
+    ap = argparse.ArgumentParser(prog="python -m fslog.storage.cleaner")
+    ap.add_argument("--lock-fd", type=int, required=True)
+    ap.add_argument("root")
+    ap.add_argument("topic")
+    ap.add_argument("partition", type=int)
+    args = ap.parse_args(argv)
+    try:
+        partition = Partition(args.root, args.topic, args.partition,
+                              TopicConfig(read_topic_meta(args.root, args.topic)[1]))
+        config = _current_config(partition)
+        if config.compacted:
+            compact(partition, config, now_ms())
+        return 0
+    except (FslogError, OSError) as e:
+        import sys
+        print(f"fslog: background compaction of {args.topic}/{args.partition}: {e}",
+              file=sys.stderr)
+        return 1
+    finally:
+        os.close(args.lock_fd)
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(_main(sys.argv[1:]))

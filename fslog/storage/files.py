@@ -31,6 +31,7 @@ sorts them numerically, exactly as Kafka names them.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import stat
@@ -116,6 +117,25 @@ def topic_dir(root: str, topic: str) -> str:
 
 def partition_dir_name(topic: str, partition: int) -> str:
     return f"{topic}-{partition}"
+
+
+MAX_FILE_NAME = 255  # bytes, on every common Linux file system
+
+
+def fit_name(name: str, keep: str = "") -> str:
+    """``name + keep`` if it fits in a file name; else ``name`` cut short, a hash of all of
+    it and ``keep`` (e.g. a suffix). Names fslog derives from topic and group names (up to
+    249 characters) go through here; '~' appears in no valid name, so a shortened name
+    never equals the name derived from another topic or group."""
+    if len((name + keep).encode()) <= MAX_FILE_NAME:
+        return name + keep
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+    return f"{name[:MAX_FILE_NAME - len(keep) - 18]}~{digest}{keep}"
+
+
+def owner_lock_name(topic: str, partition: int) -> str:
+    """``orders-3.lock``: the group's owner lock of a partition (see groups/registry.py)."""
+    return fit_name(f"{topic}-{partition}", ".lock")
 
 
 def partition_dir(root: str, topic: str, partition: int) -> str:

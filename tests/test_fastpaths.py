@@ -1,0 +1,168 @@
+"""The bulk paths of keyed and JSON records (issue 14): the keyed batch encoder and
+decoder against the general ones and kafka-python, the murmur2 partition cache, and
+``fslog produce -K`` / ``--format json`` giving exactly the records the line-by-line
+path gives (partitions, keys, values, errors by line)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from kafka_judge import kafka_records
+
+from fslog.records import batch as rb
+from fslog.records import partitioner as P
+
+# bytes that look like record framing, so that splits at the wrong place are tried
+_framing_bytes = st.binary(max_size=40) | st.lists(
+    st.sampled_from([b"\x00", b"\x01", b"\x02", b"\x7f", b"\x80", b"\x81\x01", b"\x00\x00",
+                     b"\xc8\x01", b"a", b"\x00\x10\x00\x00\x02\x04"]), max_size=12).map(b"".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_framing_bytes, _framing_bytes | st.binary(min_size=60, max_size=300)),
+                min_size=1, max_size=60), st.integers(0, 1 << 40))
+def test_encode_keyed_is_encode_records_and_decode_is_exact(recs, ts):
+    keys = [k for k, _ in recs]
+    values = [v for _, v in recs]
+    data = bytes(rb.encode_keyed(keys, values, ts))
+    assert data == bytes(rb.encode_records([(k, v, ts, ()) for k, v in recs]))
+    h = rb.read_header(data, 0)
+    got = rb.decode_keyed(data, 0, h)
+    if got is not None:  # None only means: the general decoder decides
+        assert got == (keys, values)
+        assert rb.decode_keyed(data, 0, h, with_keys=False) == (None, values)
+        assert rb.decode_keyed(data, 0, h, with_values=False) == (keys, None)
+    assert [(r[2], r[3]) for r in kafka_records(data)] == recs
+
+
+def test_decode_keyed_takes_typical_batches():
+    keys = [b"k%d" % (i % 100) for i in range(5000)]
+    values = [b'{"n":%d,"pad":"%s"}' % (i, b"x" * (i % 300)) for i in range(5000)]
+    data = bytes(rb.encode_keyed(keys, values, 17))
+    assert rb.decode_keyed(data, 0, rb.read_header(data, 0)) == (keys, values)
+
+
+def test_decode_keyed_refuses_other_shapes():
+    def dec(recs, **kw):
+        data = bytes(rb.encode_records(recs, **kw))
+        return rb.decode_keyed(data, 0, rb.read_header(data, 0))
+    assert dec([(b"k", b"v", 5, ()), (b"k", b"w", 6, ())]) is None       # timestamp deltas
+    assert dec([(b"k", b"v", 5, [("h", b"x")])]) is None                 # headers
+    assert dec([(b"k", None, 5, ())]) is None                            # a tombstone
+    assert dec([(None, b"v", 5, ()), (b"k", b"v", 5, ())]) is None       # a null key
+    assert dec([(b"k", b"v", 5, ()), (b"k", b"w", 5, ())], offset_deltas=[0, 2]) is None
+    data = bytes(rb.encode_values([b"a", b"b"], 5))                      # keyless
+    assert rb.decode_keyed(data, 0, rb.read_header(data, 0)) is None
+
+
+def test_decode_keyed_never_wrong_on_damaged_bytes():
+    """Any single byte changed (CRC fixed up, as a faulty producer would write): the
+    decoder gives the records the general decoder gives, or None."""
+    keys = [b"key-%d" % i for i in range(20)]
+    values = [b"value \x00\x01 %d" % i * (i % 4) for i in range(20)]
+    good = bytes(rb.encode_keyed(keys, values, 3))
+    rnd = random.Random(5)
+    for _ in range(3000):
+        buf = bytearray(good)
+        i = rnd.randrange(rb.HEADER_SIZE, len(buf))
+        buf[i] = rnd.randrange(256)
+        data = bytes(buf)
+        h = rb.read_header(data, 0)
+        got = rb.decode_keyed(data, 0, h)
+        if got is None:
+            continue
+        recs = rb.decode_records(data, 0, h)
+        assert got == ([r.key for r in recs], [r.value for r in recs])
+        assert all(r.headers == () and r.timestamp == 3 for r in recs)
+        assert [r.offset for r in recs] == list(range(len(recs)))
+
+
+def test_murmur2_is_kafkas():
+    # values from Kafka's UtilsTest
+    assert P.murmur2(b"21") == -973932308
+    assert P.murmur2(b"foobar") == -790332482
+    assert P.murmur2(b"a-little-bit-long-string") == -985981536
+    assert P.murmur2(b"a-little-bit-longer-string") == -1486304829
+    assert P.murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") == -58897971
+    assert P.murmur2(b"abc") == 479470107
+
+
+def test_key_partitioner_cache_is_bounded_and_right():
+    kp = P.KeyPartitioner(7, cache_size=50)
+    keys = [b"u-%d" % i for i in range(400)] * 2
+    assert kp.partition_all(keys) == [P.partition_for_key(k, 7) for k in keys]
+    assert len(kp._cache) <= 50
+    split = kp.split(keys, list(range(len(keys))))
+    for p, (ks, vs) in split.items():
+        assert all(P.partition_for_key(k, 7) == p for k in ks)
+        assert vs == sorted(vs)
+    assert sum(len(ks) for ks, _ in split.values()) == len(keys)
+
+
+# ------------------------------------------------------------------ through the CLI
+
+def _by_partition(cli, topic):
+    out = {}
+    for r in cli.records(topic):
+        out.setdefault(r.partition, []).append((r.key, r.value))
+    return out
+
+
+def _expected(pairs, partitions):
+    out = {}
+    for k, v in pairs:
+        out.setdefault(P.partition_for_key(k, partitions), []).append((k, v))
+    return out
+
+
+def test_produce_key_separator_bulk(cli):
+    pairs = [(b"k%d" % (i % 37), b"value %d :: x" % i) for i in range(20000)]
+    cli("topic", "create", "t", "--partitions", "4")
+    cli("produce", "t", "-K", ":", input=b"".join(k + b":" + v + b"\n" for k, v in pairs))
+    assert _by_partition(cli, "t") == _expected(pairs, 4)
+
+
+def test_produce_key_separator_bad_line_in_a_chunk(cli):
+    lines = [b"k%d:v%d" % (i, i) for i in range(1000)]
+    lines[700] = b"no separator here"
+    cp = cli("produce", "t", "-K", ":", input=b"\n".join(lines) + b"\n", check=1)
+    assert b"line 701: no key separator ':'" in cp.stderr
+    assert [r.key for r in cli.records("t")] == [b"k%d" % i for i in range(700)]
+    cli("produce", "u", "-K", ":", "--skip-invalid", input=b"\n".join(lines) + b"\n")
+    assert len(cli.records("u")) == 999
+
+
+def test_produce_json_bulk_matches_line_by_line(cli):
+    docs = [{"user_id": "u-%d" % (i % 50), "n": i, "s": "é\u2028"} for i in range(3000)]
+    lines = [json.dumps(d, ensure_ascii=False).encode() for d in docs]
+    # a chunk the bulk path leaves to the line-by-line one: numbers as keys, blank lines
+    odd = [b'{"user_id": 12345678901234567890123, "n": 1}', b"", b'  {"user_id": 1.5}  ',
+           b'{"user_id": "u-1"}']
+    cli("topic", "create", "t", "--partitions", "3")
+    cli("produce", "t", "--format", "json", "--key-field", "user_id",
+        input=b"\n".join(lines) + b"\n")
+    assert _by_partition(cli, "t") == _expected(
+        [(("u-%d" % (i % 50)).encode(), ln) for i, ln in enumerate(lines)], 3)
+    cli("topic", "create", "o", "--partitions", "3")
+    cli("produce", "o", "--format", "json", "--key-field", "user_id", input=b"\n".join(odd))
+    got = sorted((r.key, r.value) for r in cli.records("o"))
+    assert got == sorted([(b"12345678901234567890123", odd[0]), (b"1.5", odd[2]),
+                          (b"u-1", odd[3])])
+
+
+def test_produce_json_errors_named_by_line(cli):
+    lines = [b'{"a": %d}' % i for i in range(500)]
+    lines[300] = b'{"a": NaN}'
+    cp = cli("produce", "t", "--format", "json", input=b"\n".join(lines) + b"\n", check=1)
+    assert b"line 301: not valid JSON" in cp.stderr
+    assert len(cli.records("t")) == 300
+    lines[300] = b'{"a": 1e999}'
+    cp = cli("produce", "u", "--format", "json", input=b"\n".join(lines) + b"\n", check=1)
+    assert b"line 301: not valid JSON" in cp.stderr
+    lines[300] = b'{"b": 1}'
+    cp = cli("produce", "v", "--format", "json", "--key-field", "a",
+             input=b"\n".join(lines) + b"\n", check=1)
+    assert b"line 301: --key-field a: the field is missing" in cp.stderr
