@@ -52,6 +52,10 @@ class CorruptRecordError(FslogError):
         self.offset = offset
 
 
+class GroupDeletedError(FslogError):
+    """The consumer group was deleted while a member of it was running."""
+
+
 class UnsupportedCompressionError(CorruptRecordError):
     """A batch whose attributes name a compression codec Kafka does not define (5-7):
     Kafka's UNSUPPORTED_COMPRESSION_TYPE."""

@@ -20,10 +20,8 @@ from .errors import FslogError, TopicExistsError, UnknownTopicError
 from .storage import files
 from .storage.cleaner import clean_partition
 from .storage.topic import Topic
-from .storage.topicmeta import write_topic_meta
+from .storage.topicmeta import MAX_PARTITIONS, new_topic_id, write_topic_meta
 from .storage.verify import verify_topic
-
-MAX_PARTITIONS = 10000
 
 
 @dataclass
@@ -152,7 +150,9 @@ class Log:
         files.ensure_dir(files.topics_dir(self.root), self.root)
         files.ensure_dir(staging, self.root)
         try:
-            write_topic_meta(staging, partitions, overrides)
+            # the id tells this topic from one of the same name deleted before (Kafka's
+            # topic id): committed offsets of another incarnation are never used
+            write_topic_meta(staging, partitions, overrides, new_topic_id(), int(time.time() * 1000))
             for i in range(partitions):
                 os.mkdir(os.path.join(staging, files.partition_dir_name(name, i)), files.DIR_MODE)
             files.fsync_dir(staging)
@@ -181,10 +181,9 @@ class Log:
         if os.path.islink(path):
             os.unlink(path)  # never follow a link out of the root
             return
-        # name[:200]: a 249-character name would make the trash name too long (ENAMETOOLONG)
         files.ensure_dir(files.tmp_dir(self.root), self.root)
-        trash = os.path.join(files.tmp_dir(self.root),
-                             f"delete-{name[:200]}-{os.getpid()}-{time.monotonic_ns()}")
+        trash = os.path.join(files.tmp_dir(self.root), files.fit_name(
+            f"delete-{name}", f"-{os.getpid()}-{time.monotonic_ns()}"))
         os.rename(path, trash)
         files.fsync_dir(files.topics_dir(self.root))
         shutil.rmtree(trash, ignore_errors=True)

@@ -5,7 +5,9 @@ and fetch from the same segment files the CLI uses, under the same partition loc
 
 Layout (imports point down: the broker uses storage, groups and clients, never the CLI)::
 
-    server.py        listener, worker threads, shutdown, the security seam (``Security``)
+    server.py        listener, worker threads, shutdown
+    security.py      which listeners are allowed, TLS, the SASL exchange (``Security``)
+    users.py         SASL users: salted SCRAM credentials in ROOT/serve/users.json
     connection.py    one connection: framing, request order, pipelining, limits
     protocol.py      request/response framing around the ``kio`` codec; ``build`` helper
     versions.py      THE API-version table (one row per API key)
@@ -16,7 +18,7 @@ Layout (imports point down: the broker uses storage, groups and clients, never t
     fsync.py         acks=all group commit, flush.ms for acks=1
     producer_state.py  idempotent producer ids and sequences
     api_versions.py, metadata.py, produce.py, fetch.py, list_offsets.py,
-    init_producer_id.py, admin.py   one handler module per API family
+    init_producer_id.py, admin.py, sasl.py   one handler module per API family
 
 Adding an API handler (e.g. the group coordinator):
 

@@ -14,10 +14,11 @@ Bad input never crashes the server and never reaches the log: a frame larger tha
 body that does not decode closes the connection with one log line; ApiVersions of an
 unsupported version gets Kafka's v0 answer (error 35 and the supported ranges).
 
-Security seam: before the first request the server's ``security.on_connect(conn)`` runs
-(TLS, when added, wraps the socket before that), and every request passes
+Security (``security.py``): before the first request ``security.on_connect(conn)`` runs
+(the TLS handshake, when TLS is on), and every request passes
 ``security.allows(conn, api_key)``: with SASL, only ApiVersions and the SASL requests
-are allowed until ``conn.principal`` is set. Runs on the event loop thread only.
+are allowed until ``conn.principal`` is set. After SaslHandshake v0 the frames are raw
+SASL tokens, not requests (``conn.auth.raw``). Runs on the event loop thread only.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ class Connection:
         self.writer = writer
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        self.principal: str | None = None  # set by SASL authentication (not yet offered)
+        self.principal: str | None = None  # the SASL user, once authenticated
+        self.auth = None  # security.SaslSession while a SASL exchange is under way
         self.client_id: str | None = None
         self.last_active = time.monotonic()
         self.requests = 0
@@ -125,6 +127,12 @@ class Connection:
             frame = await self._read_frame()
             if frame is None:
                 return
+            if self.auth is not None and self.auth.raw:  # a SASL token after SaslHandshake v0
+                reply = await self.server.security.raw_token(self, frame)
+                if reply is None:
+                    return
+                await out.put((None, reply))
+                continue
             try:
                 head = protocol.peek_head(frame)
             except protocol.MalformedRequest as e:
@@ -147,7 +155,8 @@ class Connection:
                        else " (unknown API key)"))
                 return
             if not self.server.security.allows(self, head.api_key):
-                self._refuse(f"{versions.api_name(head.api_key)} before authentication")
+                self._refuse(f"{versions.api_name(head.api_key)} before SASL authentication "
+                             f"completed (the client must authenticate first)")
                 return
             handler = HANDLERS.get(head.api_key)
             if handler is None:

@@ -35,6 +35,7 @@ HANDLER_MODULES = (
     "admin",
     "groups",
     "offset_for_leader_epoch",
+    "sasl",
 )
 
 Handler = Callable[..., Awaitable[Any]]

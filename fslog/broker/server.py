@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import ipaddress
 import logging
 import signal
 import time
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from ..storage.servers import Registration
 from .connection import Connection
 from .handlers import load_handlers
+from .security import Security
 from .storage import BrokerStorage
 
 DEFAULT_PORT = 9092
@@ -45,33 +45,9 @@ class ServeConfig:
     max_connections: int = 1000
     idle_ms: int = IDLE_MS
     insecure: bool = False
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-class Security:
-    """What a connection must do before its requests are served. As it stands: nothing
-    (loopback, or --insecure). TLS wraps sockets through ``ssl_context``; SASL will set
-    ``requires_authentication`` and let only ApiVersions and the SASL requests through
-    until ``conn.principal`` is set."""
-
-    ssl_context = None
-    requires_authentication = False
-    PRE_AUTH_APIS = frozenset({18, 17, 36})  # ApiVersions, SaslHandshake, SaslAuthenticate
-
-    async def on_connect(self, conn) -> bool:
-        return True
-
-    def allows(self, conn, api_key: int) -> bool:
-        return (not self.requires_authentication or conn.principal is not None
-                or api_key in self.PRE_AUTH_APIS)
+    tls_cert: str | None = None  # PEM certificate chain; with tls_key, TLS on every connection
+    tls_key: str | None = None
+    sasl: bool = False  # require SASL on loopback too (always required elsewhere, unless insecure)
 
 
 class Server:
@@ -80,7 +56,7 @@ class Server:
         self.config = config
         self.logger = logger or logging.getLogger("fslog.serve")
         self.storage = BrokerStorage(log, config.default_partitions)
-        self.security = Security()
+        self.security = Security(config, log.root, self.logger)
         self.connections: set[Connection] = set()
         self.requests = 0
         self.stopping: asyncio.Event | None = None
@@ -117,7 +93,8 @@ class Server:
         self.replicas = Replicas()  # followers: high watermark, acks=all (replicas.py)
         self.producers = ProducerStates(self)
         # Register before listening: a second server on the root refuses before it binds.
-        info = {"listen": self.listen_address, "node_id": self.config.node_id}
+        info = {"listen": self.listen_address, "node_id": self.config.node_id,
+                "security_protocol": self.security.protocol}
         self._registration = Registration(self.log.root, info)
         try:
             # On a follower root (fslog replicate): take over as leader, with a new leader
@@ -134,7 +111,7 @@ class Server:
         try:
             self._server = await asyncio.start_server(
                 self._accept, self.config.host, self.config.port, limit=1 << 20,
-                ssl=self.security.ssl_context, backlog=1024)
+                backlog=1024)  # TLS, when on, starts in security.on_connect
         except OSError as e:
             self._registration.close()
             from ..errors import FslogError
@@ -146,9 +123,11 @@ class Server:
             self.advertised = (self.advertised[0], sock[1])
         self._registration.update(listen=self.listen_address,
                                   advertised=f"{self.advertised[0]}:{self.advertised[1]}")
-        self.logger.info("serve: listening on %s (advertised %s:%d, node %d, root %s)",
+        self.logger.info("serve: listening on %s (advertised %s:%d, node %d, root %s, %s%s)",
                          self.listen_address, self.advertised[0], self.advertised[1],
-                         self.config.node_id, self.log.root)
+                         self.config.node_id, self.log.root, self.security.protocol,
+                         f" {'/'.join(self.security.mechanisms)}"
+                         if self.security.mechanisms else "")
         self._ticker = asyncio.create_task(self._tick())
 
     async def _accept(self, reader, writer) -> None:
@@ -229,10 +208,19 @@ def serve(log, config: ServeConfig, logger: logging.Logger | None = None,
 
     async def main():
         server = Server(log, config, logger)
-        await server.start()
         loop = asyncio.get_running_loop()
+        early: list[str] = []  # a signal during start-up: stop as soon as started
+
+        def on_signal(name: str) -> None:
+            if server.stopping is None:
+                early.append(name)
+            else:
+                server.request_stop(name)
         for sig, name in ((signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT")):
-            loop.add_signal_handler(sig, server.request_stop, name)
+            loop.add_signal_handler(sig, on_signal, name)
+        await server.start()
+        if early:
+            server.request_stop(early[0])
         if on_ready is not None:
             on_ready(server)
         await server.wait_stopped()

@@ -85,8 +85,6 @@ _TOKEN = re.compile(r"%[tpokKsSTh%]|\\[nt\\]")
 
 class Template:
     def __init__(self, fmt: str):
-        if "\\n" not in fmt and "\n" not in fmt:
-            fmt += "\\n"
         self.parts: list = []
         pos = 0
         for m in _TOKEN.finditer(fmt):
@@ -98,6 +96,10 @@ class Template:
             pos = m.end()
         if pos < len(fmt):
             self.parts.append(fmt[pos:].encode("utf-8", "surrogateescape"))
+        # decided on the parsed template, not its text: in '%s\\' the backslash is
+        # a literal one (or a lone one at the end), not the start of \n
+        if not any(isinstance(p, bytes) and b"\n" in p for p in self.parts):
+            self.parts.append(b"\n")
 
     def __call__(self, topic: str, partition: int, r) -> bytes:
         return self.render(topic, partition, r)

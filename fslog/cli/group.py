@@ -45,6 +45,8 @@ def describe(ctx: typer.Context, group: str = typer.Argument(..., help="Group na
     d = describe_group(open_log(ctx, groups=[group]), group)
     if json_:
         print_json(d)
+        for note in d["notes"]:
+            err(note)
         report_problems(d["problems"])
         return
     rows = []
@@ -52,11 +54,15 @@ def describe(ctx: typer.Context, group: str = typer.Argument(..., help="Group na
         m = p["member"]
         unreadable = p["lag"] is None
         rows.append([p["topic"], p["partition"],
-                     "unreadable" if unreadable else "-" if p["committed"] is None else p["committed"],
+                     "unreadable" if unreadable else
+                     f"- (stale {p['stale_committed']})" if p["stale_committed"] is not None else
+                     "-" if p["committed"] is None else p["committed"],
                      p["end_offset"], "?" if unreadable else p["lag"], m["member_id"] if m else "-",
                      m["pid"] if m else "-", m["host"] if m else "-"])
     print_table(["TOPIC", "PARTITION", "COMMITTED", "END OFFSET", "LAG", "MEMBER", "PID", "HOST"],
                 rows, title=f"group {group}, generation {d['generation']}, {len(d['members'])} live member(s)")
+    for note in d["notes"]:
+        err(note)
     report_problems(d["problems"])
 
 
@@ -99,7 +105,8 @@ def reset(
 
 
 @app.command("delete", help="Delete a group and its committed offsets (refused while members are "
-                            "live).\n\nExample: fslog group delete nightly")
+                            "live, or while an evicted member's process is stopped or hung).\n\n"
+                            "Example: fslog group delete nightly")
 def delete(ctx: typer.Context, group: str = typer.Argument(..., help="Group name.")) -> None:
     from ..groups.admin import delete_group
     delete_group(open_log(ctx, groups=[group]), group)

@@ -153,7 +153,7 @@ class GroupConsumer:
         self.owned: dict[tuple[str, int], _Owned] = {}
         self.wanted: set[tuple[str, int]] = set()
         self.warnings: list[str] = []
-        self._stamp: tuple | None = None
+        self._stamp: int | None = None
         self._last_commit = time.monotonic()
         self._epochs = 0
         # ``busy(tp) -> bool``: a caller still working on records of a partition (--exec)
@@ -161,7 +161,13 @@ class GroupConsumer:
         # once it is not busy, so its next owner never handles records of it concurrently.
         self.busy = None
         self.member.join()
-        self._sync()
+        try:
+            self._sync()
+        except BaseException:
+            # a join that cannot go on leaves nothing behind: not its partitions, not
+            # a member record in the registry that others must wait to evict
+            self.close()
+            raise
 
     # ------------------------------------------------------------ assignment
     def _sync(self) -> None:
@@ -193,7 +199,7 @@ class GroupConsumer:
                 return
         try:
             part = self.topics[topic].partition(p)
-            committed = self.registry.committed(topic, p)
+            committed = self.registry.committed(topic, p, self.topics[topic])
             end = part.end_offset()
             if committed is None:
                 if self.start in ("end", "latest"):
@@ -210,7 +216,7 @@ class GroupConsumer:
                 # (with --offset end, that is the end as it was now) even if this one
                 # delivers nothing.
                 committed = reader.next_offset
-                self.registry.commit(topic, p, committed, self.member.member_id)
+                self.registry.commit(topic, p, committed, self.member.member_id, self.topics[topic])
             self._epochs += 1
             self.owned[tp] = _Owned(reader, lock, None if self.follow else end, committed,
                                     self._epochs)
@@ -277,7 +283,8 @@ class GroupConsumer:
 
     def _commit_one(self, tp, o: _Owned) -> None:
         if o.delivered != o.committed:
-            self.registry.commit(tp[0], tp[1], o.delivered, self.member.member_id)
+            self.registry.commit(tp[0], tp[1], o.delivered, self.member.member_id,
+                                 self.topics[tp[0]])
             o.committed = o.delivered
 
     def maybe_commit(self, force: bool = False) -> None:

@@ -1,7 +1,10 @@
 """Inspecting and managing consumer groups: Kafka's ``kafka-consumer-groups`` in a module.
 
-Read-only functions take no lock. ``reset_offsets`` and ``delete_group`` take the group
-lock and refuse while the group has live members, so they never race a consumer.
+No function here takes a lock. ``reset_offsets`` and ``delete_group`` refuse while the
+group has live members (``delete_group`` also while an evicted member's process still
+runs); a member that starts in the instant between that check and the change reads the
+offsets as they were or as they are after it, and a member of a deleted group says so
+and exits (``GroupDeletedError``).
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ def describe_group(log, group: str) -> dict:
         | {t for t, _ in unreadable}
     parts = []
     problems = []
+    notes: list[str] = []  # worth saying, not errors (an offset of a deleted topic)
     for name in sorted(topics):
         try:
             topic = log.topic(name)
@@ -79,15 +83,25 @@ def describe_group(log, group: str) -> dict:
         for p in topic.partitions():
             end = p.end_offset()
             c = committed.get((name, p.number))
+            stale = None
+            if c is not None and (name, p.number) not in unreadable:
+                stale = reg.stale_committed(name, p.number, topic)
+                if stale is not None:
+                    c = None
+                    notes.append(
+                        f"group {group!r}: the offset {stale} committed for {name}/{p.number} "
+                        f"belongs to an earlier topic {name!r} (deleted and re-created since); "
+                        f"it is not used: the group reads the new topic from its start")
             lag = end - c if c is not None else end - p.start_offset()
             if (name, p.number) in unreadable:  # unknown: neither 0 nor everything
                 lag = None
                 problems.append(str(unreadable[(name, p.number)]))
             parts.append({"topic": name, "partition": p.number, "committed": c,
+                          "stale_committed": stale,
                           "end_offset": end, "lag": None if lag is None else max(0, lag),
                           "member": owner.get((name, p.number))})
     return {"group": group, "generation": generation, "members": members,
-            "partitions": parts, "problems": problems}
+            "partitions": parts, "problems": problems, "notes": notes}
 
 
 def problem_message(group: str, e: BaseException) -> str:
@@ -171,7 +185,7 @@ def reset_plan(log, group: str, topic: str, *, to_earliest: bool = False, to_lat
     for p in chosen_parts:
         start, end = p.start_offset(), p.end_offset()
         try:
-            old, unreadable = reg.committed(topic, p.number), False
+            old, unreadable = reg.committed(topic, p.number, t), False
         except UnreadableOffsetError as e:
             if shift_by is not None:
                 raise UnreadableOffsetError(
@@ -197,18 +211,26 @@ def reset_plan(log, group: str, topic: str, *, to_earliest: bool = False, to_lat
 
 def reset_offsets(log, group: str, plan: list[dict]) -> None:
     reg = Registry(log.root, group, create=False)
-    with reg._flock:
-        _refuse_if_live(reg, "reset offsets of")
-        for row in plan:
-            reg.commit(row["topic"], row["partition"], row["new"], "fslog group reset")
+    _refuse_if_live(reg, "reset offsets of")
+    for row in plan:
+        reg.commit(row["topic"], row["partition"], row["new"], "fslog group reset",
+                   log.topic(row["topic"]))
 
 
 def delete_group(log, group: str) -> None:
+    """Delete a group: refused while a member is live, and while a process evicted as hung
+    (stopped) still holds its member lock: it would come back to a group that is gone."""
     reg = Registry(log.root, group, create=False)
-    with reg._flock:
-        _refuse_if_live(reg, "delete")
-        files.ensure_dir(files.tmp_dir(log.root), log.root)  # never staged through a link
-        trash = os.path.join(files.tmp_dir(log.root), f"group-{group}-{os.getpid()}-{time.monotonic_ns()}")
-        os.rename(reg.path, trash)
-        files.fsync_dir(files.groups_dir(log.root))
+    _refuse_if_live(reg, "delete")
+    held = reg.held_member_locks()
+    if held:
+        raise FslogError(
+            f"cannot delete group {group!r}: member {held[0]} was evicted but its process still "
+            f"runs (stopped or hung: it holds {reg.member_lock_path(held[0])}); resume it and "
+            f"stop it, or kill it, first")
+    files.ensure_dir(files.tmp_dir(log.root), log.root)  # never staged through a link
+    trash = os.path.join(files.tmp_dir(log.root), files.fit_name(
+        f"group-{group}", f"-{os.getpid()}-{time.monotonic_ns()}"))
+    os.rename(reg.path, trash)
+    files.fsync_dir(files.groups_dir(log.root))
     shutil.rmtree(trash, ignore_errors=True)

@@ -24,8 +24,8 @@ a CLI member are both changes of ``registry.json`` (``Registry.update``). Serve 
 ``served.lock`` and then, in its update, checks for live CLI members (and gives the lock
 back if there are any); a CLI member, in its update, checks the lock. Whichever update
 comes second sees the other side. Serve's update also records ``served_by`` in
-``registry.json``, so the two updates conflict even if updates ever become
-compare-and-swap. So two readers never share a partition across the boundary.
+the registry, so the two updates conflict: updates are compare-and-swap (registry.py),
+and the second to link its version computes its change again and sees the first. So two readers never share a partition across the boundary.
 
 Used by the broker (one thread at a time per group) and by any number of CLI processes.
 """
@@ -65,7 +65,7 @@ class ServedClaim:
 
     def acquire(self) -> None:
         """Take the group for network clients, or raise GroupInUseError when CLI members
-        are reading it. Blocking (the group lock): call from a worker thread."""
+        are reading it. Does file I/O (fsync): call from a worker thread."""
         if not self._lock.try_acquire():
             raise GroupInUseError(f"group {self.registry.group!r} is served by another process "
                                   f"({served_lock_path(self.registry)} is locked)")
@@ -146,14 +146,14 @@ def refuse_if_served(registry: Registry) -> None:
 def commit_outside_members(registry: Registry, offsets: list[tuple[str, int, int]],
                            who: str) -> None:
     """Commit offsets for a client that is no member of the group (Kafka's "simple"
-    consumer: generation -1), as ``group reset`` does: under the group lock, refused with
-    GroupInUseError while CLI members are reading the group."""
-    with registry._flock:
-        live = registry.live_members()
-        if live:
-            raise GroupInUseError(
-                f"group {registry.group!r} has {len(live)} live fslog consume member(s) "
-                f"({_describe_cli_members(live)}); a client outside the group cannot commit "
-                f"its offsets meanwhile")
-        for topic, partition, offset in offsets:
-            registry.commit(topic, partition, offset, who)
+    consumer: generation -1), as ``group reset`` does: refused with GroupInUseError while
+    CLI members are reading the group (checked first: the registry has no lock, see
+    registry.py; a member joining in that instant reads the offsets before or after)."""
+    live = registry.live_members()
+    if live:
+        raise GroupInUseError(
+            f"group {registry.group!r} has {len(live)} live fslog consume member(s) "
+            f"({_describe_cli_members(live)}); a client outside the group cannot commit "
+            f"its offsets meanwhile")
+    for topic, partition, offset in offsets:
+        registry.commit(topic, partition, offset, who)

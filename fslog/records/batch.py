@@ -455,21 +455,26 @@ def tail_is_torn(buf: bytes, expect: int | None = None) -> bool:
       log going on); damage if its records end before the length it claims.
       A compressed one is torn unless a valid batch continuing the log follows.
     - A plausible, complete batch with a bad CRC: torn unless a valid batch continuing
-      the log (a greater base offset) follows it.
+      the log (a greater base offset) follows it. The search starts right after the
+      header's first byte, not at the end the header claims: a damaged batchLength must
+      not hide the batches after it.
+    - A complete batch with a valid CRC (whatever its base offset, which the CRC does
+      not cover) is never torn: its records were written whole.
     - A header that is not one: torn unless a valid batch continuing the log follows.
     """
     if len(buf) < HEADER_SIZE:
         return True
     h = read_header(buf, 0)
-    plausible = (h.magic == MAGIC and h.batch_length >= HEADER_SIZE - LOG_OVERHEAD
-                 and h.record_count > 0 and (expect is None or h.base_offset == expect))
+    sane = h.magic == MAGIC and h.batch_length >= HEADER_SIZE - LOG_OVERHEAD
+    if sane and h.size <= len(buf) and h.record_count >= 0 and crc_ok(buf, 0, h):
+        return False
+    plausible = sane and h.record_count > 0 and (expect is None or h.base_offset == expect)
     if plausible and h.size > len(buf):
         if h.attributes & COMPRESSION_MASK:  # compressed records cannot be walked
             return find_valid_batch(buf, HEADER_SIZE, h.base_offset + 1) < 0
         return _records_are_a_prefix(buf, h)
-    if plausible:
-        return find_valid_batch(buf, h.size, h.base_offset + 1) < 0
-    return find_valid_batch(buf, 1, None if expect is None else expect + 1) < 0
+    least = h.base_offset + 1 if plausible else (None if expect is None else expect + 1)
+    return find_valid_batch(buf, 1, least) < 0
 
 
 def _records_are_a_prefix(buf: bytes, h: BatchHeader) -> bool:

@@ -122,8 +122,8 @@ def largest_timestamp(partition, base: int) -> int:
     best = last[0] if last else rb.NO_TIMESTAMP
     seg = SegmentReader(d, base)
     try:
-        pos = seg.position_for(base + last[1]) if last else 0
-        for _p, h, _d in seg.batches(pos):
+        pos, expect = seg.locate(base + last[1]) if last else (0, base)
+        for _p, h, _d in seg.batches(pos, expect):
             if h.max_timestamp > best:
                 best = h.max_timestamp
         if best < 0:

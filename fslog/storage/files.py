@@ -21,6 +21,8 @@ Layout under the root directory (the "broker")::
       serve/                          fslog serve (see storage/servers.py)
         server.lock                   flock held by the running server; holds its address and counters
         producer-ids                  the next block of idempotent-producer ids to hand out
+        users.json                    SASL users: salted SCRAM credentials, mode 0600 (broker/users.py)
+        users.lock                    flock held while ``fslog serve users`` changes users.json
       tmp/                            topics being created or deleted, groups being deleted
 
 Segment files are named by their base offset, zero-padded to 20 digits so that ``ls``
@@ -29,6 +31,7 @@ sorts them numerically, exactly as Kafka names them.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import stat
@@ -48,6 +51,8 @@ TMP_DIR = "tmp"
 SERVE_DIR = "serve"
 SERVER_LOCK_FILE = "server.lock"
 PRODUCER_IDS_FILE = "producer-ids"
+USERS_FILE = "users.json"  # fslog serve's SASL users (broker/users.py)
+USERS_LOCK_FILE = "users.lock"
 TMP_INFIX = ".tmp."  # write_atomic's temp files: NAME.tmp.<pid>
 TOPIC_CONFIG_FILE = "topic.json"
 LOCK_FILE = ".lock"
@@ -111,6 +116,25 @@ def topic_dir(root: str, topic: str) -> str:
 
 def partition_dir_name(topic: str, partition: int) -> str:
     return f"{topic}-{partition}"
+
+
+MAX_FILE_NAME = 255  # bytes, on every common Linux file system
+
+
+def fit_name(name: str, keep: str = "") -> str:
+    """``name + keep`` if it fits in a file name; else ``name`` cut short, a hash of all of
+    it and ``keep`` (e.g. a suffix). Names fslog derives from topic and group names (up to
+    249 characters) go through here; '~' appears in no valid name, so a shortened name
+    never equals the name derived from another topic or group."""
+    if len((name + keep).encode()) <= MAX_FILE_NAME:
+        return name + keep
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+    return f"{name[:MAX_FILE_NAME - len(keep) - 18]}~{digest}{keep}"
+
+
+def owner_lock_name(topic: str, partition: int) -> str:
+    """``orders-3.lock``: the group's owner lock of a partition (see groups/registry.py)."""
+    return fit_name(f"{topic}-{partition}", ".lock")
 
 
 def partition_dir(root: str, topic: str, partition: int) -> str:
@@ -234,16 +258,19 @@ def remove_stale_temp_files(directory: str) -> int:
     return removed
 
 
-def write_atomic(path: str, data: bytes) -> None:
+def write_atomic(path: str, data: bytes, mode: int = FILE_MODE) -> None:
     """Write ``data`` to ``path`` atomically: temp file, fsync, rename, fsync dir.
 
-    The temp file is ``PATH.tmp.<pid>``; afterwards the temp files that dead writers left
+    ``mode`` is the file's permission bits (set before any byte is written, so a file
+    meant to be private never exists readable by others). The temp file is ``PATH.tmp.<pid>``; afterwards the temp files that dead writers left
     in the same directory (kill -9 between write and rename) are removed."""
     directory = os.path.dirname(path) or "."
     tmp = f"{path}{TMP_INFIX}{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
     try:
         try:
+            if mode != FILE_MODE:
+                os.fchmod(fd, mode)  # the umask may have taken bits off; never added any
             view = memoryview(data)
             while view:
                 n = os.write(fd, view)

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import mmap
 import os
+import stat
 import struct
 
+from ..errors import FslogError
 from .files import FILE_MODE
 
 OFFSET_ENTRY = struct.Struct(">ii")
@@ -44,7 +46,10 @@ class IndexView:
         except OSError:
             return  # missing index: no entries; callers scan from the start
         try:
-            size = os.fstat(fd).st_size
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return  # a directory (or device) where the index belongs: no entries either
+            size = st.st_size
             size -= size % entry.size
             if size:
                 self._map = mmap.mmap(fd, size, prot=mmap.PROT_READ)
@@ -100,7 +105,10 @@ class IndexWriter:
     def __init__(self, path: str, entry: struct.Struct):
         self.path = path
         self._entry = entry
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, FILE_MODE)
+        try:
+            self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, FILE_MODE)
+        except IsADirectoryError:
+            raise not_a_file_error(path) from None
         size = os.fstat(self.fd).st_size
         if size % entry.size:
             # A torn entry from a crash mid-write: drop it.
@@ -129,10 +137,18 @@ class IndexWriter:
             self.fd = -1
 
 
+def not_a_file_error(path: str) -> FslogError:
+    return FslogError(f"{path}: not a regular file (a directory?) where fslog keeps an index; "
+                      f"move it away, and the next writer rebuilds the index from the log")
+
+
 def write_index_file(path: str, entry: struct.Struct, entries: list[tuple[int, int]],
                      sync: bool = False) -> None:
     """Write a whole index file of ``entries`` (created or truncated; fsynced if ``sync``)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
+    except IsADirectoryError:
+        raise not_a_file_error(path) from None
     try:
         os.write(fd, b"".join(entry.pack(a, b) for a, b in entries))
         if sync:

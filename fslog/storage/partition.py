@@ -70,8 +70,25 @@ class Partition:
         return bases
 
     def create_dir(self) -> None:
+        """Make the partition's directory (topic creation, and replication of a partition
+        a follower does not have yet); producers never do: see ``check_dir``."""
         if files.makedirs(self.path):
             files.fsync_dir(os.path.dirname(self.path))
+        files.check_real_dir(self.path, self.root)
+
+    def check_dir(self) -> None:
+        """The partition's directory must be there: topic creation makes every one, so a
+        missing one was removed by hand (or the topic was deleted meanwhile). It is never
+        made again silently: offsets would restart at 0 under readers and groups."""
+        if not os.path.isdir(self.path):
+            if not os.path.isfile(os.path.join(os.path.dirname(self.path), files.TOPIC_CONFIG_FILE)):
+                raise FslogError(f"topic {self.topic!r} was deleted meanwhile ({self.path} is "
+                                 f"gone); nothing was written")
+            raise FslogError(
+                f"{self.path}: the directory of partition {self.topic}/{self.number} is missing "
+                f"(removed by hand?); its records and offsets are gone, and fslog will not "
+                f"silently start it again at offset 0: restore it from a copy, or create the "
+                f"empty directory to start it again from 0")
         files.check_real_dir(self.path, self.root)
 
     # ------------------------------------------------------------ inspection (no lock)
@@ -113,7 +130,7 @@ class Partition:
             self._retire(w)
             self._writer = None
         if not bases:
-            self.create_dir()
+            self.check_dir()
             base = 0
             created = True
         else:
@@ -169,6 +186,8 @@ class Partition:
                     f"a batch of {len(b)} bytes exceeds max.message.bytes={limit} of topic "
                     f"{self.topic!r}; raise it with --config max.message.bytes=N")
         out: list[tuple[int, int]] = []
+        if self._writer is None:
+            self.check_dir()  # (before its lock file is opened in it)
         try:
             self._append_locked(batches, out)
         except OSError as e:

@@ -165,8 +165,8 @@ class PartitionReader:
         self.skip_corrupt = skip_corrupt
         self.damage: list[dict] = []
         # Offsets must continue from batch to batch: the base offset is not covered by the
-        # CRC, so this is what catches a damaged one. Gaps are legal only in compacted logs.
-        self._gaps_ok = partition.config.compacted
+        # CRC, so this is what catches a damaged one. This holds for compacted logs too:
+        # the cleaner keeps batch ranges contiguous (see cleaner.py).
         self._expect: int | None = None  # base offset the batch at _pos must have
         self._seg: SegmentReader | None = None
         self._pos = 0
@@ -196,8 +196,7 @@ class PartitionReader:
             except FileNotFoundError:
                 continue  # deleted (retention) or replaced (compaction) meanwhile: look again
             break
-        self._pos = self._seg.position_for(offset)
-        self._expect = base if self._pos == 0 else None
+        self._pos, self._expect = self._seg.locate(offset)
 
     def close(self) -> None:
         if self._seg is not None:
@@ -227,22 +226,33 @@ class PartitionReader:
                 return
         seg = self._seg
         while total < max_bytes:
+            got = None
             try:
                 got = seg.read_batch(self._pos, self._expect)
-                if got is not None and self._expect is not None:
-                    self._check_continuity(seg, got[0])
+                if got is not None and self._expect is not None \
+                        and got[0].base_offset != self._expect:
+                    raise seg.discontinuity(self._pos, got[0], self._expect)
             except CorruptRecordError:
                 if not self.skip_corrupt:
                     raise
+                if got is not None and self._expect is not None:
+                    # a whole, CRC-valid batch under a damaged base offset: its length and
+                    # record count are sound, so exactly this batch is stepped over
+                    h = got[0]
+                    nxt = self._expect + h.last_offset_delta + 1
+                    self._skip_damage(seg, self._pos + h.size, nxt)
+                    self._expect = nxt
+                    continue
                 found = seg.next_valid_batch(self._pos, self.next_offset)
                 if found is not None:
                     self._skip_damage(seg, found[0], found[1])
                     self._expect = found[1]
                     continue
                 newer = [b for b in self.partition.segment_bases() if b > seg.base_offset]
-                if not newer:
-                    raise  # cannot happen: damage at the very end reads as a torn tail
-                self._skip_damage(seg, seg.size, newer[0])
+                # Nothing valid after the damage, yet it is no torn tail (whole records
+                # under a damaged length): at least one offset is lost with it (the
+                # log-end offset counts it too: ``SegmentReader.next_offset``).
+                self._skip_damage(seg, seg.size, newer[0] if newer else self.next_offset + 1)
                 got = None
             if got is None:
                 if seg.refresh():
@@ -253,6 +263,13 @@ class PartitionReader:
                 if seg.refresh():  # bytes appended before the roll
                     continue
                 if self._pos < seg.size and self.skip_corrupt:
+                    # bad bytes in a sealed segment are damage, never a tail in progress:
+                    # read on from the next valid batch in it, if there is one
+                    found = seg.next_valid_batch(self._pos, self.next_offset)
+                    if found is not None:
+                        self._skip_damage(seg, found[0], found[1])
+                        self._expect = found[1]
+                        continue
                     self._skip_damage(seg, seg.size, newer[0])
                 elif self._pos < seg.size:
                     # Only the active segment can have a tail still being written (or torn
@@ -301,16 +318,6 @@ class PartitionReader:
             total += len(data)
             self.next_offset = h.next_offset
 
-
-    def _check_continuity(self, seg: SegmentReader, h: rb.BatchHeader) -> None:
-        expect = self._expect
-        assert expect is not None  # called only when the next base offset is known
-        if h.base_offset == expect or (self._gaps_ok and h.base_offset > expect):
-            return
-        raise CorruptRecordError(
-            f"{seg.path}: position {self._pos}: the batch says it starts at offset "
-            f"{h.base_offset}, but offset {expect} comes next (a damaged batch header); "
-            f"run 'fslog verify' for details", seg.path, self._pos, expect)
 
     def _skip_damage(self, seg: SegmentReader, to_pos: int, to_offset: int) -> None:
         """Step over damaged bytes [self._pos, to_pos) whose records end before ``to_offset``."""

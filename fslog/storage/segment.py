@@ -185,17 +185,32 @@ class SegmentReader:
             return False
         return rb.tail_is_torn(os.pread(self._fd, rest, pos), expect)
 
-    def batches(self, pos: int = 0):
-        """Yield (position, header, bytes) from ``pos`` to the last complete batch."""
-        expect = self.base_offset if pos == 0 else None
+    def batches(self, pos: int = 0, expect: int | None = None):
+        """Yield (position, header, bytes) from ``pos`` to the last complete batch.
+
+        ``expect``: the base offset of the batch at ``pos`` (known at position 0). A batch
+        whose base offset does not continue the log raises ``CorruptRecordError``.
+        """
+        if pos == 0:
+            expect = self.base_offset
         while True:
             got = self.read_batch(pos, expect)
             if got is None:
                 return
             h, data = got
+            if expect is not None and h.base_offset != expect:
+                raise self.discontinuity(pos, h, expect)
             yield pos, h, data
             pos += len(data)
             expect = h.next_offset
+
+    def discontinuity(self, pos: int, h: rb.BatchHeader, expect: int) -> CorruptRecordError:
+        """The error for a CRC-valid batch at ``pos`` whose base offset (which the CRC does
+        not cover) is not ``expect``, the offset that comes next."""
+        return CorruptRecordError(
+            f"{self.path}: position {pos}: the batch says it starts at offset "
+            f"{h.base_offset}, but offset {expect} comes next (a damaged batch header); "
+            f"run 'fslog verify' for details", self.path, pos, expect)
 
     # -- lookups
     @property
@@ -206,28 +221,40 @@ class SegmentReader:
         return self._index
 
     def position_for(self, offset: int) -> int:
-        """Position of the batch that holds ``offset``, or of the first batch after it.
+        """Position of the batch that holds ``offset``, or of the first batch after it."""
+        return self.locate(offset)[0]
 
-        Index lookup (greatest entry <= offset), then a scan of batch headers. An index
+    def locate(self, offset: int) -> tuple[int, int]:
+        """(position, base offset the batch there must have) of the batch that holds
+        ``offset``, or of the first batch after it, or of where valid batches end.
+
+        Index lookup (greatest entry <= offset), then a scan of batch headers that follows
+        offset continuity: the scan stops at a header that does not continue the log (a
+        damaged base offset or length), so the caller reads and reports it. An index
         entry that does not point at the right batch is ignored (scan from the start).
         """
         pos = 0
+        expect = self.base_offset
         e = self.index.lookup(offset - self.base_offset)
         if e is not None:
             rel, p = e
             if 0 <= p and p + rb.HEADER_SIZE <= self.size:
                 h = self._header(p)
                 if h is not None and h.base_offset == self.base_offset + rel:
-                    pos = p
+                    pos, expect = p, self.base_offset + rel
         while pos + rb.HEADER_SIZE <= self.size:
             h = self._header(pos)
             if h is None:
                 break
-            if h.next_offset > offset or h.magic != rb.MAGIC or pos + h.size > self.size \
-                    or h.batch_length < rb.HEADER_SIZE - rb.LOG_OVERHEAD:
-                return pos  # the batch holding ``offset``, or where valid batches end
+            # offsets by continuity: a damaged base offset is not believed
+            nxt = expect + h.last_offset_delta + 1
+            if nxt > offset or h.magic != rb.MAGIC or pos + h.size > self.size \
+                    or h.batch_length < rb.HEADER_SIZE - rb.LOG_OVERHEAD \
+                    or h.last_offset_delta < 0:
+                return pos, expect  # the batch holding ``offset``, or where valid batches end
             pos += h.size
-        return pos
+            expect = nxt
+        return pos, expect
 
     def position_for_time(self, timestamp: int) -> int:
         """Position of the first batch that may hold a record with timestamp >= ``timestamp``."""
@@ -240,31 +267,48 @@ class SegmentReader:
                 start_offset = self.base_offset + e[1]
         finally:
             tindex.close()
-        pos = self.position_for(start_offset)
+        pos, expect = self.locate(start_offset)
         if e is not None:
             # The entry says no record up to the batch holding start_offset reaches e[0];
             # an entry the log does not bear out is ignored (scan the whole segment).
             got = self.read_batch(pos)
             if got is None or got[0].base_offset > start_offset or got[0].max_timestamp > e[0]:
                 pos = 0
-        for p, h, _data in self.batches(pos):
+        for p, h, _data in self.batches(pos, expect):
             if h.max_timestamp >= timestamp:
                 return p
         return self.size
 
     def next_offset(self) -> int:
-        """Offset after the last complete batch (the log-end offset if this is the active segment)."""
-        nxt = self.base_offset
+        """Offset after the last complete batch (the log-end offset if this is the active segment).
+
+        Damage in the middle does not hide what follows it: a batch with a bad CRC is
+        stepped over to the next valid batch (as ``--skip-corrupt`` reads), and a CRC-valid
+        batch with a damaged base offset counts for the offsets continuity gives it.
+        """
         last = self.index.last()
-        pos = 0
+        pos, expect = 0, self.base_offset
         if last is not None and 0 <= last[1] and last[1] + rb.HEADER_SIZE <= self.size:
             h = self._header(last[1])
             if h is not None and h.base_offset == self.base_offset + last[0]:
-                pos = last[1]
-                nxt = h.base_offset  # (if that batch is a torn tail, the log ends before it)
-        for _p, h, _d in self.batches(pos):
-            nxt = h.next_offset
-        return nxt
+                pos, expect = last[1], self.base_offset + last[0]
+        while True:
+            try:
+                got = self.read_batch(pos, expect)
+            except CorruptRecordError:
+                found = self.next_valid_batch(pos, expect + 1)
+                if found is None:
+                    # damage that is no torn tail, with nothing valid after it: it holds
+                    # at least offset ``expect`` (readers stop there and report it)
+                    return expect + 1
+                pos, expect = found
+                continue
+            if got is None:
+                return expect
+            h, data = got
+            pos += len(data)
+            expect = (h.next_offset if h.base_offset == expect
+                      else expect + h.last_offset_delta + 1)
 
 
 class SegmentIndexer:
@@ -395,6 +439,8 @@ class SegmentWriter:
                         h = rb.check_batch(m, end, size, self.path)
                     except (rb.Incomplete, CorruptRecordError):
                         break
+                    if h.base_offset != self.indexer.next_offset:
+                        break  # a damaged base offset (outside the CRC): see _truncate_tail
                     self.indexer.add(end, h)
                     end += h.size
         if end < size:
@@ -414,9 +460,11 @@ class SegmentWriter:
         data = os.pread(self.fd, rest, end) if rest <= (64 << 20) else None
         if data is None or not rb.tail_is_torn(data, self.next_offset):
             raise CorruptRecordError(
-                f"{self.path}: position {end}: damaged batch with valid batches after it in the "
-                f"active segment; fslog will not truncate acknowledged records: run "
-                f"'fslog verify' and restore the file from a copy", self.path, end, self.next_offset)
+                f"{self.path}: position {end}: damaged batch in the active segment (offset "
+                f"{self.next_offset}) that is not the tail of a write cut short: valid records "
+                f"follow or it holds whole records; fslog will not truncate acknowledged "
+                f"records, nor append after damage: run 'fslog verify' and restore the file "
+                f"from a copy", self.path, end, self.next_offset)
         os.ftruncate(self.fd, end)
         self.truncated_bytes = rest
         self.truncated_at = end  # position; the records from self.next_offset on are gone

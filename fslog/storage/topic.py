@@ -7,6 +7,7 @@ deletion live in ``log.py``.
 
 from __future__ import annotations
 
+import os
 from typing import Iterable
 
 from ..config import KEYS, TopicConfig, parse_config, valid_keys_text
@@ -15,7 +16,7 @@ from ..records.partitioner import partition_for_key
 from . import files
 from .cleaner import clean_after_roll, dirty_ratio
 from .partition import Partition
-from .topicmeta import read_topic_meta, write_topic_meta
+from .topicmeta import read_topic_doc, write_topic_meta
 
 
 class Topic:
@@ -23,8 +24,14 @@ class Topic:
         self.root = root
         self.name = files.validate_name(name, "topic")
         self.path = files.topic_dir(root, name)
-        self.partition_count, overrides = read_topic_meta(root, self.name)
-        self.config = TopicConfig(overrides)
+        meta = read_topic_doc(root, self.name)
+        self.partition_count, self.id, self.created_at = meta.partitions, meta.id, meta.created_at
+        try:
+            self.config = TopicConfig(meta.config)
+        except (FslogError, ValueError, TypeError) as e:
+            cfg_path = os.path.join(self.path, files.TOPIC_CONFIG_FILE)
+            raise FslogError(f"{cfg_path} is unreadable ({e}); restore it or recreate the "
+                             f"topic") from None
         self.created = False  # set by Log.create_topic on the object it created
         self._partitions: dict[int, Partition] = {}
 
@@ -70,13 +77,13 @@ class Topic:
                 # (null for a topic that is not compacted)
                 "dirty_ratio": round(dirty_ratio(p, bases), 4) if compacted else None,
             })
-        return {"name": self.name, "partitions": parts, "config": self.config.effective(),
+        return {"name": self.name, "id": self.id, "partitions": parts, "config": self.config.effective(),
                 "overrides": dict(self.config.overrides)}
 
     def set_config(self, overrides: dict) -> None:
         """Replace the stored overrides (validated) atomically."""
         parsed = parse_config(overrides)
-        write_topic_meta(self.path, self.partition_count, parsed)
+        write_topic_meta(self.path, self.partition_count, parsed, self.id, self.created_at)
         self.config = TopicConfig(parsed)
 
     def alter_config(self, changes: dict, delete: Iterable[str] = ()) -> None:

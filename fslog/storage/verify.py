@@ -17,7 +17,7 @@ from ..errors import CorruptRecordError
 from ..records import batch as rb
 from . import files
 from .cleaner import clean_lock, leftovers, pending_swaps, recover
-from .index import OFFSET_WIDTH, TIME_WIDTH, open_offset_index, open_time_index
+from .index import OFFSET_WIDTH, TIME_WIDTH, not_a_file_error, open_offset_index, open_time_index
 from .locks import is_locked_by_someone
 from .segment import SegmentWriter
 
@@ -88,17 +88,26 @@ def _check_segment(path: str, base: int, expect_first: int | None, compact: bool
                     pos = resume
                     prev_next = nxt = resume_offset
                     continue
-                if prev_next is None:
-                    if h.base_offset < base or (not compact and h.base_offset != base):
-                        problems.append(_problem(
-                            "offsets", path, pos, h.base_offset,
-                            f"{path}: position {pos}: first batch starts at offset {h.base_offset}, "
-                            f"but the segment's base offset is {base}"))
-                elif h.base_offset < prev_next or (not compact and h.base_offset != prev_next):
+                # Batch ranges continue each other, in compacted logs too (the cleaner keeps
+                # them contiguous): the base offset is outside the CRC, this is its guard.
+                # A batch that breaks continuity is counted under the offsets it must have.
+                true_base = h.base_offset
+                if prev_next is None and h.base_offset != base:
+                    true_base = base
                     problems.append(_problem(
-                        "offsets", path, pos, h.base_offset,
+                        "offsets", path, pos, base,
+                        f"{path}: position {pos}: first batch starts at offset {h.base_offset}, "
+                        f"but the segment's base offset is {base} (a damaged batch header; not "
+                        f"repairable: restore the file from a copy)"))
+                elif prev_next is not None and h.base_offset != prev_next:
+                    true_base = prev_next
+                    problems.append(_problem(
+                        "offsets", path, pos, prev_next,
                         f"{path}: position {pos}: batch starts at offset {h.base_offset}, expected "
-                        f"{prev_next} (offsets must be dense and increasing)"))
+                        f"{prev_next} (offsets must be dense and increasing: a damaged batch "
+                        f"header; not repairable: restore the file from a copy)"))
+                if true_base != h.base_offset:
+                    damaged = True
                 # Record offsets increase within the batch's range; a compacted batch may
                 # start and end past its first and last record (Kafka's cleaner keeps the
                 # range), otherwise they are exactly base..last.
@@ -112,7 +121,7 @@ def _check_segment(path: str, base: int, expect_first: int | None, compact: bool
                         f"{path}: position {pos}: record offsets {recs[0].offset}..{recs[-1].offset} "
                         f"do not match the batch header {h.base_offset}..{h.last_offset}"))
                 positions[pos] = h.base_offset
-                prev_next = nxt = h.next_offset
+                prev_next = nxt = true_base + h.last_offset_delta + 1
                 batches += 1
                 records += len(recs)
                 pos += h.size
@@ -127,7 +136,9 @@ def _check_indexes(directory: str, base: int, positions: dict[int, int], next_of
     ipath = os.path.join(directory, files.segment_name(base, files.INDEX_SUFFIX))
     tpath = os.path.join(directory, files.segment_name(base, files.TIMEINDEX_SUFFIX))
     for p, width in ((ipath, OFFSET_WIDTH), (tpath, TIME_WIDTH)):
-        if not os.path.exists(p):
+        if os.path.lexists(p) and not os.path.isfile(p):
+            problems.append(_problem("not-a-file", p, None, None, str(not_a_file_error(p))))
+        elif not os.path.exists(p):
             if len(positions) > 1 and size > 2 * interval:
                 problems.append(_problem("index", p, None, None, f"{p}: missing; --repair rebuilds it"))
         elif os.path.getsize(p) % width:
@@ -163,6 +174,15 @@ def _check_indexes(directory: str, base: int, positions: dict[int, int], next_of
 
 
 def verify_partition(partition, repair: bool = False) -> dict:
+    if not os.path.isdir(partition.path):
+        # topic creation makes every partition's directory: a missing one was removed
+        return {"partition": partition.number, "segments": 0, "batches": 0, "records": 0,
+                "problems": [_problem(
+                    "missing-partition", partition.path, None, None,
+                    f"{partition.path}: the directory of partition {partition.topic}/"
+                    f"{partition.number} is missing (topic.json lists it): its records are "
+                    f"gone (not repairable: restore it from a copy; producers refuse to "
+                    f"start it again at offset 0 until it exists)")], "repaired": []}
     compact = partition.config.compacted
     interval = partition.config.index_interval_bytes
     problems: list[dict] = []
@@ -232,7 +252,8 @@ def verify_partition(partition, repair: bool = False) -> dict:
             iprobs = [] if damaged else _check_indexes(partition.path, base, positions, nxt,
                                                        valid_size, interval)
             fixable_tail = torn_at is not None and last
-            if repair and (iprobs or fixable_tail) and not any(p["kind"] == "corrupt" for p in probs):
+            if repair and (iprobs or fixable_tail) and not any(
+                    p["kind"] in ("corrupt", "offsets", "not-a-file") for p in probs + iprobs):
                 w = SegmentWriter(partition.path, base, interval)  # truncates a torn tail
                 try:
                     if torn_at is not None and w.size > torn_at:
