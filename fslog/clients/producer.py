@@ -39,6 +39,26 @@ RECORD_OVERHEAD = 24  # upper bound on a record's framing bytes besides key/valu
 _time = time.time  # the fast path of send() inlines clock.now_ms
 
 
+def _fit(sizes: list[int], i: int, n: int, room: int, batch_has_records: bool) -> tuple[int, int]:
+    """How many of records i..n-1 fit a batch with ``room`` bytes left: (j, bytes used), j
+    the largest end with (sizes[j-1] - sizes[i-1]) + (j - i) * RECORD_OVERHEAD <= room.
+    ``sizes`` are running totals of the records' sizes. A record bigger than a batch still
+    goes alone into an empty batch."""
+    before = sizes[i - 1] if i else 0
+    lo, hi = i, n
+    while lo < hi:
+        mid = (lo + hi + 1) >> 1
+        if sizes[mid - 1] - before + (mid - i) * RECORD_OVERHEAD <= room:
+            lo = mid
+        else:
+            hi = mid - 1
+    j = lo
+    if j == i and not batch_has_records:
+        j = i + 1
+    used = sizes[j - 1] - before + (j - i) * RECORD_OVERHEAD if j > i else 0
+    return j, used
+
+
 class _Pending:
     """One batch being filled: values-only or keyed (both sharing one timestamp), or
     general records."""
@@ -267,19 +287,7 @@ class Producer:
                 p = self._sticky_current if partition is None else partition
                 cur = self._open_batch(p, ts, 0, None if partition is not None else self.sticky_batch)
                 room = (self.max_batch if partition is not None else self.sticky_batch) - cur.nbytes
-                before = sizes[i - 1] if i else 0
-                # largest j with (sizes[j-1] - before) + (j - i) * OVERHEAD <= room
-                lo, hi = i, n
-                while lo < hi:
-                    mid = (lo + hi + 1) >> 1
-                    if sizes[mid - 1] - before + (mid - i) * RECORD_OVERHEAD <= room:
-                        lo = mid
-                    else:
-                        hi = mid - 1
-                j = lo
-                if j == i and not cur.values:
-                    j = i + 1  # a record bigger than a batch still goes alone
-                used = sizes[j - 1] - before + (j - i) * RECORD_OVERHEAD if j > i else 0
+                j, used = _fit(sizes, i, n, room, bool(cur.values))
                 cur.values.extend(values[i:j] if (i or j != n) else values)
                 cur.nbytes += used
                 self._after_buffer(p, used)
@@ -322,18 +330,7 @@ class Producer:
         while i < n:
             cur = self._open_batch(p, ts, 0, None, keyed=True)
             room = self.max_batch - cur.nbytes
-            before = sizes[i - 1] if i else 0
-            lo, hi = i, n  # largest j with the records i..j-1 fitting the room
-            while lo < hi:
-                mid = (lo + hi + 1) >> 1
-                if sizes[mid - 1] - before + (mid - i) * RECORD_OVERHEAD <= room:
-                    lo = mid
-                else:
-                    hi = mid - 1
-            j = lo
-            if j == i and not cur.values:
-                j = i + 1  # a record bigger than a batch still goes alone
-            used = sizes[j - 1] - before + (j - i) * RECORD_OVERHEAD if j > i else 0
+            j, used = _fit(sizes, i, n, room, bool(cur.values))
             whole = not i and j == n
             cur.keys.extend(keys if whole else keys[i:j])  # type: ignore[union-attr]
             cur.values.extend(values if whole else values[i:j])
