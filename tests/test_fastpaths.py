@@ -90,6 +90,22 @@ def test_murmur2_is_kafkas():
     assert P.murmur2(b"abc") == 479470107
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 40).flatmap(lambda n: st.lists(st.binary(min_size=n, max_size=n),
+                                                      min_size=1, max_size=80)))
+def test_murmur2_of_many_keys_at_once_is_murmur2(keys):
+    assert P.murmur2_positive_all(keys) == [P.murmur2(k) & 0x7FFFFFFF for k in keys]
+
+
+def test_key_partitioner_unique_keys_of_many_lengths():
+    rnd = random.Random(5)
+    keys = [rnd.randbytes(rnd.randrange(0, 30)) for _ in range(20000)]
+    want = [P.partition_for_key(k, 12) for k in keys]
+    assert P.KeyPartitioner(12, cache_size=1000).partition_all(keys) == want  # no cache
+    kp = P.KeyPartitioner(12)
+    assert kp.partition_all(keys) == want == kp.partition_all(keys)  # then from the cache
+
+
 def test_key_partitioner_cache_is_bounded_and_right():
     kp = P.KeyPartitioner(7, cache_size=50)
     keys = [b"u-%d" % i for i in range(400)] * 2

@@ -266,8 +266,10 @@ class Producer:
         return partition
 
     def send_values(self, values: list[bytes], partition: int | None = None,
-                    timestamp: int | None = None) -> None:
-        """Buffer keyless, headerless records that share one timestamp: the fast path."""
+                    timestamp: int | None = None, longest: int | None = None) -> None:
+        """Buffer keyless, headerless records that share one timestamp: the fast path.
+        ``longest``, if the caller knows one, is a bound on the length of every value
+        (within the limit, no pass over the values to find the longest)."""
         if self._error:
             raise self._error
         if self._needs_key and values:
@@ -279,7 +281,7 @@ class Producer:
             self._fast = None  # any other buffering ends the fast path's batch
             i = 0
             n = len(values)
-            if n and max(map(len, values)) > limit:
+            if n and (longest is None or longest > limit) and max(map(len, values)) > limit:
                 self._record_limit_check(max(values, key=len))
             # cumulative sizes, to cut the values into batches without a Python loop per record
             sizes = list(accumulate(map(len, values)))
@@ -298,10 +300,12 @@ class Producer:
                 i = j
 
     def send_keyed(self, keys: list[bytes], values: list[bytes], partition: int | None = None,
-                   timestamp: int | None = None) -> None:
+                   timestamp: int | None = None, longest: int | None = None) -> None:
         """Buffer keyed, headerless records (no null key or value) that share one
         timestamp: the keyed fast path. Each goes to its key's partition (murmur2, as
-        ``send``), or to ``partition``; the records of a partition keep their order."""
+        ``send``), or to ``partition``; the records of a partition keep their order.
+        ``longest``, if the caller knows one, bounds len(key) + len(value) of every record
+        (within the limit, no pass over them to find the longest)."""
         if self._error:
             raise self._error
         if len(keys) != len(values):
@@ -313,7 +317,8 @@ class Producer:
         limit = self.topic.config.max_message_bytes - rb.HEADER_SIZE - RECORD_OVERHEAD
         # the longest key and the longest value together bound every record (exact check,
         # before anything is buffered, only if that bound is over the limit)
-        if max(map(len, keys)) + max(map(len, values)) > limit:
+        if (longest is None or longest > limit) and \
+                max(map(len, keys)) + max(map(len, values)) > limit:
             sizes = list(map(add, map(len, keys), map(len, values)))
             i = sizes.index(max(sizes))
             if sizes[i] > limit:
