@@ -22,7 +22,6 @@ The library never prints: events go to ``on_event``.
 from __future__ import annotations
 
 import json
-import os
 import threading
 
 from ..errors import FslogError
@@ -32,8 +31,6 @@ from ..storage.locks import ProcessLock
 from ..storage.reader import PartitionReader
 
 MEMBER = "fslog-mirror"
-STATE_FILE = "mirror.json"
-LOCK_FILE = "mirror.lock"
 CHUNK = 20000  # records between two flush-and-commit points
 
 
@@ -46,8 +43,8 @@ class Mirror:
         self.on_event = on_event or (lambda ev: None)
         self.reg = Registry(log.root, group)
         self.group = group
-        self._lock = ProcessLock(os.path.join(self.reg.path, LOCK_FILE))
-        self._state_path = os.path.join(self.reg.path, STATE_FILE)
+        self._lock = ProcessLock(files.mirror_lock_path(self.reg.path))
+        self._state_path = files.mirror_state_path(self.reg.path)
         self.sent = 0
         self.skipped = 0
         cfg = {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
