@@ -28,10 +28,10 @@ import time
 
 from kio.schema.errors import ErrorCode
 
-from ..errors import FslogError, RecordTooLargeError
+from ..errors import FslogError, InvalidNameError, RecordTooLargeError
 from ..records import batch as rb
 from .handlers import Deferred, RequestContext, handles
-from .metadata import ensure_topic, name_error
+from .metadata import ensure_topic
 from .producer_state import DUPLICATE, NONE, last_sequence
 from .protocol import build, nested
 from .replicas import min_insync
@@ -127,9 +127,10 @@ def _locks(server) -> dict:
 
 async def _produce_partition(ctx: RequestContext, topic: str, index: int, records,
                              acks: int) -> _Result:
-    t = None
-    if name_error(topic) is None:
+    try:
         t = ctx.storage.topic(topic)  # a stat of topic.json: no worker thread needed
+    except (InvalidNameError, TypeError):
+        t = None  # ensure_topic says why
     if t is None:
         t, code = await ctx.run(ensure_topic, ctx, topic, True)
     if t is None:
@@ -180,9 +181,9 @@ async def _produce_partition(ctx: RequestContext, topic: str, index: int, record
                              h.producer_id, h.producer_epoch, h.base_sequence, code.name.upper())
                 return _Result(code)
         try:
-            if ctx.storage.append_is_quick(topic, index, len(batch), h.max_timestamp):
+            if ctx.storage.append_is_quick(t, index, len(batch), h.max_timestamp):
                 # a plain write of a batch: on the loop, no thread hand-over (latency)
-                res.base, res.log_start = ctx.storage.append(topic, index, batch)
+                res.base, res.log_start = ctx.storage.append(topic, index, batch, t)
             else:
                 res.base, res.log_start = await ctx.run(ctx.storage.append, topic, index,
                                                         batch)

@@ -33,6 +33,7 @@ from ..storage.segment import SegmentReader
 from ..storage.topic import Topic
 
 READER_POOL = 256  # positioned readers kept for consumers (each holds a mapped segment)
+PATH_CACHE = 10_000  # topic and partition paths remembered
 
 
 class OutOfRange(Exception):
@@ -145,18 +146,30 @@ class BrokerStorage:
         self._topics: dict[str, _TopicEntry] = {}
         self._parts: dict[tuple[str, int], _PartitionState] = {}
         self._readers: OrderedDict[tuple[str, int, int], PartitionReader] = OrderedDict()
+        # paths of topics seen to exist (their names are valid): no validation, no joins
+        # on the request path; bounded (cleared past PATH_CACHE entries)
+        self._config_paths: dict[str, str] = {}
+        self._partition_paths: dict[tuple[str, int], str] = {}
 
     # ------------------------------------------------------------ topics
     def topic(self, name: str) -> Topic | None:
-        """The topic, or None if it does not exist; InvalidNameError for a bad name."""
-        files.validate_name(name, "topic")
-        cfg = os.path.join(files.topic_dir(self.root, name), files.TOPIC_CONFIG_FILE)
+        """The topic, or None if it does not exist; InvalidNameError for a bad name.
+        One stat of its ``topic.json`` (noticing a topic deleted or re-created by another
+        process, or its config altered)."""
+        cfg = self._config_paths.get(name)
+        if cfg is None:
+            files.validate_name(name, "topic")
+            cfg = os.path.join(files.topic_dir(self.root, name), files.TOPIC_CONFIG_FILE)
         try:
             st = os.stat(cfg)
         except (FileNotFoundError, NotADirectoryError):
             with self._lock:
                 self._topics.pop(name, None)
             return None
+        if name not in self._config_paths:
+            if len(self._config_paths) >= PATH_CACHE:
+                self._config_paths.clear()
+            self._config_paths[name] = cfg
         stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
         with self._lock:
             e = self._topics.get(name)
@@ -211,7 +224,14 @@ class BrokerStorage:
         self.topic(name)  # re-open with the new config
 
     def partition_path(self, topic: str, partition: int) -> str:
-        return files.partition_dir(self.root, topic, partition)
+        key = (topic, partition)
+        path = self._partition_paths.get(key)
+        if path is None:
+            path = files.partition_dir(self.root, topic, partition)
+            if len(self._partition_paths) >= PATH_CACHE:
+                self._partition_paths.clear()
+            self._partition_paths[key] = path
+        return path
 
     def _state(self, topic: str, partition: int) -> _PartitionState:
         key = (topic, partition)
@@ -228,27 +248,27 @@ class BrokerStorage:
         return t.partition(partition)
 
     # ------------------------------------------------------------ writing
-    def append(self, topic: str, partition: int, batch: bytearray) -> tuple[int, int]:
+    def append(self, topic: str, partition: int, batch: bytearray,
+               t: Topic | None = None) -> tuple[int, int]:
         """Append one whole batch (checked by the caller); return its base offset and
-        the log start offset."""
+        the log start offset. ``t``: the topic, just looked up by the caller (else looked
+        up again here)."""
         st = self._state(topic, partition)
         with st.lock:
-            p = self._partition(topic, partition)
+            p = t.partition(partition) if t is not None else self._partition(topic, partition)
             (first, _last), = p.append([batch])
             st.dirty = True
             if st.start < 0 or p.repairs or first == 0:
                 st.start = p.start_offset()
             return first, st.start
 
-    def append_is_quick(self, topic: str, partition: int, size: int, max_ts: int) -> bool:
-        """Will this append most likely be a plain write (no roll, no cleaner, no file to
-        create)? Then the server may run it on its event loop, saving a thread hand-over;
-        the partition lock is held by other writers only for one write."""
-        t = self.topic(topic)
-        if t is None:
-            return False
+    def append_is_quick(self, t: Topic, partition: int, size: int, max_ts: int) -> bool:
+        """Will this append to topic ``t`` most likely be a plain write (no roll, no
+        cleaner, no file to create)? Then the server may run it on its event loop, saving
+        a thread hand-over; the partition lock is held by other writers only for one
+        write."""
         p = t._partitions.get(partition)
-        st = self._parts.get((topic, partition))
+        st = self._parts.get((t.name, partition))
         if p is None or st is None or st.lock.locked():
             return False
         return not p.may_roll(size, max_ts)
@@ -294,6 +314,12 @@ class BrokerStorage:
                 st.start = bases[0] if bases else 0
                 return st.start, end
         return p.start_offset(), p.end_offset()
+
+    def at_tail(self, topic: str, partition: int, offset: int) -> bool:
+        """Is ``offset`` at (or past) the log-end offset last seen? No I/O: a hint that a
+        read from there finds little, just written (in the page cache)."""
+        st = self._parts.get((topic, partition))
+        return st is not None and st.tail.reader is not None and offset >= st.tail.next_offset
 
     def read(self, topic: str, partition: int, offset: int, max_bytes: int) -> ReadResult:
         """Whole batches from the one holding ``offset``, about ``max_bytes`` but at least
