@@ -52,8 +52,10 @@ def replicate(
                                 help="Keep following until stopped, or copy what is there and exit."),
     json_: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout at exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr."),
-    node_id: int = typer.Option(1, "--node-id", min=0, metavar="N",
-                                help="This follower's replica id, as a network leader sees it."),
+    node_id: int = typer.Option(None, "--node-id", min=0, metavar="N",
+                                help="This follower's replica id, as an 'fslog serve' leader "
+                                     "sees it [default: 1; against other Kafka clusters: "
+                                     "none, a plain consumer (replica id -1)]."),
 ) -> None:
     import signal
 
@@ -102,15 +104,17 @@ def replicate(
         print_json(s)
 
 
-def open_leader(source: str, node_id: int):
-    """A root directory, or HOST:PORT of a server."""
+def open_leader(source: str, node_id: int | None, security=None):
+    """A root directory, or HOST:PORT[,HOST:PORT...] of a server or Kafka cluster."""
     import os
     import re
 
     from ..replication.source import RootLeader
-    if not os.path.isdir(os.path.expanduser(source)) and re.fullmatch(r"\[?[\w.:-]+\]?:\d+", source):
-        from ..replication.network import ServeLeader
-        return ServeLeader(source, replica_id=node_id)
+    if not os.path.isdir(os.path.expanduser(source)) and \
+            re.fullmatch(r"\[?[\w.:-]+\]?:\d+(,\s*\[?[\w.:-]+\]?:\d+)*", source):
+        from ..replication.network import NetworkLeader
+        from ..replication.wire import PLAINTEXT
+        return NetworkLeader(source, replica_id=node_id, security=security or PLAINTEXT)
     return RootLeader(source)
 
 
