@@ -29,6 +29,7 @@ from ..groups.registry import Registry
 from ..storage import files
 from ..storage.locks import ProcessLock
 from ..storage.reader import PartitionReader
+from .security import PLAINTEXT, ClientSecurity
 
 MEMBER = "fslog-mirror"
 CHUNK = 20000  # records between two flush-and-commit points
@@ -36,7 +37,8 @@ CHUNK = 20000  # records between two flush-and-commit points
 
 class Mirror:
     def __init__(self, log, topics: list[str], bootstrap: str, group: str = "fslog-mirror",
-                 on_event=None, producer_config: dict | None = None):
+                 on_event=None, producer_config: dict | None = None,
+                 security: ClientSecurity = PLAINTEXT):
         self.log = log
         self.topics = topics
         self.bootstrap = bootstrap
@@ -47,15 +49,17 @@ class Mirror:
         self._state_path = files.mirror_state_path(self.reg.path)
         self.sent = 0
         self.skipped = 0
-        cfg = {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-               "partitioner": "murmur2_random", "linger.ms": 5,
-               "queue.buffering.max.messages": 200000}
         import logging
         quiet = logging.getLogger("fslog.mirror.librdkafka")
         quiet.addHandler(logging.NullHandler())
         quiet.propagate = False
-        # librdkafka's own log lines stay out of stderr: failures surface as one error
-        cfg["logger"] = quiet
+        # every client of the cluster: where, how (TLS, SASL), and librdkafka's own log
+        # lines kept out of stderr (failures surface as one error)
+        self._client_config: dict = {"bootstrap.servers": bootstrap, "logger": quiet,
+                                     **security.librdkafka_config()}
+        cfg = {**self._client_config, "enable.idempotence": True, "acks": "all",
+               "partitioner": "murmur2_random", "linger.ms": 5,
+               "queue.buffering.max.messages": 200000}
         cfg.update(producer_config or {})
         self._producer_config = cfg
         self._producer = None
@@ -80,7 +84,9 @@ class Mirror:
     def _metadata(self, topic: str):
         from confluent_kafka import KafkaException
         try:
-            return self._producer.list_topics(topic, timeout=15)
+            # all topics: asking for one by name makes a cluster that auto-creates topics
+            # (auto.create.topics.enable) create it with its default partition count
+            return self._producer.list_topics(timeout=15)
         except KafkaException as e:
             raise FslogError(f"cannot reach {self.bootstrap}: {e.args[0].str()}; is the "
                              f"cluster (or fslog serve) running there?") from None
@@ -90,8 +96,7 @@ class Mirror:
         md = self._metadata(topic)
         t = md.topics.get(topic)
         if t is None or t.error is not None or not t.partitions:
-            admin = AdminClient({"bootstrap.servers": self.bootstrap,
-                                 "logger": self._producer_config["logger"]})
+            admin = AdminClient(dict(self._client_config))
             fut = admin.create_topics([NewTopic(topic, want)])[topic]
             try:
                 fut.result(30)
@@ -106,8 +111,8 @@ class Mirror:
 
     def _remote_end(self, topic: str, p: int) -> int:
         from confluent_kafka import Consumer, TopicPartition
-        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"{self.group}-probe",
-                      "enable.auto.commit": False, "logger": self._producer_config["logger"]})
+        c = Consumer({**self._client_config, "group.id": f"{self.group}-probe",
+                      "enable.auto.commit": False})
         try:
             _low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
             return high
