@@ -801,6 +801,9 @@ def _keyed_tables() -> tuple:
     return _KEYED
 
 
+_KEYED_ENCODE: tuple | None = None  # the zigzag table shifted by 4, 5 and 6 (encode_keyed)
+
+
 def encode_keyed(keys: Sequence[bytes], values: Sequence[bytes], timestamp: int,
                  base_offset: int = 0) -> bytearray:
     """One batch of keyed, headerless records (no null key, no null value) that share one
@@ -814,12 +817,20 @@ def encode_keyed(keys: Sequence[bytes], values: Sequence[bytes], timestamp: int,
     klens = list(map(len, keys))
     vlens = list(map(len, values))
     if n < _TABLE_SIZE:
-        _framing, zz, sized, _unzz, _vskip, fixed, mid2 = _keyed_tables()
+        _framing, zz, sized, _unzz, _vskip, _fixed, mid2 = _keyed_tables()
+        global _KEYED_ENCODE
+        if _KEYED_ENCODE is None:
+            _KEYED_ENCODE = (zz[4:], zz[5:], zz[6:])
+        by1, by2, by3 = _KEYED_ENCODE
         try:  # (a key or value too long for the tables: IndexError, the general path)
-            lens = list(map(add, map(add, map(sized.__getitem__, klens),
-                                     map(sized.__getitem__, vlens)), fixed[:n]))
+            sizes = list(map(add, map(sized.__getitem__, klens), map(sized.__getitem__, vlens)))
             parts = [b"\x00"] * (7 * n)  # every seventh item: headerCount 0
-            parts[0::7] = map(zz.__getitem__, lens)
+            # the record's length: key and value with their length varints, attributes,
+            # timestampDelta and headerCount (3), and the offsetDelta varint, of 1 byte
+            # below 64, 2 below 8192, then 3 (by1..by3: zz shifted by 3 + that)
+            parts[0:448:7] = map(by1.__getitem__, sizes[:64])
+            parts[448:57344:7] = map(by2.__getitem__, sizes[64:8192])
+            parts[57344::7] = map(by3.__getitem__, sizes[8192:])
         except IndexError:
             parts = None
         if parts is not None:
