@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import random
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kafka_judge import kafka_records
 
@@ -90,7 +90,8 @@ def test_murmur2_is_kafkas():
     assert P.murmur2(b"abc") == 479470107
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.integers(0, 40).flatmap(lambda n: st.lists(st.binary(min_size=n, max_size=n),
                                                       min_size=1, max_size=80)))
 def test_murmur2_of_many_keys_at_once_is_murmur2(keys):
@@ -228,7 +229,7 @@ _json_lines = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_json_lines, min_size=1, max_size=40), st.booleans(), st.booleans())
 def test_json_ingest_bulk_is_line_by_line(tmp_path_factory, lines, keyed, skip):
     # (keyless records go where the sticky partitioner is: one partition, to compare)
@@ -241,7 +242,8 @@ def test_json_ingest_bulk_is_line_by_line(tmp_path_factory, lines, keyed, skip):
     assert bulk == line
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(st.lists(st.tuples(st.sampled_from([b"k1", b"k2", b"", b"\xff", b"key-%d" % 7]),
                           st.sampled_from([b":", b"::", b""]),
                           st.binary(max_size=30).filter(lambda b: b"\n" not in b)),

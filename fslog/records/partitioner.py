@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import struct
 from itertools import groupby, repeat
-from operator import mod
+from operator import itemgetter, mod
+from typing import Sequence
 
 _WORDS: dict[int, object] = {}  # n -> struct unpacking n little-endian uint32s
 
@@ -108,19 +109,24 @@ class KeyPartitioner:
 
     def partition_all(self, keys: list[bytes]) -> list[int]:
         """The partition of each key."""
+        return list(self._partitions(keys))
+
+    def _partitions(self, keys: list[bytes]) -> Sequence[int]:
         cache = self._cache
-        got = list(map(cache.get, keys))
-        if None in got:
-            missing = set(keys).difference(cache)
-            if len(missing) + len(cache) > self.cache_size:
-                cache.clear()
-                if len(missing) > self.cache_size:  # mostly unique keys: no cache
-                    found = self._compute(missing)
-                    return list(map(found.__getitem__, keys))
-                missing = set(keys)
-            cache.update(self._compute(missing))
-            got = list(map(cache.__getitem__, keys))
-        return got  # type: ignore[return-value]
+        if len(keys) < 2:
+            return [self(k) for k in keys]
+        try:
+            return itemgetter(*keys)(cache)  # (one call in C: cheaper than a map)
+        except KeyError:
+            pass
+        missing = set(keys).difference(cache)
+        if len(missing) + len(cache) > self.cache_size:
+            cache.clear()
+            if len(missing) > self.cache_size:  # mostly unique keys: no cache
+                return itemgetter(*keys)(self._compute(missing))
+            missing = set(keys)
+        cache.update(self._compute(missing))
+        return itemgetter(*keys)(cache)
 
     def _compute(self, keys) -> dict[bytes, int]:
         """{key: partition} of distinct keys, murmur2 computed for the keys of each length
@@ -140,7 +146,7 @@ class KeyPartitioner:
             return {0: (keys, values)}
         ks: list[list] = [[] for _ in range(self.partitions)]
         vs: list[list] = [[] for _ in range(self.partitions)]
-        for k, v, p in zip(keys, values, self.partition_all(keys)):
+        for k, v, p in zip(keys, values, self._partitions(keys)):
             ks[p].append(k)
             vs[p].append(v)
         return {p: (ks[p], vs[p]) for p in range(self.partitions) if ks[p]}
