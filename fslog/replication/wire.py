@@ -19,7 +19,6 @@ import io
 import socket
 import ssl
 import struct
-from dataclasses import dataclass
 
 from kio.index import load_response_schema
 from kio.schema.request_header.v1.header import RequestHeader as RequestHeaderV1
@@ -29,6 +28,7 @@ from kio.schema.response_header.v1.header import ResponseHeader as ResponseHeade
 from kio.serial import entity_reader, entity_writer
 
 from ..errors import FslogError, LeaderUnavailableError
+from .security import PLAINTEXT, ClientSecurity
 
 _SIZE = struct.Struct(">i")
 MAX_RESPONSE = 1 << 30
@@ -49,50 +49,6 @@ def _reader(cls):
     if r is None:
         r = _readers[cls] = entity_reader(cls)
     return r
-
-
-SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-
-
-@dataclass(frozen=True)
-class ClientSecurity:
-    """How to reach a server that wants TLS and/or SASL (Kafka's client settings
-    ``security.protocol``, ``ssl.ca.location``, ``sasl.mechanism``, ``sasl.username``,
-    ``sasl.password``). ``tls_ca``: a PEM file of the CAs to trust (None: the system's)."""
-
-    tls: bool = False
-    tls_ca: str | None = None
-    sasl_mechanism: str | None = None
-    sasl_username: str | None = None
-    sasl_password: str | None = None
-
-    @property
-    def protocol(self) -> str:
-        """Kafka's name: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."""
-        if self.sasl_mechanism:
-            return "SASL_SSL" if self.tls else "SASL_PLAINTEXT"
-        return "SSL" if self.tls else "PLAINTEXT"
-
-    def librdkafka_config(self) -> dict[str, str]:
-        """The same settings for a confluent-kafka client."""
-        cfg = {"security.protocol": self.protocol}
-        if self.tls_ca:
-            cfg["ssl.ca.location"] = self.tls_ca
-        if self.sasl_mechanism:
-            cfg["sasl.mechanism"] = self.sasl_mechanism
-            cfg["sasl.username"] = self.sasl_username or ""
-            cfg["sasl.password"] = self.sasl_password or ""
-        return cfg
-
-    def ssl_context(self) -> ssl.SSLContext:
-        try:
-            return ssl.create_default_context(cafile=self.tls_ca)
-        except (OSError, ssl.SSLError) as e:
-            raise FslogError(f"{self.tls_ca}: cannot load the CA certificates (--tls-ca): "
-                             f"{getattr(e, 'strerror', None) or e}") from None
-
-
-PLAINTEXT = ClientSecurity()
 
 
 def parse_address(address: str) -> tuple[str, int]:

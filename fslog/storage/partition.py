@@ -45,7 +45,7 @@ class Partition:
             files.check_real_dir(self.path, root)  # never follow a link out of the root
         self._lock = BlockingLock(os.path.join(self.path, files.LOCK_FILE))
         self._epoch = EpochStamp(self)
-        self._follower_marker = os.path.join(root, files.FOLLOWER_FILE)
+        self._follower_marker = files.follower_file(root)
         self._writer: SegmentWriter | None = None
         # the last directory listing worth reusing: ((inode, mtime_ns), base offsets)
         self._listing: tuple[tuple[int, int], tuple[int, ...]] | None = None
