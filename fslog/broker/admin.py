@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from typing import Any
 
 from kio.schema.errors import ErrorCode
 
@@ -94,7 +95,7 @@ async def create_topics(ctx: RequestContext, request):
 
 
 def _delete(ctx: RequestContext, names):
-    out = []
+    out: list[tuple[str | None, ErrorCode, str | None]] = []  # (name, error, message)
     for name in names:
         if name is None or name_error(name) is not None:
             out.append((name, ErrorCode.unknown_topic_or_partition, "give topics by name"))
@@ -124,7 +125,7 @@ async def delete_topics(ctx: RequestContext, request):
 
 
 def _describe(ctx: RequestContext, request, entry_cls):
-    out = []
+    out: list[tuple[Any, ErrorCode, str | None, tuple]] = []  # (resource, error, message, entries)
     for r in request.resources:
         if r.resource_type == BROKER:
             out.append((r, ErrorCode.none, None, ()))
@@ -155,7 +156,7 @@ async def describe_configs(ctx: RequestContext, request):
 
 
 def _alter(ctx: RequestContext, request):
-    out = []
+    out: list[tuple[Any, ErrorCode, str | None]] = []  # (resource, error, message)
     for r in request.resources:
         if r.resource_type != TOPIC:
             out.append((r, ErrorCode.invalid_request, "only topic configs can be altered"))

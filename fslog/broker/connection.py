@@ -201,8 +201,11 @@ class Connection:
         if self._broken:
             return
         try:
-            data = result if isinstance(result, (bytes, bytearray)) else \
-                protocol.encode_response(correlation_id, result)
+            if isinstance(result, (bytes, bytearray)):
+                data = result
+            else:  # only ready-made bytes go out without a request's correlation id
+                assert correlation_id is not None
+                data = protocol.encode_response(correlation_id, result)
         except Exception:
             self.logger.exception("serve: %s: a response failed; closing the connection",
                                   self.peer)

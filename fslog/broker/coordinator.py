@@ -113,7 +113,7 @@ class Member:
         self.timer: asyncio.TimerHandle | None = None
         self.joined_at = int(time.time() * 1000)
 
-    def metadata(self, protocol: str) -> bytes:
+    def metadata(self, protocol: str | None) -> bytes:
         for name, meta in self.protocols:
             if name == protocol:
                 return meta
@@ -241,7 +241,7 @@ class Coordinator:
         self.min_session_ms = getattr(cfg, "group_min_session_timeout_ms", MIN_SESSION_TIMEOUT_MS)
         self.max_session_ms = getattr(cfg, "group_max_session_timeout_ms", MAX_SESSION_TIMEOUT_MS)
         self.groups: dict[str, Group] = {}
-        self._warned: set[str] = set()
+        self._warned: set[str | None] = set()
 
     @property
     def root(self) -> str:
@@ -492,7 +492,7 @@ class Coordinator:
         return max(order, key=lambda n: (votes[n], -order.index(n)))
 
     def _join_result(self, g: Group, m: Member) -> JoinResult:
-        members = ()
+        members: tuple = ()
         if m.member_id == g.leader:
             members = tuple((x.member_id, x.instance_id, x.metadata(g.protocol_name))
                             for x in g.members.values())
@@ -673,7 +673,7 @@ class Coordinator:
             rows = []
             for p in ps:
                 try:
-                    o = reg.committed(t, p) if _valid_topic(t) else None
+                    off = reg.committed(t, p) if _valid_topic(t) else None
                 except UnreadableOffsetError as e:
                     self._warn_damaged(e)
                     rows.append((p, -1, ErrorCode.kafka_storage_error))
@@ -683,7 +683,7 @@ class Coordinator:
                                         "of %s/%d: %s", group_id, t, p, e)
                     rows.append((p, -1, ErrorCode.kafka_storage_error))
                     continue
-                rows.append((p, -1 if o is None else o, ErrorCode.none))
+                rows.append((p, -1 if off is None else off, ErrorCode.none))
             out.append((t, rows))
         return out
 

@@ -86,7 +86,8 @@ _WRITERS: dict[type, tuple] = {}
 def _writer(cls: type):
     got = _WRITERS.get(cls)
     if got is None:
-        flexible_header = getattr(cls.__header_schema__, "__flexible__", False)
+        # every kio entity class has __header_schema__, which plain ``type`` does not declare
+        flexible_header = getattr(cls.__header_schema__, "__flexible__", False)  # type: ignore[attr-defined]
         got = _WRITERS[cls] = (flexible_header, entity_writer(cls))
     return got
 
