@@ -49,7 +49,7 @@ class Server:
         self.proc = subprocess.Popen([fslog, "serve", "--listen", "127.0.0.1:0",
                                       "--log-level", "warning",
                                       "--max-connections", "5000"],
-                                     stderr=subprocess.PIPE, env=env)
+                                     env=env)  # stderr: the terminal
         # the "listening" line is at info level: read the port from the registration
         from fslog.storage.servers import running_servers
         deadline = time.monotonic() + 30

@@ -205,3 +205,75 @@ def test_produce_json_errors_named_by_line(cli):
     cp = cli("produce", "v", "--format", "json", "--key-field", "a",
              input=b"\n".join(lines) + b"\n", check=1)
     assert b"line 301: --key-field a: the field is missing" in cp.stderr
+
+
+# ------------------------------------------------------------------ bulk ingest vs line by line
+
+def _ingest(root, data: bytes, bulk: bool, partitions: int = 3, **opts):
+    """Records (partition, offset, key, value), the error and the skipped lines of one
+    LineIngester run over ``data``, with its bulk path on or off."""
+    import tempfile
+
+    import fslog
+    from fslog.clients.ingest import LineIngester
+    from fslog.errors import InvalidInputError
+
+    log = fslog.Log(str(root))
+    log.create_topic("t", partitions=partitions)
+    prod = log.producer("t", background=False)
+    ing = LineIngester(prod, **opts)
+    ing._bulk = ing._bulk and bulk
+    error = None
+    with tempfile.TemporaryFile() as f:
+        f.write(data)
+        f.seek(0)
+        try:
+            ing.run(f.fileno())
+        except InvalidInputError as e:
+            error = str(e)
+    prod.close()
+    reader = log.reader("t")
+    try:
+        got = [(r.partition, r.offset, r.key, r.value, r.headers) for r in reader]
+    finally:
+        reader.close()
+    return got, error, ing.skipped, ing.records, ing.lines
+
+
+_json_lines = st.one_of(
+    st.builds(lambda k, n: json.dumps({"k": k, "n": n}, ensure_ascii=False).encode(),
+              st.sampled_from(["a", "b", "é", "u-1", "", "x" * 70]), st.integers()),
+    st.builds(lambda n: json.dumps({"k": n}).encode(),
+              st.integers(-10**30, 10**30) | st.floats(allow_nan=False, allow_infinity=False)),
+    st.sampled_from([b'{"n": 1}', b"[1, 2]", b'"k"', b"null", b"", b"   ", b"{bad", b'{"k": NaN}',
+                     b'{"k": 1e999}', b'{"k": "\\ud800"}', b'{"k": true}', b'{"k": null}',
+                     b'{"k": {"a": 1}}', b' {"k": "sp"} ', b'{"k": "v"}\r', b"\xff\xfe"]),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_json_lines, min_size=1, max_size=40), st.booleans(), st.booleans())
+def test_json_ingest_bulk_is_line_by_line(tmp_path_factory, lines, keyed, skip):
+    # (keyless records go where the sticky partitioner is: one partition, to compare)
+    opts = {"fmt": "json", "skip_invalid": skip, "partitions": 3 if keyed else 1}
+    if keyed:
+        opts["key_field"] = "k"
+    data = b"\n".join(lines) + b"\n"
+    bulk = _ingest(tmp_path_factory.mktemp("bulk"), data, True, **opts)
+    line = _ingest(tmp_path_factory.mktemp("line"), data, False, **opts)
+    assert bulk == line
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([b"k1", b"k2", b"", b"\xff", b"key-%d" % 7]),
+                          st.sampled_from([b":", b"::", b""]),
+                          st.binary(max_size=30).filter(lambda b: b"\n" not in b)),
+                min_size=1, max_size=40), st.booleans(), st.booleans())
+def test_key_separator_ingest_bulk_is_line_by_line(tmp_path_factory, recs, skip, as_json):
+    data = b"".join(k + sep + v + b"\n" for k, sep, v in recs)
+    opts = {"key_separator": b":", "skip_invalid": skip}
+    if as_json:
+        opts["fmt"] = "json"
+    bulk = _ingest(tmp_path_factory.mktemp("bulk"), data, True, **opts)
+    line = _ingest(tmp_path_factory.mktemp("line"), data, False, **opts)
+    assert bulk == line

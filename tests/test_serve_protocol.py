@@ -234,6 +234,17 @@ def test_fetch_long_poll_woken_by_fslog_produce_in_another_process(cli, serve): 
         assert h.base_offset == 1 and rb.decode_records(r.records, 0, h)[0].value == b"new"
 
 
+def test_fetch_long_poll_woken_by_a_produce_through_serve(cli, serve):  # noqa: F811
+    cli.create("own")
+    with Wire(serve.bootstrap) as w, Wire(serve.bootstrap) as other:
+        for i in range(20):  # each long poll (120 s) ends with the next append
+            w.send(1, 12, fetch_req("own", 0, i, max_wait_s=120))
+            assert produce(other, "own", 0, make_batch([b"v%d" % i]), acks=1).base_offset == i
+            r = fetched(w.recv())
+            assert r.error_code == ErrorCode.none and r.high_watermark == i + 1
+            assert r.records
+
+
 def test_fetch_whole_batches_kip74_and_out_of_range(cli, serve):  # noqa: F811
     cli.create("f")
     cli.produce("f", b"".join(b"%05d\n" % i for i in range(100)))  # one batch

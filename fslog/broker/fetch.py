@@ -25,6 +25,7 @@ from kio.schema.errors import ErrorCode
 from ..errors import FslogError
 from ..storage import files
 from .handlers import Deferred, RequestContext, handles
+from .metadata import name_error
 from .protocol import build, nested
 from .replicas import on_fetch
 from .storage import OutOfRange
@@ -113,6 +114,10 @@ async def fetch(ctx: RequestContext, request):
     min_bytes = request.min_bytes
     wait = request.max_wait.total_seconds()
     replica_id = getattr(request, "replica_id", -1)
+    wakeups = ctx.server.wakeups
+    paths = [ctx.storage.partition_path(p.topic, p.index) for p in parts
+             if name_error(p.topic) is None]
+    seen = wakeups.snapshot(paths)  # before reading: an append after it wakes the wait
     total = await ctx.run(_read_all, ctx, parts, max_bytes)
     on_fetch(ctx.server.replicas, replica_id, parts)
     if total >= min_bytes or wait <= 0 or not parts or \
@@ -120,14 +125,15 @@ async def fetch(ctx: RequestContext, request):
         return _response(ctx, request, parts)
 
     async def long_poll():
+        nonlocal seen
         deadline = time.monotonic() + wait
-        paths = [ctx.storage.partition_path(p.topic, p.index) for p in parts]
         stopping = ctx.server.stopping
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or stopping.is_set():
                 break
-            woken = await ctx.server.wakeups.wait(paths, left)
+            woken = await wakeups.wait(paths, left, seen)
+            seen = wakeups.snapshot(paths)
             if woken and sum(p.max_bytes for p in parts) <= 1 << 20:
                 # just appended (in the page cache), at most 1 MiB: read on the loop
                 got = _read_all(ctx, parts, max_bytes)

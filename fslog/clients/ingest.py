@@ -21,6 +21,7 @@ import os
 import select
 import stat
 import time
+from collections import deque
 from itertools import repeat
 from operator import itemgetter
 
@@ -36,6 +37,11 @@ CHUNK = 1 << 20
 # takes is valid; what it refuses is decided (and its error worded) by the standard library.
 _loads = orjson.loads
 _NOT_ORJSON = object()
+
+
+def _consume(it) -> None:
+    """Run an iterator to its end, keeping nothing (in C)."""
+    deque(it, maxlen=0)
 
 
 def _no_constant(name: str):
@@ -249,18 +255,23 @@ class LineIngester:
         if self.null_marker is not None and self.null_marker in values:
             return False
         if self.fmt == "json":
-            try:
-                docs = list(map(_loads, values))
-            except ValueError:
-                return False  # invalid, or blank (skipped), or beyond orjson: line by line
-            if self.key_field is not None:
+            # Each document is dropped as soon as it is parsed (and its key taken): a chunk
+            # of parsed documents kept alive would cost the cyclic garbage collector more
+            # than the parsing itself.
+            if self.key_field is None:
                 try:
-                    got = list(map(itemgetter(self.key_field), docs))
-                except (KeyError, TypeError, IndexError):
-                    return False  # not an object, or the field missing
-                if set(map(type, got)) != {str}:
-                    return False  # numbers as keys: stdlib json's spelling, line by line
-                keys = list(map(str.encode, got))  # (orjson never yields lone surrogates)
+                    _consume(map(_loads, values))
+                except ValueError:
+                    return False  # invalid, or blank (skipped), or beyond orjson: line by line
+            else:
+                try:
+                    # str.encode refuses anything but a string (numbers as keys: stdlib
+                    # json's spelling, line by line); orjson never yields lone surrogates
+                    keys = list(map(str.encode, map(itemgetter(self.key_field),
+                                                    map(_loads, values))))
+                except (ValueError, KeyError, TypeError, IndexError):
+                    return False  # invalid or blank, not an object, the field missing or
+                    # not a string: line by line
         try:
             if keys is None:
                 if max(map(len, values)) > self.max_value:

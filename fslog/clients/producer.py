@@ -311,24 +311,38 @@ class Producer:
         self._check_partition(partition)
         ts = now_ms() if timestamp is None else timestamp
         limit = self.topic.config.max_message_bytes - rb.HEADER_SIZE - RECORD_OVERHEAD
-        if max(map(add, map(len, keys), map(len, values))) > limit:
-            i = max(range(len(keys)), key=lambda j: len(keys[j]) + len(values[j]))
-            self._record_limit_check(values[i], keys[i])
+        # the longest key and the longest value together bound every record (exact check,
+        # before anything is buffered, only if that bound is over the limit)
+        if max(map(len, keys)) + max(map(len, values)) > limit:
+            sizes = list(map(add, map(len, keys), map(len, values)))
+            i = sizes.index(max(sizes))
+            if sizes[i] > limit:
+                self._record_limit_check(values[i], keys[i])
         with self._lock:
             self._fast = None
-            groups = {partition: (keys, values)} if partition is not None else \
-                self._keys.split(keys, values)
-            for p, (ks, vs) in groups.items():
-                self._buffer_keyed(p, ks, vs, ts)
+            if partition is not None or self.topic.partition_count == 1:
+                self._buffer_keyed(partition or 0, keys, values, ts)
+            else:
+                for p, (ks, vs) in self._keys.split(keys, values).items():
+                    self._buffer_keyed(p, ks, vs, ts)
 
     def _buffer_keyed(self, p: int, keys: list[bytes], values: list[bytes], ts: int) -> None:
         """Append keyed records to partition ``p``'s buffer, a batch of at most max_batch
         bytes at a time (cut without a Python loop per record, as send_values does)."""
-        sizes = list(accumulate(map(add, map(len, keys), map(len, values))))
         n = len(keys)
+        cur = self._open_batch(p, ts, 0, None, keyed=True)
+        total = sum(map(len, keys)) + sum(map(len, values)) + n * RECORD_OVERHEAD
+        if cur.nbytes + total <= self.max_batch:  # all of them fit the open batch
+            cur.keys.extend(keys)  # type: ignore[union-attr]
+            cur.values.extend(values)
+            cur.nbytes += total
+            self._after_buffer(p, total)
+            return
+        sizes = list(accumulate(map(add, map(len, keys), map(len, values))))
         i = 0
         while i < n:
-            cur = self._open_batch(p, ts, 0, None, keyed=True)
+            if i:
+                cur = self._open_batch(p, ts, 0, None, keyed=True)
             room = self.max_batch - cur.nbytes
             j, used = _fit(sizes, i, n, room, bool(cur.values))
             whole = not i and j == n

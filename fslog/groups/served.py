@@ -32,12 +32,11 @@ Used by the broker (one thread at a time per group) and by any number of CLI pro
 
 from __future__ import annotations
 
-import json
 import os
 
 from ..clock import now_ms
 from ..errors import FslogError
-from ..storage.locks import ProcessLock, is_locked_by_someone, read_holder
+from ..storage.locks import ProcessLock, read_published
 from .registry import Registry
 
 SERVED_FILE = "served.lock"
@@ -88,18 +87,10 @@ class ServedClaim:
 
     def publish(self, view: dict) -> None:
         """Rewrite the marker's content (what ``served_view`` reads)."""
-        try:
-            self._lock.set_holder(json.dumps(dict(view, server=self.server),
-                                             sort_keys=True) + "\n")
-        except OSError:
-            pass  # a full disk must not stop the group; describe shows older figures
+        self._lock.publish_json(dict(view, server=self.server))
 
     def release(self) -> None:
-        try:
-            self._lock.set_holder("")
-        except OSError:
-            pass
-        self._lock.release()
+        self._lock.release_clearing()
 
     @property
     def held(self) -> bool:
@@ -109,21 +100,10 @@ class ServedClaim:
 def served_view(registry: Registry) -> dict | None:
     """What serve published about the group, None when no server holds it. Takes no lock;
     a read racing a rewrite is read again."""
-    path = served_lock_path(registry)
-    if not is_locked_by_someone(path):
+    view = read_published(served_lock_path(registry))
+    if view is None:
         return None
-    for _attempt in range(3):
-        try:
-            text = read_holder(path) or ""
-        except OSError:
-            break
-        try:
-            view = json.loads(text) if text.strip() else {}
-        except ValueError:
-            continue
-        if isinstance(view, dict):
-            return view
-    return {"members": [], "server": {}}
+    return view or {"members": [], "server": {}}
 
 
 def server_name(view: dict) -> str:

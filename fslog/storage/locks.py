@@ -7,6 +7,9 @@
   (a group member is alive, a member owns a partition). The kernel drops it when the
   process dies, however it dies — which is how others notice.
 - ``is_locked_by_someone``: probes whether any open file holds the lock.
+- ``publish_json`` / ``read_published``: a holder that tells others about itself (a
+  running server, a served group) keeps one JSON document in its lock file, rewritten
+  in place; readers take no lock and read a document racing a rewrite again.
 
 Lock files are opened with O_NOFOLLOW: a lock file replaced by a symbolic link is refused,
 never followed out of the root.
@@ -16,7 +19,9 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
+import time
 
 from ..errors import UnsafePathError
 from .files import FILE_MODE
@@ -100,10 +105,33 @@ class ProcessLock:
         return True
 
     def set_holder(self, text: str) -> None:
-        """Write who holds the lock into the lock file (for others to read)."""
+        """Write who holds the lock into the lock file (for others to read). Emptied
+        first: a reader racing the rewrite sees nothing rather than a mix of two holders."""
         if self.fd >= 0:
             os.ftruncate(self.fd, 0)
             os.pwrite(self.fd, text.encode(), 0)
+
+    def publish_json(self, doc: dict) -> None:
+        """Keep ``doc`` in the lock file for ``read_published``: written over the old
+        document, then cut to length, so a racing reader sees the old one, the new one or
+        a mix that does not parse (and reads again) — never an empty file. A failed write
+        (a full disk) is ignored: readers see the previous document, the holder runs on."""
+        if self.fd < 0:
+            return
+        data = (json.dumps(doc, sort_keys=True) + "\n").encode()
+        try:
+            os.pwrite(self.fd, data, 0)
+            os.ftruncate(self.fd, len(data))
+        except OSError:
+            pass
+
+    def release_clearing(self) -> None:
+        """Empty the published document, then let go of the lock."""
+        try:
+            self.set_holder("")
+        except OSError:
+            pass
+        self.release()
 
     def release(self) -> None:
         if self.fd >= 0:
@@ -125,9 +153,33 @@ def read_holder(path: str) -> str | None:
     except FileNotFoundError:
         return None
     try:
-        return os.read(fd, 4096).decode(errors="replace") or None
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks).decode(errors="replace") or None
     finally:
         os.close(fd)
+
+
+def read_published(path: str, attempts: int = 3) -> dict | None:
+    """The document the live holder of ``path`` published with ``publish_json``; None
+    when nobody holds the lock (a stale file is never read), ``{}`` when the holder has
+    published nothing readable yet. A read racing a rewrite is read again."""
+    if not is_locked_by_someone(path):
+        return None
+    for attempt in range(attempts):
+        try:
+            text = read_holder(path) or ""
+        except OSError:
+            return {}
+        try:
+            doc = json.loads(text) if text.strip() else {}
+        except ValueError:
+            if attempt + 1 < attempts:
+                time.sleep(0.01)
+            continue
+        return doc if isinstance(doc, dict) else {}
+    return {}
 
 
 def is_locked_by_someone(path: str) -> bool:

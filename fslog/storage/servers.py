@@ -17,13 +17,12 @@ thread and by any number of reading processes.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
 from ..errors import FslogError
 from . import files
-from .locks import ProcessLock, is_locked_by_someone, read_holder
+from .locks import ProcessLock, read_published
 
 
 class ServerRunningError(FslogError):
@@ -51,34 +50,17 @@ class Registration:
 
     def update(self, **counters) -> None:
         self.info.update(counters, updated_at=time.time())
-        try:
-            self._lock.set_holder(json.dumps(self.info, sort_keys=True) + "\n")
-        except OSError:
-            pass  # a full disk must not stop the server; status shows older figures
+        self._lock.publish_json(self.info)  # a full disk: status shows older figures
 
     def close(self) -> None:
-        try:
-            self._lock.set_holder("")
-        except OSError:
-            pass
-        self._lock.release()
+        self._lock.release_clearing()
 
 
 def running_servers(root: str) -> list[dict]:
     """The live server of ``root`` (a list: empty when none runs), with its uptime."""
-    path = lock_path(root)
-    if not is_locked_by_someone(path):
+    info = read_published(lock_path(root))
+    if info is None:
         return []
-    info: dict = {}
-    for _attempt in range(3):  # a read racing the once-a-second rewrite: read again
-        try:
-            text = read_holder(path) or ""
-            info = json.loads(text) if text.strip() else {}
-            break
-        except ValueError:
-            time.sleep(0.01)
-        except OSError:
-            break
     if info.get("started_at"):
         info["uptime_s"] = round(max(0.0, time.time() - info["started_at"]), 1)
     return [info]
