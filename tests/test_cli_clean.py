@@ -169,7 +169,7 @@ run()
 
 # (os function, which call) to die at: while the .cleaned segment is written, at its
 # fsync, at each rename of the swap, at the deletions after it
-_KILL_POINTS = [("write", 2), ("write", 30), ("fsync", 1), ("fsync", 4), ("replace", 1),
+_KILL_POINTS = [("write", 2), ("write", 4), ("fsync", 1), ("fsync", 4), ("replace", 1),
                 ("replace", 2), ("replace", 3), ("replace", 5), ("unlink", 1), ("unlink", 4)]
 
 
