@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from .config import parse_config
-from .errors import FslogError, TopicExistsError, UnknownTopicError
+from .errors import FslogError, NotLeaderError, TopicExistsError, UnknownTopicError
 from .storage import files
 from .storage.cleaner import clean_partition
 from .storage.topic import Topic
@@ -194,7 +194,13 @@ class Log:
         retention and compaction (``storage/cleaner.py``). A topic named explicitly that
         cannot be opened raises; otherwise a topic or partition that fails is reported in
         ``errors`` and the others are cleaned. ``on_progress(done, total)`` after each
-        partition."""
+        partition. Refused (``NotLeaderError``) on a follower root: it copies its
+        leader's retention and compaction, and cleaning it too would make it differ."""
+        if os.path.exists(files.follower_file(self.root)):
+            raise NotLeaderError(
+                f"{self.root} is a follower (fslog replicate): it copies its leader's "
+                f"retention and compaction, and cleaning it here would make it differ; run "
+                f"'fslog clean' on the leader (or 'fslog promote' this root first)")
         names = [topics] if isinstance(topics, str) else list(topics or [])
         report = CleanReport(names or self.topics())
         work = []

@@ -12,6 +12,11 @@ through the library (``fslog.Log(root)``).
 - ``fslog_popen(*args, **popen_kwargs)``: start ``fslog`` in the background; every
   process started this way is killed at teardown if still running.
 - ``cli``: the object behind both, with helpers (``log()``, ``records()``, ``values()``).
+
+The suite starts ``fslog`` thousands of times: ``pytest_configure`` byte-compiles the
+package once (``PYTHONDONTWRITEBYTECODE`` in the environment would otherwise make every
+child process compile every module it imports, ~0.1 s of CPU each), and the slowest
+tests (``@pytest.mark.slow``) run first so that pytest-xdist does not end on one of them.
 """
 
 from __future__ import annotations
@@ -37,6 +42,25 @@ def _fslog_command() -> list[str]:
 
 
 FSLOG_CMD = _fslog_command()
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "slow: takes tens of seconds; runs first (see the module docstring)")
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller compiled already
+        return
+    import compileall
+
+    import fslog
+    try:
+        compileall.compile_dir(os.path.dirname(fslog.__file__), quiet=1)
+    except OSError:  # a read-only install: children compile in memory, only slower
+        pass
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked ``slow`` first (stable order otherwise): xdist then starts them at
+    once on different workers instead of finishing the run on one of them."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def fslog_env(root, extra: dict | None = None) -> dict:

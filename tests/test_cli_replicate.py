@@ -61,6 +61,12 @@ def test_once_copies_byte_for_byte_and_the_copy_is_a_full_root(cli, tmp_path):
     assert again["offsets_copied"] == 0
     cp = cli("--root", b, "produce", "t", input=b"x\n", check=1)
     assert "is a follower" in cp.stderr.decode() and "fslog promote" in cp.stderr.decode()
+    # cleaning the follower is refused: it copies the leader's retention and compaction
+    cp = cli("--root", b, "clean", check=1)
+    assert stderr_lines(cp) == [f"fslog: {b} is a follower (fslog replicate): it copies its "
+                                f"leader's retention and compaction, and cleaning it here would "
+                                f"make it differ; run 'fslog clean' on the leader (or 'fslog "
+                                f"promote' this root first)"]
     cp = cli("--root", b, "replicate", "--from", b, "--once", check=1)
     assert stderr_lines(cp) == [f"fslog: {b} cannot follow itself: give --from another root "
                                 f"(the leader) and --root this follower's"]

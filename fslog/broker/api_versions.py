@@ -32,11 +32,18 @@ def unsupported_version_response() -> bytes:
                                  api_keys=_keys(ApiVersionV0))
 
 
+_RESPONSES: dict[type, object] = {}
+
+
 @handles(18)
 async def api_versions(ctx: RequestContext, request):
     cls = ctx.response_class()
-    return build(cls, error_code=ErrorCode.none, api_keys=_keys(nested(cls, "ApiVersion")),
-                 throttle_time=_ZERO)
+    got = _RESPONSES.get(cls)  # the table never changes: one response object per version
+    if got is None:
+        got = _RESPONSES[cls] = build(cls, error_code=ErrorCode.none,
+                                      api_keys=_keys(nested(cls, "ApiVersion")),
+                                      throttle_time=_ZERO)
+    return got
 
 
 __all__ = ["api_versions", "unsupported_version_response", "encode_response"]

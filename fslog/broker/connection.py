@@ -4,10 +4,10 @@ A connection reads frames (4-byte size, then the request), decodes them with
 ``protocol.py`` and hands each to its handler (``handlers.py``), one at a time, in the
 order they came: whatever a handler does before it returns is ordered per connection
 (two pipelined Produce requests to one partition are appended in the order sent).
-Responses go into a queue that a writer task drains in the same order; a handler that
-must wait (an fsync for acks=all, a long-poll Fetch) returns a ``Deferred`` and the
-connection goes on reading and handling the next requests meanwhile, up to
-``MAX_IN_FLIGHT`` unanswered requests.
+A response with nothing ahead of it is sent at once; otherwise it goes into a queue that
+a writer task drains in the same order. A handler that must wait (an fsync for acks=all,
+a long-poll Fetch) returns a ``Deferred`` and the connection goes on reading and
+handling the next requests meanwhile, up to ``MAX_IN_FLIGHT`` unanswered requests.
 
 Bad input never crashes the server and never reaches the log: a frame larger than
 ``--max-request-bytes`` (or of a negative size), an unknown API key or version, or a
@@ -52,6 +52,8 @@ class Connection:
         self._task: asyncio.Task | None = None
         self.close_reason: str | None = None
         self.refused = False  # closed because of bad input (logged as a warning)
+        self._queued = 0  # responses handed to the writer task and not yet sent
+        self._broken = False  # a response failed or the client went away: send no more
 
     @property
     def logger(self) -> logging.Logger:
@@ -131,7 +133,7 @@ class Connection:
                 reply = await self.server.security.raw_token(self, frame)
                 if reply is None:
                     return
-                await out.put((None, reply))
+                await self._respond(out, None, reply)
                 continue
             try:
                 head = protocol.peek_head(frame)
@@ -145,7 +147,8 @@ class Connection:
             if not versions.supported(head.api_key, head.api_version):
                 if head.api_key == 18:  # ApiVersions: answer so the client can retry lower
                     from .api_versions import unsupported_version_response
-                    await out.put((head.correlation_id, unsupported_version_response()))
+                    await self._respond(out, head.correlation_id,
+                                        unsupported_version_response())
                     continue
                 known = head.api_key in versions.API_VERSIONS
                 self._refuse(
@@ -182,11 +185,39 @@ class Connection:
                 self.close_reason = "internal error"
                 return
             if result is not None:
-                await out.put((head.correlation_id, result))
+                await self._respond(out, head.correlation_id, result)
 
     # ------------------------------------------------------------ writing
+    async def _respond(self, out: asyncio.Queue, correlation_id: int | None, result) -> None:
+        """Send ``result`` now when nothing is ahead of it (one loop iteration less per
+        request: no hand-over to the writer task), else queue it behind the rest."""
+        if self._queued or isinstance(result, Deferred) or self._broken:
+            self._queued += 1
+            await out.put((correlation_id, result))
+        else:
+            await self._send(correlation_id, result)
+
+    async def _send(self, correlation_id: int | None, result) -> None:
+        if self._broken:
+            return
+        try:
+            data = result if isinstance(result, (bytes, bytearray)) else \
+                protocol.encode_response(correlation_id, result)
+        except Exception:
+            self.logger.exception("serve: %s: a response failed; closing the connection",
+                                  self.peer)
+            self._broken = True
+            self.stop("internal error")
+            return
+        try:
+            self.writer.write(data)
+            await self.writer.drain()
+            self.last_active = time.monotonic()
+        except (ConnectionError, OSError):
+            self._broken = True
+            self.stop("the client went away")
+
     async def _write_loop(self, out: asyncio.Queue) -> None:
-        broken = False
         while True:
             item = await out.get()
             if item is None:
@@ -194,22 +225,15 @@ class Connection:
             correlation_id, result = item
             try:
                 if isinstance(result, Deferred):
-                    result = await result.awaitable
-                if result is None:
-                    continue
-                data = result if isinstance(result, (bytes, bytearray)) else \
-                    protocol.encode_response(correlation_id, result)
-            except Exception:
-                self.logger.exception("serve: %s: a response failed; closing the connection",
-                                      self.peer)
-                broken = True
-            if broken:
-                self.stop("internal error")
-                continue  # drain the queue (awaiting what is deferred), send nothing more
-            try:
-                self.writer.write(data)
-                await self.writer.drain()
-                self.last_active = time.monotonic()
-            except (ConnectionError, OSError):
-                broken = True
-                self.stop("the client went away")
+                    try:
+                        result = await result.awaitable
+                    except Exception:
+                        self.logger.exception("serve: %s: a response failed; closing the "
+                                              "connection", self.peer)
+                        self._broken = True
+                        self.stop("internal error")
+                        continue  # drain the queue (awaiting what is deferred), send nothing
+                if result is not None:
+                    await self._send(correlation_id, result)
+            finally:
+                self._queued -= 1

@@ -31,6 +31,7 @@ from .replicas import on_fetch
 from .storage import OutOfRange
 
 _ZERO = datetime.timedelta(0)
+QUICK_READ = 1 << 20  # a read of at most this much from a partition's tail runs on the loop
 
 
 class _Part:
@@ -84,6 +85,20 @@ def _read_all(ctx: RequestContext, parts: list[_Part], max_bytes: int) -> int:
     return total
 
 
+def _small(parts: list[_Part], max_bytes: int) -> bool:
+    return min(sum(p.max_bytes for p in parts), max_bytes) <= QUICK_READ
+
+
+def _quick(ctx: RequestContext, parts: list[_Part], max_bytes: int) -> bool:
+    """Read on the event loop, saving a hand-over to a worker thread and back? When at
+    most ``QUICK_READ`` bytes may come, and only from the tail of each partition (a
+    consumer that has caught up: what comes was just written, in the page cache)."""
+    if not _small(parts, max_bytes):
+        return False
+    at_tail = ctx.storage.at_tail
+    return all(at_tail(p.topic, p.index, p.offset) for p in parts)
+
+
 def _response(ctx: RequestContext, request, parts: list[_Part]):
     cls = ctx.response_class()
     topic_cls = nested(cls, "FetchableTopicResponse")
@@ -118,7 +133,10 @@ async def fetch(ctx: RequestContext, request):
     paths = [ctx.storage.partition_path(p.topic, p.index) for p in parts
              if name_error(p.topic) is None]
     seen = wakeups.snapshot(paths)  # before reading: an append after it wakes the wait
-    total = await ctx.run(_read_all, ctx, parts, max_bytes)
+    if _quick(ctx, parts, max_bytes):
+        total = _read_all(ctx, parts, max_bytes)
+    else:
+        total = await ctx.run(_read_all, ctx, parts, max_bytes)
     on_fetch(ctx.server.replicas, replica_id, parts)
     if total >= min_bytes or wait <= 0 or not parts or \
             any(p.code != ErrorCode.none for p in parts) or ctx.server.stopping.is_set():
@@ -134,7 +152,7 @@ async def fetch(ctx: RequestContext, request):
                 break
             woken = await wakeups.wait(paths, left, seen)
             seen = wakeups.snapshot(paths)
-            if woken and sum(p.max_bytes for p in parts) <= 1 << 20:
+            if woken and _small(parts, max_bytes):
                 # just appended (in the page cache), at most 1 MiB: read on the loop
                 got = _read_all(ctx, parts, max_bytes)
             else:

@@ -12,8 +12,10 @@ Pure functions; safe from any thread.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import struct
+import sys
 from typing import NamedTuple
 
 from kio.index import load_request_schema, load_response_schema
@@ -110,8 +112,14 @@ def frame_raw(correlation_id: int, body: bytes, flexible_header: bool) -> bytes:
     return _SIZE.pack(len(head) + len(body)) + head + body
 
 
+_RESPONSE_CLASSES: dict[tuple[int, int], type] = {}
+
+
 def response_class(api_key: int, version: int) -> type:
-    return load_response_schema(api_key, version)
+    got = _RESPONSE_CLASSES.get((api_key, version))
+    if got is None:  # kio resolves a module by name on each call: once per version here
+        got = _RESPONSE_CLASSES[(api_key, version)] = load_response_schema(api_key, version)
+    return got
 
 
 def request_class(api_key: int, version: int) -> type:
@@ -126,20 +134,23 @@ def build(cls: type, **values):
     version does not have: one handler fills every version of its API."""
     names = _FIELDS.get(cls)
     if names is None:
-        import dataclasses
         names = _FIELDS[cls] = frozenset(f.name for f in dataclasses.fields(cls))
     return cls(**{k: v for k, v in values.items() if k in names})
 
 
+_NESTED: dict[tuple[type, str], type] = {}
+
+
 def nested(cls: type, name: str) -> type:
     """The class ``name`` defined beside the kio class ``cls`` (same API and version)."""
-    import sys
-    return getattr(sys.modules[cls.__module__], name)
+    got = _NESTED.get((cls, name))
+    if got is None:
+        got = _NESTED[(cls, name)] = getattr(sys.modules[cls.__module__], name)
+    return got
 
 
 def has_field(cls: type, name: str) -> bool:
     build_names = _FIELDS.get(cls)
     if build_names is None:
-        import dataclasses
         build_names = _FIELDS[cls] = frozenset(f.name for f in dataclasses.fields(cls))
     return name in build_names

@@ -33,6 +33,8 @@ from ..storage.segment import SegmentReader
 from ..storage.topic import Topic
 
 READER_POOL = 256  # positioned readers kept for consumers (each holds a mapped segment)
+_LOG_APPEND_TIME = 0x08  # batch attributes: the timestamp type bit
+PATH_CACHE = 10_000  # topic and partition paths remembered
 
 
 class OutOfRange(Exception):
@@ -145,18 +147,30 @@ class BrokerStorage:
         self._topics: dict[str, _TopicEntry] = {}
         self._parts: dict[tuple[str, int], _PartitionState] = {}
         self._readers: OrderedDict[tuple[str, int, int], PartitionReader] = OrderedDict()
+        # paths of topics seen to exist (their names are valid): no validation, no joins
+        # on the request path; bounded (cleared past PATH_CACHE entries)
+        self._config_paths: dict[str, str] = {}
+        self._partition_paths: dict[tuple[str, int], str] = {}
 
     # ------------------------------------------------------------ topics
     def topic(self, name: str) -> Topic | None:
-        """The topic, or None if it does not exist; InvalidNameError for a bad name."""
-        files.validate_name(name, "topic")
-        cfg = os.path.join(files.topic_dir(self.root, name), files.TOPIC_CONFIG_FILE)
+        """The topic, or None if it does not exist; InvalidNameError for a bad name.
+        One stat of its ``topic.json`` (noticing a topic deleted or re-created by another
+        process, or its config altered)."""
+        cfg = self._config_paths.get(name)
+        if cfg is None:
+            files.validate_name(name, "topic")
+            cfg = os.path.join(files.topic_dir(self.root, name), files.TOPIC_CONFIG_FILE)
         try:
             st = os.stat(cfg)
         except (FileNotFoundError, NotADirectoryError):
             with self._lock:
                 self._topics.pop(name, None)
             return None
+        if name not in self._config_paths:
+            if len(self._config_paths) >= PATH_CACHE:
+                self._config_paths.clear()
+            self._config_paths[name] = cfg
         stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
         with self._lock:
             e = self._topics.get(name)
@@ -211,7 +225,14 @@ class BrokerStorage:
         self.topic(name)  # re-open with the new config
 
     def partition_path(self, topic: str, partition: int) -> str:
-        return files.partition_dir(self.root, topic, partition)
+        key = (topic, partition)
+        path = self._partition_paths.get(key)
+        if path is None:
+            path = files.partition_dir(self.root, topic, partition)
+            if len(self._partition_paths) >= PATH_CACHE:
+                self._partition_paths.clear()
+            self._partition_paths[key] = path
+        return path
 
     def _state(self, topic: str, partition: int) -> _PartitionState:
         key = (topic, partition)
@@ -228,27 +249,27 @@ class BrokerStorage:
         return t.partition(partition)
 
     # ------------------------------------------------------------ writing
-    def append(self, topic: str, partition: int, batch: bytearray) -> tuple[int, int]:
+    def append(self, topic: str, partition: int, batch: bytearray,
+               t: Topic | None = None) -> tuple[int, int]:
         """Append one whole batch (checked by the caller); return its base offset and
-        the log start offset."""
+        the log start offset. ``t``: the topic, just looked up by the caller (else looked
+        up again here)."""
         st = self._state(topic, partition)
         with st.lock:
-            p = self._partition(topic, partition)
+            p = t.partition(partition) if t is not None else self._partition(topic, partition)
             (first, _last), = p.append([batch])
             st.dirty = True
             if st.start < 0 or p.repairs or first == 0:
                 st.start = p.start_offset()
             return first, st.start
 
-    def append_is_quick(self, topic: str, partition: int, size: int, max_ts: int) -> bool:
-        """Will this append most likely be a plain write (no roll, no cleaner, no file to
-        create)? Then the server may run it on its event loop, saving a thread hand-over;
-        the partition lock is held by other writers only for one write."""
-        t = self.topic(topic)
-        if t is None:
-            return False
+    def append_is_quick(self, t: Topic, partition: int, size: int, max_ts: int) -> bool:
+        """Will this append to topic ``t`` most likely be a plain write (no roll, no
+        cleaner, no file to create)? Then the server may run it on its event loop, saving
+        a thread hand-over; the partition lock is held by other writers only for one
+        write."""
         p = t._partitions.get(partition)
-        st = self._parts.get((topic, partition))
+        st = self._parts.get((t.name, partition))
         if p is None or st is None or st.lock.locked():
             return False
         return not p.may_roll(size, max_ts)
@@ -295,6 +316,12 @@ class BrokerStorage:
                 return st.start, end
         return p.start_offset(), p.end_offset()
 
+    def at_tail(self, topic: str, partition: int, offset: int) -> bool:
+        """Is ``offset`` at (or past) the log-end offset last seen? No I/O: a hint that a
+        read from there finds little, just written (in the page cache)."""
+        st = self._parts.get((topic, partition))
+        return st is not None and st.tail.reader is not None and offset >= st.tail.next_offset
+
     def read(self, topic: str, partition: int, offset: int, max_bytes: int) -> ReadResult:
         """Whole batches from the one holding ``offset``, about ``max_bytes`` but at least
         one batch (KIP-74); OutOfRange below the log start or past the log-end offset."""
@@ -330,68 +357,59 @@ class BrokerStorage:
             end = got[-1].header.next_offset
         return ReadResult(data, start, end, error)
 
-    def offset_for_time(self, topic: str, partition: int, timestamp: int) -> tuple[int, int]:
-        """(offset, timestamp) of the first record with a timestamp >= ``timestamp``, or
-        (-1, -1) if there is none (Kafka's answer to ListOffsets)."""
+    def _segments(self, topic: str, partition: int, last: int | None = None
+                  ) -> Iterator[SegmentReader]:
+        """The partition's segments, oldest first (only the ``last`` newest ones if given),
+        each open for the time the caller holds it; a segment deleted (retention) or
+        replaced (compaction) since the listing is skipped."""
         p = self._partition(topic, partition)
-        for base in p.segment_bases():
+        bases = p.segment_bases()
+        for base in bases if last is None else bases[-last:]:
             try:
                 seg = SegmentReader(p.path, base)
             except FileNotFoundError:
                 continue
             try:
-                pos = seg.position_for_time(timestamp)
-                for _p, h, data in seg.batches(pos):
-                    if h.max_timestamp < timestamp:
-                        continue
-                    if h.attributes & rb.COMPRESSION_MASK:
-                        return h.base_offset, h.max_timestamp  # records not readable here
-                    if h.attributes & 0x08:  # LogAppendTime: the batch's time is every record's
-                        return h.base_offset, h.max_timestamp
-                    for r in rb.decode_records(data, 0, h, seg.path):
-                        if r.timestamp >= timestamp:
-                            return r.offset, r.timestamp
+                yield seg
             finally:
                 seg.close()
+
+    def offset_for_time(self, topic: str, partition: int, timestamp: int) -> tuple[int, int]:
+        """(offset, timestamp) of the first record with a timestamp >= ``timestamp``, or
+        (-1, -1) if there is none (Kafka's answer to ListOffsets). Compressed batches are
+        decompressed to find the record inside them."""
+        for seg in self._segments(topic, partition):
+            for _p, h, data in seg.batches(seg.position_for_time(timestamp)):
+                if h.max_timestamp < timestamp:
+                    continue
+                if h.attributes & _LOG_APPEND_TIME:  # the batch's time is every record's
+                    return h.base_offset, h.max_timestamp
+                for r in rb.decode_records(data, 0, h, seg.path):
+                    if r.timestamp >= timestamp:
+                        return r.offset, r.timestamp
         return -1, -1
 
     def max_timestamp(self, topic: str, partition: int) -> tuple[int, int]:
-        """(greatest timestamp, offset of the last batch that holds it), or (-1, -1)."""
-        p = self._partition(topic, partition)
+        """(greatest timestamp, offset of the last record that holds it), or (-1, -1)."""
         best = (-1, -1)
-        for base in p.segment_bases():
-            try:
-                seg = SegmentReader(p.path, base)
-            except FileNotFoundError:
-                continue
-            try:
-                for _pos, h, data in seg.batches(0):
-                    if h.max_timestamp >= best[0] and h.record_count:
-                        best = (h.max_timestamp, _offset_of_max(data, h))
-            finally:
-                seg.close()
+        for seg in self._segments(topic, partition):
+            for _pos, h, data in seg.batches(0):
+                if h.max_timestamp >= best[0] and h.record_count:
+                    best = (h.max_timestamp, _offset_of_max(data, h))
         return best
 
     def tail_headers(self, topic: str, partition: int, segments: int = 2) -> Iterator[rb.BatchHeader]:
         """Headers of the batches of the last ``segments`` segments, oldest first: where
         idempotent producers' sequence numbers are found again after a restart."""
-        p = self._partition(topic, partition)
-        for base in p.segment_bases()[-segments:]:
-            try:
-                seg = SegmentReader(p.path, base)
-            except FileNotFoundError:
-                continue
-            try:
-                pos = 0
-                while pos + rb.HEADER_SIZE <= seg.size:
-                    h = seg._header(pos)
-                    if h is None or h.magic != rb.MAGIC or pos + h.size > seg.size \
-                            or h.batch_length < rb.HEADER_SIZE - rb.LOG_OVERHEAD:
-                        break
-                    yield h
-                    pos += h.size
-            finally:
-                seg.close()
+        for seg in self._segments(topic, partition, last=segments):
+            pos = 0
+            while pos + rb.HEADER_SIZE <= seg.size:
+                h = seg._header(pos)
+                if h is None or h.magic != rb.MAGIC or pos + h.size > seg.size \
+                        or h.batch_length < rb.HEADER_SIZE - rb.LOG_OVERHEAD:
+                    break
+                yield h
+                pos += h.size
 
     def close(self) -> None:
         self.sync_all()
@@ -408,9 +426,10 @@ class BrokerStorage:
 
 
 def _offset_of_max(data: bytes, h: rb.BatchHeader) -> int:
-    """Offset of the record holding the batch's greatest timestamp (the batch's last
-    offset when its records cannot be read here: compressed)."""
-    if h.attributes & rb.COMPRESSION_MASK:
+    """Offset of the last record holding the batch's greatest timestamp (decompressing a
+    compressed batch); the batch's last offset for LogAppendTime (every record has the
+    batch's time) or records that cannot be read."""
+    if h.attributes & _LOG_APPEND_TIME:
         return h.last_offset
     try:
         recs = rb.decode_records(data, 0, h)

@@ -7,6 +7,8 @@ from typing import List
 
 import typer
 
+from . import client_security as cs
+
 HELP = """Copy local topics into a Kafka cluster (or an 'fslog serve'), as MirrorMaker
 does: keys, values, headers and timestamps kept; the same partition when both sides have
 as many (a missing remote topic is created so), else the partition murmur2 of the key
@@ -19,6 +21,9 @@ Examples:
   fslog mirror orders users --to kafka1:9092,kafka2:9092
 
   fslog mirror orders --to kafka1:9092 --follow          # keep mirroring new records
+
+  fslog mirror orders --to kafka1:9093 --tls-ca ca.pem --sasl-mechanism SCRAM-SHA-512 \\
+      --sasl-username bob --sasl-password-file pw
 """
 
 
@@ -32,6 +37,11 @@ def mirror(
     follow: bool = typer.Option(False, "--follow", help="Keep mirroring new records until stopped."),
     json_: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on stderr."),
+    tls: bool = cs.TLS,
+    tls_ca: str = cs.TLS_CA,
+    sasl_mechanism: str = cs.SASL_MECHANISM,
+    sasl_username: str = cs.SASL_USERNAME,
+    sasl_password_file: str = cs.SASL_PASSWORD_FILE,
 ) -> None:
     import signal
 
@@ -39,9 +49,11 @@ def mirror(
     from .common import open_log
     from .output import err, print_json
 
+    security = cs.client_security(tls, tls_ca, sasl_mechanism, sasl_username,
+                                  sasl_password_file)
     log = open_log(ctx, topics=topics, groups=[group])
     say = (lambda m: None) if quiet else err
-    m = Mirror(log, list(topics), to, group=group,
+    m = Mirror(log, list(topics), to, group=group, security=security,
                on_event=lambda ev: say(ev.get("message") or
                                        f"created {ev['topic']} ({ev['partitions']} partitions) on {to}"))
     stop = threading.Event()

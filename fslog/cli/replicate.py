@@ -7,8 +7,11 @@ import threading
 
 import typer
 
+from . import client_security as cs
+
 HELP = """Keep this root (--root) a copy of a leader (another root, or an 'fslog serve' at
-HOST:PORT, fetched from as Kafka's followers do): every batch byte for byte at the
+HOST:PORT, fetched from as Kafka's followers do, or a Kafka cluster's bootstrap servers,
+copied as a plain consumer up to its high watermark): every batch byte for byte at the
 same offset, segments rolled where the leader rolled them, new topics, topic configs and
 deletions, the leader's log start offset (retention), its compaction, and the groups'
 committed offsets. Runs until stopped (SIGTERM, Ctrl-C), woken by the leader's appends;
@@ -28,6 +31,11 @@ Examples:
   fslog --root /backup/log replicate --from /var/lib/log --once --json
 
   fslog --root /mnt/b/log replicate --from /mnt/a/log --topics 'orders|users\\..*'
+
+  fslog --root /mnt/b/log replicate --from a.example:9093 --tls-ca ca.pem \\
+      --sasl-mechanism SCRAM-SHA-256 --sasl-username bob --sasl-password-file pw
+
+  fslog --root /backup/kafka replicate --from k1:9092,k2:9092 --topics 'orders'
 """
 
 PROMOTE_HELP = """Make this follower root (--root) the leader: each partition starts a new
@@ -44,7 +52,8 @@ def replicate(
     ctx: typer.Context,
     source: str = typer.Option(..., "--from", metavar="LEADER",
                                help="The leader: another fslog root directory, or HOST:PORT "
-                                    "of an 'fslog serve' (Kafka's protocol)."),
+                                    "of an 'fslog serve', or a Kafka cluster's bootstrap "
+                                    "servers (HOST:PORT[,...])."),
     topics: str = typer.Option(None, "--topics", metavar="PATTERN",
                                help="Copy only topics whose whole name matches this regular "
                                     "expression (as Kafka's topic patterns) [default: all]."),
@@ -52,8 +61,15 @@ def replicate(
                                 help="Keep following until stopped, or copy what is there and exit."),
     json_: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout at exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr."),
-    node_id: int = typer.Option(1, "--node-id", min=0, metavar="N",
-                                help="This follower's replica id, as a network leader sees it."),
+    node_id: int = typer.Option(None, "--node-id", min=0, metavar="N",
+                                help="This follower's replica id, as an 'fslog serve' leader "
+                                     "sees it [default: 1; against other Kafka clusters: "
+                                     "none, a plain consumer (replica id -1)]."),
+    tls: bool = cs.TLS,
+    tls_ca: str = cs.TLS_CA,
+    sasl_mechanism: str = cs.SASL_MECHANISM,
+    sasl_username: str = cs.SASL_USERNAME,
+    sasl_password_file: str = cs.SASL_PASSWORD_FILE,
 ) -> None:
     import signal
 
@@ -65,7 +81,9 @@ def replicate(
     if not source or not source.strip():
         from ..errors import UsageError
         raise UsageError("--from is empty: give the leader's root directory")
-    leader = open_leader(source, node_id)
+    security = cs.client_security(tls, tls_ca, sasl_mechanism, sasl_username,
+                                  sasl_password_file)
+    leader = open_leader(source, node_id, security)
     log = open_log(ctx)
     say = (lambda m: None) if quiet else err
     follower = Follower(log, leader, topics=topics, on_event=lambda ev: say(_event_line(ev)))
@@ -102,15 +120,17 @@ def replicate(
         print_json(s)
 
 
-def open_leader(source: str, node_id: int):
-    """A root directory, or HOST:PORT of a server."""
+def open_leader(source: str, node_id: int | None, security=None):
+    """A root directory, or HOST:PORT[,HOST:PORT...] of a server or Kafka cluster."""
     import os
     import re
 
     from ..replication.source import RootLeader
-    if not os.path.isdir(os.path.expanduser(source)) and re.fullmatch(r"\[?[\w.:-]+\]?:\d+", source):
-        from ..replication.network import ServeLeader
-        return ServeLeader(source, replica_id=node_id)
+    if not os.path.isdir(os.path.expanduser(source)) and \
+            re.fullmatch(r"\[?[\w.:-]+\]?:\d+(,\s*\[?[\w.:-]+\]?:\d+)*", source):
+        from ..replication.network import NetworkLeader
+        from ..replication.wire import PLAINTEXT
+        return NetworkLeader(source, replica_id=node_id, security=security or PLAINTEXT)
     return RootLeader(source)
 
 

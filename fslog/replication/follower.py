@@ -171,7 +171,7 @@ class Follower:
             if stop.is_set():
                 break
             self.source.wait(interval, self._leader_topics,
-                             {k: ps.end for k, ps in self._pstate.items()})
+                             {k: ps.end for k, ps in self._pstate.items()}, stop=stop)
 
     # ------------------------------------------------------------ topics
     def _sync_topics(self, leader_topics: dict[str, dict]) -> None:

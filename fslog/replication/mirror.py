@@ -22,7 +22,6 @@ The library never prints: events go to ``on_event``.
 from __future__ import annotations
 
 import json
-import os
 import threading
 
 from ..errors import FslogError
@@ -30,35 +29,37 @@ from ..groups.registry import Registry
 from ..storage import files
 from ..storage.locks import ProcessLock
 from ..storage.reader import PartitionReader
+from .security import PLAINTEXT, ClientSecurity
 
 MEMBER = "fslog-mirror"
-STATE_FILE = "mirror.json"
-LOCK_FILE = "mirror.lock"
 CHUNK = 20000  # records between two flush-and-commit points
 
 
 class Mirror:
     def __init__(self, log, topics: list[str], bootstrap: str, group: str = "fslog-mirror",
-                 on_event=None, producer_config: dict | None = None):
+                 on_event=None, producer_config: dict | None = None,
+                 security: ClientSecurity = PLAINTEXT):
         self.log = log
         self.topics = topics
         self.bootstrap = bootstrap
         self.on_event = on_event or (lambda ev: None)
         self.reg = Registry(log.root, group)
         self.group = group
-        self._lock = ProcessLock(os.path.join(self.reg.path, LOCK_FILE))
-        self._state_path = os.path.join(self.reg.path, STATE_FILE)
+        self._lock = ProcessLock(files.mirror_lock_path(self.reg.path))
+        self._state_path = files.mirror_state_path(self.reg.path)
         self.sent = 0
         self.skipped = 0
-        cfg = {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-               "partitioner": "murmur2_random", "linger.ms": 5,
-               "queue.buffering.max.messages": 200000}
         import logging
         quiet = logging.getLogger("fslog.mirror.librdkafka")
         quiet.addHandler(logging.NullHandler())
         quiet.propagate = False
-        # librdkafka's own log lines stay out of stderr: failures surface as one error
-        cfg["logger"] = quiet
+        # every client of the cluster: where, how (TLS, SASL), and librdkafka's own log
+        # lines kept out of stderr (failures surface as one error)
+        self._client_config: dict = {"bootstrap.servers": bootstrap, "logger": quiet,
+                                     **security.librdkafka_config()}
+        cfg = {**self._client_config, "enable.idempotence": True, "acks": "all",
+               "partitioner": "murmur2_random", "linger.ms": 5,
+               "queue.buffering.max.messages": 200000}
         cfg.update(producer_config or {})
         self._producer_config = cfg
         self._producer = None
@@ -83,7 +84,9 @@ class Mirror:
     def _metadata(self, topic: str):
         from confluent_kafka import KafkaException
         try:
-            return self._producer.list_topics(topic, timeout=15)
+            # all topics: asking for one by name makes a cluster that auto-creates topics
+            # (auto.create.topics.enable) create it with its default partition count
+            return self._producer.list_topics(timeout=15)
         except KafkaException as e:
             raise FslogError(f"cannot reach {self.bootstrap}: {e.args[0].str()}; is the "
                              f"cluster (or fslog serve) running there?") from None
@@ -93,8 +96,7 @@ class Mirror:
         md = self._metadata(topic)
         t = md.topics.get(topic)
         if t is None or t.error is not None or not t.partitions:
-            admin = AdminClient({"bootstrap.servers": self.bootstrap,
-                                 "logger": self._producer_config["logger"]})
+            admin = AdminClient(dict(self._client_config))
             fut = admin.create_topics([NewTopic(topic, want)])[topic]
             try:
                 fut.result(30)
@@ -109,8 +111,8 @@ class Mirror:
 
     def _remote_end(self, topic: str, p: int) -> int:
         from confluent_kafka import Consumer, TopicPartition
-        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"{self.group}-probe",
-                      "enable.auto.commit": False, "logger": self._producer_config["logger"]})
+        c = Consumer({**self._client_config, "group.id": f"{self.group}-probe",
+                      "enable.auto.commit": False})
         try:
             _low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
             return high

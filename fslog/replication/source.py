@@ -158,8 +158,10 @@ class RootLeader:
         return out
 
     # ------------------------------------------------------------ waiting
-    def wait(self, timeout: float, topics: dict[str, dict], positions=None) -> None:
-        """Sleep until a watched partition of the leader changes, or ``timeout``."""
+    def wait(self, timeout: float, topics: dict[str, dict], positions=None,
+             stop=None) -> None:
+        """Sleep until a watched partition of the leader changes, or ``timeout`` (``stop``:
+        not looked at; the wait is short)."""
         import logging
 
         from ..storage.follow import AppendWaiter

@@ -1,17 +1,23 @@
 """A small blocking Kafka protocol client: one TCP connection, one request at a time,
-``kio`` as the codec. What a follower needs to talk to a leader (``fslog serve``):
-Metadata, ListOffsets, Fetch with a replica id, OffsetForLeaderEpoch, DescribeConfigs.
+``kio`` as the codec. What a follower needs to talk to a leader (``fslog serve`` or a
+Kafka broker): ApiVersions, Metadata, ListOffsets, Fetch, OffsetForLeaderEpoch,
+DescribeConfigs, ListGroups, OffsetFetch; TLS and SASL as a client (``ClientSecurity``).
 
-``Connection(host, port).request(req)`` sends a kio request object (its class says the API
-key and version) and returns the kio response object. Frames: a 4-byte big-endian size
-and the bytes; the request header is v1 or v2 (flexible) as the request class says, the
-response header v0 or v1 likewise. Not thread-safe: one connection per thread.
+``Connection(host, port, security).request(req)`` sends a kio request object (its class
+says the API key and version) and returns the kio response object. Frames: a 4-byte
+big-endian size and the bytes; the request header is v1 or v2 (flexible) as the request
+class says, the response header v0 or v1 likewise. A new connection does, in Kafka's
+order: TLS (when asked), ApiVersions (``apis``: the keys the server answers, with their
+highest version), then SaslHandshake v1 and SaslAuthenticate v2 (PLAIN, SCRAM-SHA-256,
+SCRAM-SHA-512 — the SCRAM exchange is ``scramp``'s). Not thread-safe: one connection per
+thread.
 """
 
 from __future__ import annotations
 
 import io
 import socket
+import ssl
 import struct
 
 from kio.index import load_response_schema
@@ -22,6 +28,7 @@ from kio.schema.response_header.v1.header import ResponseHeader as ResponseHeade
 from kio.serial import entity_reader, entity_writer
 
 from ..errors import FslogError, LeaderUnavailableError
+from .security import PLAINTEXT, ClientSecurity
 
 _SIZE = struct.Struct(">i")
 MAX_RESPONSE = 1 << 30
@@ -53,16 +60,75 @@ def parse_address(address: str) -> tuple[str, int]:
 
 class Connection:
     def __init__(self, host: str, port: int, client_id: str = "fslog-replicate",
-                 timeout: float = 60.0):
+                 timeout: float = 60.0, security: ClientSecurity = PLAINTEXT):
         self.address = f"{host}:{port}"
         try:
-            self.sock = socket.create_connection((host, port), timeout=timeout)
+            sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as e:
             raise LeaderUnavailableError(f"cannot connect to {self.address}: {e.strerror or e}; "
-                                         f"is 'fslog serve' running there?") from None
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                                         f"is 'fslog serve' (or a Kafka broker) running there?"
+                                         ) from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock: socket.socket = sock
         self.client_id = client_id
         self._correlation = 0
+        self.apis: dict[int, int] = {}
+        try:
+            if security.tls:
+                self._start_tls(host, security)
+            self.apis = self._api_versions()
+            if security.sasl_mechanism:
+                self._authenticate(security)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_tls(self, host: str, security: ClientSecurity) -> None:
+        ctx = security.ssl_context()
+        try:
+            self.sock = ctx.wrap_socket(self.sock, server_hostname=host)
+        except ssl.SSLCertVerificationError as e:
+            raise FslogError(f"{self.address}: the server's certificate is not trusted "
+                             f"({e.verify_message}); give its CA with --tls-ca") from None
+        except (OSError, ssl.SSLError) as e:
+            raise LeaderUnavailableError(f"{self.address}: TLS handshake failed "
+                                         f"({getattr(e, 'strerror', None) or e}); does the "
+                                         f"server speak TLS?") from None
+
+    def _api_versions(self) -> dict[int, int]:
+        from kio.schema.api_versions.v3.request import ApiVersionsRequest
+        resp = self.request(ApiVersionsRequest(client_software_name="fslog",
+                                               client_software_version="1"))
+        return {int(a.api_key): int(a.max_version) for a in resp.api_keys}
+
+    def _authenticate(self, security: ClientSecurity) -> None:
+        from kio.schema.errors import ErrorCode
+        from kio.schema.sasl_authenticate.v2.request import SaslAuthenticateRequest
+        from kio.schema.sasl_handshake.v1.request import SaslHandshakeRequest
+        mech = security.sasl_mechanism or ""
+        resp = self.request(SaslHandshakeRequest(mechanism=mech))
+        if resp.error_code != ErrorCode.none:
+            raise FslogError(f"{self.address}: SASL mechanism {mech} refused "
+                             f"({resp.error_code.name}); the server offers "
+                             f"{', '.join(resp.mechanisms) or 'none'}")
+        user, password = security.sasl_username or "", security.sasl_password or ""
+
+        def step(token: bytes) -> bytes:
+            r = self.request(SaslAuthenticateRequest(auth_bytes=token))
+            if r.error_code != ErrorCode.none:
+                raise FslogError(f"{self.address}: SASL {mech} login as {user!r} failed: "
+                                 f"{r.error_message or r.error_code.name}")
+            return bytes(r.auth_bytes)
+        if mech == "PLAIN":
+            step(b"\0" + user.encode() + b"\0" + password.encode())
+            return
+        from scramp import ScramClient, ScramException
+        client = ScramClient([mech], user, password)
+        try:
+            client.set_server_first(step(client.get_client_first().encode()).decode())
+            client.set_server_final(step(client.get_client_final().encode()).decode())
+        except ScramException as e:
+            raise FslogError(f"{self.address}: SASL {mech} login as {user!r} failed: {e}") from None
 
     def request(self, req):
         cls = type(req)
@@ -87,9 +153,9 @@ class Connection:
             if not 0 < size <= MAX_RESPONSE:
                 raise FslogError(f"{self.address}: response of {size} bytes: not a Kafka broker?")
             frame = self._read(size)
-        except OSError as e:
+        except (OSError, ssl.SSLError) as e:
             raise LeaderUnavailableError(
-                f"{self.address}: connection lost ({e.strerror or e})") from None
+                f"{self.address}: connection lost ({getattr(e, 'strerror', None) or e})") from None
         resp_cls = load_response_schema(cls.__api_key__, cls.__version__)
         hdr = ResponseHeaderV1 if resp_cls.__header_schema__ is ResponseHeaderV1 else ResponseHeaderV0
         h, n = _reader(hdr)(frame, 0)

@@ -15,6 +15,9 @@ Layout under the root directory (the "broker")::
             00000000000000000000.timeindex  time index (sparse)
             leader-epoch-checkpoint   leader epochs: epoch -> start offset (Kafka's format)
       groups/                         consumer groups (registry, committed offsets)
+        G/mirror.json                 ``fslog mirror --group G``: the remote log-end offset
+                                      per partition at its last commit (replication/mirror.py)
+        G/mirror.lock                 held by the running ``fslog mirror`` of group G (flock)
       follower.json                   present while the root is a follower of another
                                       (``fslog replicate``): what it follows, what it copied
       replicate.lock                  held by the running ``fslog replicate`` (flock)
@@ -59,6 +62,8 @@ LOCK_FILE = ".lock"
 LEADER_EPOCH_FILE = "leader-epoch-checkpoint"  # see leader_epoch.py
 FOLLOWER_FILE = "follower.json"     # ROOT/follower.json: this root follows another (replica.py)
 REPLICATE_LOCK_FILE = "replicate.lock"  # ROOT/replicate.lock: held by the running follower
+MIRROR_STATE_FILE = "mirror.json"   # ROOT/groups/G/mirror.json: a mirror's remote end offsets
+MIRROR_LOCK_FILE = "mirror.lock"    # ROOT/groups/G/mirror.lock: one mirror per group
 
 _NAME_RE = re.compile(r"[A-Za-z0-9._-]+\Z")
 MAX_NAME_LENGTH = 249
@@ -104,6 +109,20 @@ def topics_dir(root: str) -> str:
 
 def groups_dir(root: str) -> str:
     return os.path.join(root, GROUPS_DIR)
+
+
+def follower_file(root: str) -> str:
+    """``ROOT/follower.json``: present while the root follows another (storage/replica.py)."""
+    return os.path.join(root, FOLLOWER_FILE)
+
+
+def mirror_state_path(group_dir: str) -> str:
+    """``ROOT/groups/G/mirror.json`` of the group whose directory is ``group_dir``."""
+    return os.path.join(group_dir, MIRROR_STATE_FILE)
+
+
+def mirror_lock_path(group_dir: str) -> str:
+    return os.path.join(group_dir, MIRROR_LOCK_FILE)
 
 
 def serve_dir(root: str) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from typing import Callable
 
 from ..config import TopicConfig
@@ -28,6 +29,8 @@ from . import files
 from .leader_epoch import EpochStamp
 from .locks import BlockingLock
 from .segment import SegmentReader, SegmentWriter
+
+_SETTLED_NS = 1_000_000_000  # a directory listing is reused once its mtime is this old
 
 
 class Partition:
@@ -42,8 +45,10 @@ class Partition:
             files.check_real_dir(self.path, root)  # never follow a link out of the root
         self._lock = BlockingLock(os.path.join(self.path, files.LOCK_FILE))
         self._epoch = EpochStamp(self)
-        self._follower_marker = os.path.join(root, files.FOLLOWER_FILE)
+        self._follower_marker = files.follower_file(root)
         self._writer: SegmentWriter | None = None
+        # the last directory listing worth reusing: ((inode, mtime_ns), base offsets)
+        self._listing: tuple[tuple[int, int], tuple[int, ...]] | None = None
         self._unsynced: list[int] = []  # fds of segments written and not yet fsynced
         self._rolled = False  # a roll happened: run ``on_roll`` after the append
         # Called (outside the lock) after an append that rolled a segment: the topic
@@ -60,13 +65,31 @@ class Partition:
 
     # ------------------------------------------------------------ layout
     def segment_bases(self) -> list[int]:
-        """Base offsets of the segments, oldest first."""
+        """Base offsets of the segments, oldest first.
+
+        One stat of the directory instead of a listing when nothing was created, removed
+        or renamed in it since the last listing: its (inode, mtime) are unchanged, and
+        that listing was taken when the mtime was already ``_SETTLED_NS`` old (mtimes
+        have the kernel's coarse clock: two changes in one tick would leave one mtime, so
+        a listing right after a change is never trusted for the next call)."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            self._listing = None
+            return []
+        key = (st.st_ino, st.st_mtime_ns)
+        got = self._listing
+        if got is not None and got[0] == key:
+            return list(got[1])
         try:
             names = os.listdir(self.path)
         except FileNotFoundError:
+            self._listing = None
             return []
         bases = [b for b in map(files.parse_segment_name, names) if b is not None]
         bases.sort()
+        self._listing = (key, tuple(bases)) \
+            if time.time_ns() - st.st_mtime_ns > _SETTLED_NS else None
         return bases
 
     def create_dir(self) -> None:

@@ -293,7 +293,7 @@ class ReplicaPartition(Partition):
 # ---------------------------------------------------------------- the root's role
 
 def follower_marker_path(root: str) -> str:
-    return os.path.join(root, files.FOLLOWER_FILE)
+    return files.follower_file(root)
 
 
 def read_follower_state(root: str) -> dict | None:
