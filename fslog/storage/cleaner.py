@@ -134,6 +134,56 @@ def largest_timestamp(partition, base: int) -> int:
     return best
 
 
+def background_failure(partition) -> dict | None:
+    """Why the last background compaction of the partition failed — ``{"time_ms",
+    "error"}`` from ``cleaner-error.json`` — or None. The file stays until a compaction
+    of the partition completes (``fslog clean``, or a later one in the background)."""
+    path = os.path.join(partition.path, files.CLEANER_ERROR_FILE)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd, "rb") as f:
+            doc = json.loads(f.read())
+        return {"time_ms": int(doc["time_ms"]), "error": str(doc["error"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"time_ms": 0, "error": f"{path}: unreadable (remove it)"}
+
+
+def background_failures(topic) -> list[tuple[int, dict]]:
+    """(partition number, ``background_failure``) of each partition of the topic that has one."""
+    out = []
+    for p in topic.partitions():
+        f = background_failure(p)
+        if f is not None:
+            out.append((p.number, f))
+    return out
+
+
+def describe_failure(topic: str, number: int, failure: dict) -> str:
+    """One line for users: what failed, when, and what to do."""
+    import time
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(failure["time_ms"] / 1000)) \
+        if failure["time_ms"] else "an unknown time"
+    return (f"{topic}/{number}: the background compaction failed at {when}: {failure['error']}; "
+            f"the partition is left as it was: run 'fslog verify {topic}', then "
+            f"'fslog clean {topic}' (which retries it and, once it succeeds, clears this)")
+
+
+def _record_failure(directory: str, error: str) -> None:
+    try:
+        files.write_atomic(os.path.join(directory, files.CLEANER_ERROR_FILE),
+                           json.dumps({"time_ms": now_ms(), "error": error}).encode() + b"\n")
+    except OSError:
+        pass  # (the directory is gone, or the disk full: nothing better to do)
+
+
+def _clear_failure(partition) -> None:
+    if _unlink(os.path.join(partition.path, files.CLEANER_ERROR_FILE)):
+        files.fsync_dir(partition.path)
+
+
 # ---------------------------------------------------------------- recovery (under the lock)
 
 def _unlink(path: str) -> bool:
@@ -461,9 +511,8 @@ def compact(partition, config, now: int, force: bool = False) -> dict:
     result = {"dirty_ratio": round(ratio, 4), "ran": False, "records_removed": 0,
               "tombstones_removed": 0, "keyless_removed": 0, "segments_before": len(bases),
               "segments_after": len(bases), "bytes_before": 0, "bytes_after": 0, "passes": 0}
-    if len(bases) < 2:
-        return result
-    if not force and not ratio > config.get("min.cleanable.dirty.ratio"):  # as Kafka: >
+    if len(bases) < 2 or (not force and not ratio > config.get("min.cleanable.dirty.ratio")):
+        _clear_failure(partition)  # (nothing to do is not a failure)
         return result
     result["ran"] = True
     horizon = now - config.get("delete.retention.ms")
@@ -497,6 +546,7 @@ def compact(partition, config, now: int, force: bool = False) -> dict:
             break
         start = upto
         bases = partition.segment_bases()
+    _clear_failure(partition)
     bases = partition.segment_bases()
     result["bytes_after"] = sum(_size(partition.path, b) for b in bases[:-1])
     result["segments_after"] = len(bases)
@@ -689,7 +739,9 @@ def clean_after_roll(partition) -> None:
     cleaner lock taken here, so the producer never waits for it and no other clean can
     slip in between. A failure here raises; the partition keeps it in ``clean_errors``
     (the append is done and acknowledged) for the caller to report. A failure of the
-    background compaction is reported by the next ``fslog clean`` of the partition."""
+    background compaction is kept in ``cleaner-error.json`` (``background_failure``),
+    which ``fslog status``, ``fslog verify`` and ``fslog produce`` report until a
+    compaction of the partition succeeds."""
     plock = ProcessLock(os.path.join(partition.path, files.CLEANER_LOCK_FILE))
     if not plock.try_acquire():
         return
@@ -717,9 +769,7 @@ def _spawn_compaction(partition, lock_fd: int) -> bool:
     interpreter can be started (then the caller compacts inline)."""
     import subprocess
     import sys
-    for p in list(_BACKGROUND):
-        if p.poll() is not None:
-            _BACKGROUND.remove(p)
+    _reap()
     if not sys.executable or os.environ.get("FSLOG_CLEANER") == "inline":
         return False
     try:
@@ -730,8 +780,21 @@ def _spawn_compaction(partition, lock_fd: int) -> bool:
             pass_fds=(lock_fd,), start_new_session=True, close_fds=True)
     except OSError:
         return False
-    _BACKGROUND.append(child)
+    _BACKGROUND.append((child, partition.path))
     return True
+
+
+def _reap() -> None:
+    """Forget background compactions that ended; one killed by a signal (the OOM killer,
+    say) could not say why: record that it died."""
+    for entry in list(_BACKGROUND):
+        child, directory = entry
+        if child.poll() is None:
+            continue
+        _BACKGROUND.remove(entry)
+        if child.returncode < 0:
+            _record_failure(directory, f"the cleaner process (pid {child.pid}) was killed by "
+                                       f"signal {-child.returncode}")
 
 
 def wait_for_background(partition) -> None:
@@ -753,16 +816,21 @@ def _main(argv: list[str]) -> int:
     ap.add_argument("topic")
     ap.add_argument("partition", type=int)
     args = ap.parse_args(argv)
+    directory = files.partition_dir(args.root, args.topic, args.partition)
     try:
         partition = Partition(args.root, args.topic, args.partition,
                               TopicConfig(read_topic_meta(args.root, args.topic)[1]))
+        directory = partition.path
         config = _current_config(partition)
         if config.compacted:
             compact(partition, config, now_ms())
         return 0
-    except (FslogError, OSError) as e:
+    except Exception as e:  # noqa: BLE001 (whatever it was, it must not vanish)
         import sys
-        print(f"fslog: background compaction of {args.topic}/{args.partition}: {e}",
+        why = str(e) if isinstance(e, (FslogError, OSError)) else f"{type(e).__name__}: {e}"
+        if os.path.isdir(directory):
+            _record_failure(directory, why)  # for status, verify and the next produce
+        print(f"fslog: background compaction of {args.topic}/{args.partition}: {why}",
               file=sys.stderr)
         return 1
     finally:
