@@ -953,21 +953,25 @@ def _split_keyed(buf: bytes, pos: int, end: int, n: int) -> tuple[list, list] | 
         return None
     parts[0:1] = first
     zz, _mid, _ln = _tables()
-    mid2 = _keyed_tables()[6]
+    _f, _zz, sized, _u, _vs, _fx, mid2 = _keyed_tables()
+    fixed1 = _KEYED_LENGTHS[1]  # type: ignore[index]
     keys = parts[2::4]
     values = parts[4::4]
-    heads = parts[1::4]
     vlens = list(map(len, values))
     try:
         if parts[3::4] != list(map(zz.__getitem__, vlens)):
             return None
-        # the size of each record with its length varint: head, key length byte, key,
-        # value length, value, headerCount
-        sizes = map(add, map(add, map(len, heads), map(len, keys)),
-                    map(add, map(len, parts[3::4]), vlens))
-        if heads != list(map(add, map(_SPLIT_T.__getitem__, sizes), mid2[:n])):
-            return None
-    except (IndexError, TypeError):  # a length outside the tables
+        # each record's length: attributes, timestampDelta, offsetDelta, keyLength (one
+        # byte: keys are shorter than 64), key, valueLength, value, headerCount
+        want = [b""] * (2 * n)
+        want[0::2] = map(zz.__getitem__, map(add, map(add, map(len, keys), fixed1[:n]),
+                                             map(sized.__getitem__, vlens)))
+    except IndexError:  # a length outside the tables
+        return None
+    want[1::2] = mid2[:n]
+    # each head found is (varint, 0, 0, varint), as each wanted one is: the heads joined
+    # equal the wanted ones joined only if each equals its own
+    if b"".join(parts[1::4]) != b"".join(want):
         return None
     return keys, values
 
