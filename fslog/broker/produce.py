@@ -10,6 +10,8 @@ the CRC (CORRUPT_MESSAGE), the record framing of an uncompressed batch (each rec
 length walked, count and end matched: INVALID_RECORD; the records themselves are not
 decoded), the compression codec (gzip, snappy, lz4, zstd are stored as sent: only the
 outer batch is checked), and idempotent-producer sequences (``producer_state.py``).
+A topic whose ``compression.type`` names a codec (or ``uncompressed``) gets batches in
+that codec: one sent in another is recompressed (``recompress``), as Kafka's broker does.
 Transactions are not supported: a transactional Produce gets
 TRANSACTIONAL_ID_AUTHORIZATION_FAILED and a log line saying why.
 
@@ -30,6 +32,7 @@ from kio.schema.errors import ErrorCode
 
 from ..errors import FslogError, InvalidNameError, RecordTooLargeError
 from ..records import batch as rb
+from ..records import compression
 from .handlers import Deferred, RequestContext, handles
 from .metadata import ensure_topic
 from .producer_state import DUPLICATE, NONE, last_sequence
@@ -104,6 +107,38 @@ def records_framed(buf, count: int) -> bool:
     return p == end
 
 
+def topic_codec(compression_type: str) -> int | None:
+    """The codec a topic's ``compression.type`` stores batches in; None for ``producer``
+    (each batch as its producer sent it)."""
+    if compression_type == "producer":
+        return None
+    return compression.NONE if compression_type == "uncompressed" \
+        else compression.codec_for(compression_type)
+
+
+def recompress(records, h: rb.BatchHeader, codec: int) -> tuple[bytearray | None, str | None]:
+    """The checked batch ``records`` with its records in ``codec`` (``compression.NONE``:
+    uncompressed), and None; or None and why the records inside are not sound (a
+    compressed batch that does not decompress, or whose record lengths do not match its
+    count). The header stays but for the codec bits, the length and the CRC. Compressing
+    that does not make the records smaller leaves them uncompressed (``compress_batch``)."""
+    if not h.attributes & rb.COMPRESSION_MASK:  # framing already checked
+        return rb.compress_batch(bytearray(records), codec), None
+    plain = bytearray(records[:rb.HEADER_SIZE])
+    try:
+        plain += rb.decompress_records(records, 0, h)
+    except FslogError as e:
+        return None, str(e)
+    struct.pack_into(">i", plain, 8, len(plain) - rb.LOG_OVERHEAD)  # batchLength
+    struct.pack_into(">h", plain, rb.CRC_START, h.attributes & ~rb.COMPRESSION_MASK)
+    if not records_framed(plain, h.record_count):
+        return None, "record lengths inside the compressed batch do not match its count"
+    if codec == compression.NONE:
+        struct.pack_into(">I", plain, 17, rb.crc32c_range(plain, rb.CRC_START, len(plain)))
+        return plain, None
+    return rb.compress_batch(plain, codec), None
+
+
 class _Result:
     __slots__ = ("code", "base", "log_append_time", "log_start", "message", "wait",
                  "replicate")
@@ -146,7 +181,16 @@ async def _produce_partition(ctx: RequestContext, topic: str, index: int, record
     if h.attributes & _TRANSACTIONAL_FLAG:
         return _Result(ErrorCode.transactional_id_authorization_failed,
                        message="transactions are not supported by fslog serve")
-    batch = bytearray(records)
+    target = topic_codec(cfg.get("compression.type"))
+    if target is not None and h.attributes & rb.COMPRESSION_MASK != target:
+        # the topic names a codec: recompress as Kafka's broker does (C, a worker thread)
+        batch, why = await ctx.run(recompress, records, h, target)
+        if batch is None:
+            ctx.log.info("serve: %s: Produce to %s/%d refused: %s (INVALID_RECORD)",
+                         ctx.connection.peer, topic, index, why)
+            return _Result(ErrorCode.invalid_record, message=why)
+    else:
+        batch = bytearray(records)
     _I32.pack_into(batch, 12, 0)  # partitionLeaderEpoch: fslog's is 0
     res = _Result()
     if cfg.get("message.timestamp.type") == "LogAppendTime":
