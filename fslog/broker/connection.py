@@ -29,10 +29,11 @@ import struct
 import time
 
 from . import protocol, versions
-from .handlers import HANDLERS, ApiError, Deferred, RequestContext
+from .handlers import HANDLERS, ApiError, Deferred, RawFrame, RequestContext
 
 MAX_IN_FLIGHT = 64
 _SIZE = struct.Struct(">i")
+_VIEW = 64 * 1024  # responses larger than this are written through a memoryview
 
 
 class Connection:
@@ -201,8 +202,12 @@ class Connection:
         if self._broken:
             return
         try:
-            data = result if isinstance(result, (bytes, bytearray)) else \
-                protocol.encode_response(correlation_id, result)
+            if isinstance(result, RawFrame):
+                parts = result.parts
+            elif isinstance(result, (bytes, bytearray)):
+                parts = [result]
+            else:
+                parts = [protocol.encode_response(correlation_id, result)]
         except Exception:
             self.logger.exception("serve: %s: a response failed; closing the connection",
                                   self.peer)
@@ -210,7 +215,11 @@ class Connection:
             self.stop("internal error")
             return
         try:
-            self.writer.write(data)
+            write = self.writer.write
+            for data in parts:
+                # (a view: what the socket does not take at once is copied once, into
+                # the transport's buffer, not sliced into a new bytes first)
+                write(memoryview(data) if len(data) > _VIEW else data)
             await self.writer.drain()
             self.last_active = time.monotonic()
         except (ConnectionError, OSError):
