@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import logging
 import signal
 import time
@@ -129,6 +130,10 @@ class Server:
                          f" {'/'.join(self.security.mechanisms)}"
                          if self.security.mechanisms else "")
         self._ticker = asyncio.create_task(self._tick())
+        # Everything made so far (modules, kio's classes, tables) lives as long as the
+        # server: keep it out of the collector's full passes, which otherwise stop the
+        # loop for tens of ms now and then (measured: 40-130 ms on a loaded machine).
+        gc.freeze()
 
     async def _accept(self, reader, writer) -> None:
         if self.stopping.is_set():
