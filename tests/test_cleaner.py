@@ -512,3 +512,22 @@ def test_compaction_is_the_reference_model(tmp_path_factory, ops, entry_bytes, s
         assert [x[0] for x in read(log, start=o)[:1]] == nxt[:1]
     cleaner.clean_partition(pt, now=NOW, force_compaction=True)
     assert read(log) == after
+
+
+def test_a_background_cleaner_killed_by_a_signal_is_recorded(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    log = make(tmp_path, **{"cleanup.policy": "compact"})
+    produce(log, keyed(3, 2))
+    p = part(log)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    cleaner._BACKGROUND.append((child, p.path))
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    cleaner._reap()  # (what the next roll of the producer that started it does)
+    f = cleaner.background_failure(p)
+    assert f is not None and f"pid {child.pid}) was killed by signal 9" in f["error"]
+    assert "fslog verify t" in cleaner.describe_failure("t", 0, f)
+    cleaner.clean_partition(p, now=NOW, force_compaction=True)  # a compaction that succeeds
+    assert cleaner.background_failure(p) is None
