@@ -36,13 +36,13 @@ _SIZE = struct.Struct(">i")
 _VIEW = 64 * 1024  # responses larger than this are written through a memoryview
 
 
-def _coalesce(parts: list) -> list:
+def _coalesce(parts: list[bytes] | list[bytes | bytearray]) -> list[bytes | memoryview]:
     """The buffers of a response as few writes (each write of an idle socket is a send
     system call): runs of small buffers joined, large ones (a 1 MB record batch) passed
     through a memoryview, so what the socket does not take at once is copied once, into
     the transport's buffer, never sliced into a new bytes first."""
-    out: list = []
-    run: list = []
+    out: list[bytes | memoryview] = []
+    run: list[bytes | bytearray] = []
     for data in parts:
         if len(data) > _VIEW:
             if run:
@@ -221,11 +221,14 @@ class Connection:
     async def _send(self, correlation_id: int | None, result) -> None:
         if self._broken:
             return
+        parts: list[bytes] | list[bytes | bytearray]
         try:
             if isinstance(result, RawFrame):
                 parts = result.parts
-            elif isinstance(result, (bytes, bytearray)):
+            elif isinstance(result, (bytes, bytearray)):  # a raw SASL token, framed
                 parts = [result]
+            elif correlation_id is None:
+                raise TypeError(f"a {type(result).__name__} response without a request")
             else:
                 parts = [protocol.encode_response(correlation_id, result)]
         except Exception:

@@ -93,7 +93,10 @@ def records_framed(buf, count: int) -> bool:
             else:
                 c = buf[p + 1]
                 if c < 0x80:
-                    p += 2 + ((b & 0x7F | c << 7) >> 1)
+                    z = b & 0x7F | c << 7
+                    if z & 1 or z == 0:  # a negative or zero length (zigzag)
+                        return False
+                    p += 2 + (z >> 1)
                 else:
                     length, q = rb.read_varint(buf, p)
                     if length <= 0:
