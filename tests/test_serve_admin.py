@@ -29,6 +29,11 @@ def test_confluent_admin_creates_describes_alters_and_deletes(cli, serve):  # no
         ConfigEntry("retention.ms", None, incremental_operation=AlterConfigOpType.DELETE)])
     a.incremental_alter_configs([res])[res].result(30)
     assert cli.log().topic("adm").config.overrides == {"segment.bytes": 1048576}
+    bad_res = ConfigResource(ConfigResource.Type.TOPIC, "adm", incremental_configs=[
+        ConfigEntry("segment.bytes", "lots", incremental_operation=AlterConfigOpType.SET)])
+    with pytest.raises(KafkaException, match="segment.bytes"):
+        a.incremental_alter_configs([bad_res])[bad_res].result(30)
+    assert cli.log().topic("adm").config.overrides == {"segment.bytes": 1048576}
     a.delete_topics(["adm"])["adm"].result(30)
     assert "adm" not in cli.log().topics()
     with pytest.raises(KafkaException, match="UNKNOWN_TOPIC"):

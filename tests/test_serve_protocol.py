@@ -111,9 +111,16 @@ def test_bad_produce_input_gets_kafka_error_codes_and_writes_nothing(cli, serve)
     bad_framing[61] = 0x7E
     struct.pack_into(">I", bad_framing, 17, __import__("fslog").records.batch.crc32c(
         bytes(bad_framing[21:])))
+    # one record whose two-byte length varint is negative (zigzag 129: -65), the bytes
+    # after it as many as its magnitude would walk: the framing must still be refused
+    negative = bytearray(make_batch([b"x"]))[:61] + b"\x81\x01" + bytes(64)
+    struct.pack_into(">i", negative, 8, len(negative) - 12)
+    struct.pack_into(">I", negative, 17, __import__("fslog").records.batch.crc32c(
+        bytes(negative[21:])))
     cases = [
         (dict(topic="t", partition=0, records=bytes(bad_crc)), ErrorCode.corrupt_message),
         (dict(topic="t", partition=0, records=bytes(bad_framing)), ErrorCode.invalid_record),
+        (dict(topic="t", partition=0, records=bytes(negative)), ErrorCode.invalid_record),
         (dict(topic="t", partition=0, records=good + good), ErrorCode.invalid_record),
         (dict(topic="t", partition=0, records=good[:40]), ErrorCode.corrupt_message),
         (dict(topic="t", partition=0, records=make_batch([b"x" * 3000])),
@@ -277,6 +284,77 @@ def test_fetch_whole_batches_kip74_and_out_of_range(cli, serve):  # noqa: F811
         assert lo(-1) == (ErrorCode.none, 101)
         assert lo(0) == (ErrorCode.none, 0)
         assert lo(int(time.time() * 1000) + 3600_000) == (ErrorCode.none, -1)
+
+
+def test_list_offsets_by_time_finds_the_record_inside_a_compressed_batch(cli, serve):  # noqa: F811
+    from confluent_kafka import Producer
+
+    from fslog.records import batch as rb
+    cli.create("zt")
+    p = Producer({"bootstrap.servers": serve.bootstrap, "compression.type": "gzip",
+                  "linger.ms": 1000, "acks": "all"})
+    base = 1_700_000_000_000
+    for i in range(10):  # one batch (linger), records 1 s apart, compressible values
+        p.produce("zt", b"same value over and over %d " % i * 20, timestamp=base + i * 1000)
+    assert p.flush(30) == 0
+    seg = cli.partition_dir("zt") / "00000000000000000000.log"
+    h = rb.read_header(seg.read_bytes(), 0)
+    assert h.attributes & rb.COMPRESSION_MASK and h.record_count == 10  # one gzip batch
+    with Wire(serve.bootstrap) as w:
+        def lo(ts):
+            r = w.call(2, 7, LO.ListOffsetsRequest(replica_id=-1, isolation_level=0, topics=(
+                LO.ListOffsetsTopic(name="zt", partitions=(LO.ListOffsetsPartition(
+                    partition_index=0, timestamp=ts),)),)))
+            q = r.topics[0].partitions[0]
+            return q.error_code, q.offset, q.timestamp
+        assert lo(base + 3500) == (ErrorCode.none, 4, base + 4000)  # inside the batch
+        assert lo(base) == (ErrorCode.none, 0, base)
+        assert lo(base + 9000) == (ErrorCode.none, 9, base + 9000)
+        assert lo(base + 9001) == (ErrorCode.none, -1, -1)
+        assert lo(-3) == (ErrorCode.none, 9, base + 9000)  # the record with the max timestamp
+
+
+def test_a_topic_compression_type_recompresses_what_producers_send(cli, serve):  # noqa: F811
+    from confluent_kafka import Producer
+
+    from fslog.records import batch as rb
+    from fslog.records import compression
+    cli.create("tz", "--config", "compression.type=zstd")
+    cli.create("tu", "--config", "compression.type=uncompressed")
+    cli.create("tp")  # compression.type=producer: stored as sent
+    sent = [b"a compressible value, again and again %03d " % i * 10 for i in range(50)]
+    for codec in ("gzip", "none"):
+        p = Producer({"bootstrap.servers": serve.bootstrap, "compression.type": codec,
+                      "linger.ms": 200, "acks": "all"})
+        for topic in ("tz", "tu", "tp"):
+            for v in sent:
+                p.produce(topic, v)
+        assert p.flush(30) == 0
+
+    def codecs(topic):
+        data = b"".join(f.read_bytes() for f in cli.segments(topic))
+        out, pos = set(), 0
+        while pos < len(data):
+            h = rb.read_header(data, pos)
+            out.add(h.attributes & rb.COMPRESSION_MASK)
+            pos += h.size
+        return out
+    assert codecs("tz") == {compression.ZSTD}
+    assert codecs("tu") == {compression.NONE}
+    assert codecs("tp") == {compression.GZIP, compression.NONE}
+    for topic in ("tz", "tu", "tp"):  # the same records, in order, whatever the codec
+        assert values(cli, topic) == sent + sent
+    assert cli.run("verify").returncode == 0
+    # a compressed batch whose records do not decompress: refused, nothing written
+    bad = bytearray(make_batch([b"x" * 100]))
+    bad[rb.HEADER_SIZE:] = b"\x1f\x8b not gzip at all"
+    struct.pack_into(">i", bad, 8, len(bad) - rb.LOG_OVERHEAD)
+    struct.pack_into(">h", bad, rb.CRC_START, compression.GZIP)
+    struct.pack_into(">I", bad, 17, rb.crc32c_range(bad, rb.CRC_START, len(bad)))
+    with Wire(serve.bootstrap) as w:
+        r = produce(w, "tz", 0, bytes(bad))
+        assert r.error_code == ErrorCode.invalid_record and r.base_offset == -1
+    assert len(values(cli, "tz")) == 100
 
 
 # ---------------------------------------------------------------- bad frames, limits

@@ -17,8 +17,12 @@ Layout (imports point down: the broker uses storage, groups and clients, never t
     wakeup.py        waking long-poll Fetches on appends from any process
     fsync.py         acks=all group commit, flush.ms for acks=1
     producer_state.py  idempotent producer ids and sequences
+    coordinator.py   the group coordinator's state machine (classic protocol)
+    group_offsets.py committed offsets (OffsetCommit/OffsetFetch) in the CLI's files
+    group_admin.py   groups as admin clients see them: list, describe, delete
+    consumer_protocol.py  the subscription/assignment bytes inside JoinGroup/SyncGroup
     api_versions.py, metadata.py, produce.py, fetch.py, list_offsets.py,
-    init_producer_id.py, admin.py, sasl.py   one handler module per API family
+    init_producer_id.py, admin.py, groups.py, sasl.py   one handler module per API family
 
 Adding an API handler (e.g. the group coordinator):
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from kio.schema.errors import ErrorCode
 
-from ..config import KEYS
+from ..config import KEYS, parse_config
 from ..errors import ConfigError, FslogError, TopicExistsError, UnknownTopicError
 from ..log import MAX_PARTITIONS
+from ..storage.topic import Topic
 from .handlers import RequestContext, handles
 from .metadata import name_error
 from .protocol import build, nested
@@ -43,12 +44,47 @@ def _config_entries(cls, t, keys=None):
     return tuple(out)
 
 
+T = TypeVar("T")
+
+
+def _attempt(other: ErrorCode, fn: Callable[..., T], *args: Any
+             ) -> tuple[T | None, ErrorCode, str | None]:
+    """Run one topic's part of a CreateTopics or DeleteTopics: (what ``fn`` returned,
+    NONE, None), or (None, Kafka's error code, the one-line message) for what it raised
+    (``other`` for any other FslogError or OSError)."""
+    try:
+        return fn(*args), ErrorCode.none, None
+    except ConfigError as e:
+        return None, ErrorCode.invalid_config, str(e)
+    except TopicExistsError as e:
+        return None, ErrorCode.topic_already_exists, str(e)
+    except UnknownTopicError as e:
+        return None, ErrorCode.unknown_topic_or_partition, str(e)
+    except (FslogError, OSError) as e:
+        return None, other, str(e)
+
+
+def _create_one(ctx: RequestContext, ct, n: int, validate_only: bool) -> Topic | None:
+    name = ct.name
+    config = {c.name: c.value for c in ct.configs if c.value is not None}
+    parse_config(config)
+    if ctx.storage.topic(name) is not None:
+        raise TopicExistsError(f"topic {name!r} already exists")
+    if validate_only:
+        return None
+    t = ctx.storage.create_topic(name, n, config)
+    ctx.log.info("serve: created topic %r with %d partition(s) (CreateTopics)", name, n)
+    return t
+
+
 def _create(ctx: RequestContext, request):
     results = []
     for ct in request.topics:
         name = ct.name
-        err, msg, t = ErrorCode.none, None, None
+        t: Topic | None = None
         n = ct.num_partitions if ct.num_partitions != -1 else ctx.server.config.default_partitions
+        err: ErrorCode
+        msg: str | None
         if name_error(name) is not None:
             err, msg = ErrorCode.invalid_topic_exception, f"invalid topic name {name!r}"
         elif ct.replication_factor not in (-1, 1):
@@ -59,22 +95,8 @@ def _create(ctx: RequestContext, request):
         elif not 1 <= n <= MAX_PARTITIONS:
             err, msg = ErrorCode.invalid_partitions, f"use 1 to {MAX_PARTITIONS} partitions"
         else:
-            config = {c.name: c.value for c in ct.configs if c.value is not None}
-            try:
-                from ..config import parse_config
-                parse_config(config)
-                if ctx.storage.topic(name) is not None:
-                    raise TopicExistsError(f"topic {name!r} already exists")
-                if not request.validate_only:
-                    t = ctx.storage.create_topic(name, n, config)
-                    ctx.log.info("serve: created topic %r with %d partition(s) (CreateTopics)",
-                                 name, n)
-            except ConfigError as e:
-                err, msg = ErrorCode.invalid_config, str(e)
-            except TopicExistsError as e:
-                err, msg = ErrorCode.topic_already_exists, str(e)
-            except FslogError as e:
-                err, msg = ErrorCode.invalid_request, str(e)
+            t, err, msg = _attempt(ErrorCode.invalid_request, _create_one, ctx, ct, n,
+                                   request.validate_only)
         results.append((name, err, msg, n if err == ErrorCode.none else -1, t))
     return results
 
@@ -94,21 +116,20 @@ async def create_topics(ctx: RequestContext, request):
         for name, err, msg, n, t in results))
 
 
-def _delete(ctx: RequestContext, names):
-    out: list[tuple[str | None, ErrorCode, str | None]] = []  # (name, error, message)
+def _delete_one(ctx: RequestContext, name: str) -> None:
+    ctx.storage.delete_topic(name)
+    ctx.server.producers.forget_topic(name)
+    ctx.log.info("serve: deleted topic %r (DeleteTopics)", name)
+
+
+def _delete(ctx: RequestContext, names) -> list[tuple[str, ErrorCode, str | None]]:
+    out: list[tuple[str, ErrorCode, str | None]] = []
     for name in names:
         if name is None or name_error(name) is not None:
             out.append((name, ErrorCode.unknown_topic_or_partition, "give topics by name"))
             continue
-        try:
-            ctx.storage.delete_topic(name)
-            ctx.server.producers.forget_topic(name)
-            ctx.log.info("serve: deleted topic %r (DeleteTopics)", name)
-            out.append((name, ErrorCode.none, None))
-        except UnknownTopicError as e:
-            out.append((name, ErrorCode.unknown_topic_or_partition, str(e)))
-        except (FslogError, OSError) as e:
-            out.append((name, ErrorCode.unknown_server_error, str(e)))
+        _, err, msg = _attempt(ErrorCode.unknown_server_error, _delete_one, ctx, name)
+        out.append((name, err, msg))
     return out
 
 
@@ -125,7 +146,7 @@ async def delete_topics(ctx: RequestContext, request):
 
 
 def _describe(ctx: RequestContext, request, entry_cls):
-    out: list[tuple[Any, ErrorCode, str | None, tuple]] = []  # (resource, error, message, entries)
+    out: list[tuple[object, ErrorCode, str | None, tuple]] = []
     for r in request.resources:
         if r.resource_type == BROKER:
             out.append((r, ErrorCode.none, None, ()))
@@ -133,7 +154,7 @@ def _describe(ctx: RequestContext, request, entry_cls):
         if r.resource_type != TOPIC:
             out.append((r, ErrorCode.invalid_request, "only topic and broker resources", ()))
             continue
-        t = ctx.storage.topic(r.resource_name) if name_error(r.resource_name) is None else None
+        t = _existing(ctx, r.resource_name)
         if t is None:
             out.append((r, ErrorCode.unknown_topic_or_partition,
                         f"topic {r.resource_name!r} does not exist", ()))
@@ -155,34 +176,39 @@ async def describe_configs(ctx: RequestContext, request):
         for r, e, m, entries in results))
 
 
-def _alter(ctx: RequestContext, request):
-    out: list[tuple[Any, ErrorCode, str | None]] = []  # (resource, error, message)
+def _alter_one(ctx: RequestContext, r, t: Topic, validate_only: bool) -> None:
+    overrides = dict(t.config.overrides)
+    for c in r.configs:
+        if c.config_operation == SET:
+            overrides[c.name] = c.value
+        elif c.config_operation == DELETE:
+            overrides.pop(c.name, None)
+        else:
+            raise ConfigError(f"{c.name}: APPEND and SUBTRACT apply to list configs; "
+                              f"fslog has none")
+    parse_config(overrides)
+    if not validate_only:
+        ctx.storage.set_config(r.resource_name, overrides)
+
+
+def _existing(ctx: RequestContext, name) -> Topic | None:
+    return ctx.storage.topic(name) if name_error(name) is None else None
+
+
+def _alter(ctx: RequestContext, request) -> list[tuple[object, ErrorCode, str | None]]:
+    out: list[tuple[object, ErrorCode, str | None]] = []
     for r in request.resources:
         if r.resource_type != TOPIC:
             out.append((r, ErrorCode.invalid_request, "only topic configs can be altered"))
             continue
-        t = ctx.storage.topic(r.resource_name) if name_error(r.resource_name) is None else None
+        t = _existing(ctx, r.resource_name)
         if t is None:
             out.append((r, ErrorCode.unknown_topic_or_partition,
                         f"topic {r.resource_name!r} does not exist"))
             continue
-        overrides = dict(t.config.overrides)
-        try:
-            for c in r.configs:
-                if c.config_operation == SET:
-                    overrides[c.name] = c.value
-                elif c.config_operation == DELETE:
-                    overrides.pop(c.name, None)
-                else:
-                    raise ConfigError(f"{c.name}: APPEND and SUBTRACT apply to list configs; "
-                                      f"fslog has none")
-            from ..config import parse_config
-            parse_config(overrides)
-            if not request.validate_only:
-                ctx.storage.set_config(r.resource_name, overrides)
-            out.append((r, ErrorCode.none, None))
-        except ConfigError as e:
-            out.append((r, ErrorCode.invalid_config, str(e)))
+        _, err, msg = _attempt(ErrorCode.invalid_request, _alter_one, ctx, r, t,
+                               request.validate_only)
+        out.append((r, err, msg))
     return out
 
 

@@ -26,8 +26,8 @@ def _keys(cls):
 
 def unsupported_version_response() -> ApiVersionsResponseV0:
     """Kafka's answer to an ApiVersions version it does not know: a v0 response (header
-    v0) with UNSUPPORTED_VERSION and the table. The caller encodes it with the request's
-    correlation id: see ``connection.py``."""
+    v0) with UNSUPPORTED_VERSION and the table. The connection frames it with the
+    request's correlation id: see ``connection.py``."""
     return ApiVersionsResponseV0(error_code=ErrorCode.unsupported_version,
                                  api_keys=_keys(ApiVersionV0))
 

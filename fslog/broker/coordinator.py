@@ -29,29 +29,27 @@ INCONSISTENT_GROUP_PROTOCOL. Kafka's group metadata topic has no counterpart: no
 but offsets survives a restart.
 
 Runs on the server's event loop thread only; file work (claims, offsets) goes through
-the server's worker threads.
+the server's worker threads. Committed offsets are read and written by
+``group_offsets.py``, the admin view of groups (list, describe, delete) is
+``group_admin.py``, the consumer protocol's bytes are ``consumer_protocol.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 import time
 import uuid
 from typing import NamedTuple
 
 from kio.schema.errors import ErrorCode
 
-from ..errors import (
-    FslogError,
-    InvalidNameError,
-    UnknownTopicError,
-    UnreadableOffsetError,
-)
-from ..groups.registry import Registry, list_groups
-from ..groups.served import GroupInUseError, ServedClaim, served_lock_path
+from ..errors import FslogError, InvalidNameError
+from ..groups.registry import Registry
+from ..groups.served import GroupInUseError, ServedClaim
 from ..storage import files
+from .consumer_protocol import assignment_partitions, subscription_topics
+from .group_offsets import GroupOffsets
 
 EMPTY = "Empty"
 PREPARING = "PreparingRebalance"
@@ -113,7 +111,7 @@ class Member:
         self.timer: asyncio.TimerHandle | None = None
         self.joined_at = int(time.time() * 1000)
 
-    def metadata(self, protocol: str | None) -> bytes:
+    def metadata(self, protocol: str) -> bytes:
         for name, meta in self.protocols:
             if name == protocol:
                 return meta
@@ -146,82 +144,6 @@ class Group:
         return out
 
 
-# ------------------------------------------------------------ consumer protocol bytes
-def _read_str(buf: bytes, pos: int) -> tuple[str, int]:
-    (n,) = struct.unpack_from(">h", buf, pos)
-    pos += 2
-    if n < 0:
-        return "", pos
-    return buf[pos:pos + n].decode("utf-8", "replace"), pos + n
-
-
-def subscription_topics(metadata: bytes) -> list[str]:
-    """The topics of a ConsumerProtocolSubscription (every version starts the same)."""
-    try:
-        pos = 2
-        (count,) = struct.unpack_from(">i", metadata, pos)
-        pos += 4
-        out = []
-        for _ in range(max(0, min(count, 100000))):
-            t, pos = _read_str(metadata, pos)
-            out.append(t)
-        return sorted(out)
-    except (struct.error, ValueError):
-        return []
-
-
-def assignment_partitions(assignment: bytes) -> list[tuple[str, int]]:
-    """The partitions of a ConsumerProtocolAssignment (every version starts the same)."""
-    try:
-        pos = 2
-        (count,) = struct.unpack_from(">i", assignment, pos)
-        pos += 4
-        out = []
-        for _ in range(max(0, min(count, 100000))):
-            t, pos = _read_str(assignment, pos)
-            (n,) = struct.unpack_from(">i", assignment, pos)
-            pos += 4
-            for _ in range(max(0, min(n, 100000))):
-                (p,) = struct.unpack_from(">i", assignment, pos)
-                pos += 4
-                out.append((t, p))
-        return sorted(out)
-    except (struct.error, ValueError):
-        return []
-
-
-def encode_subscription(topics: list[str]) -> bytes:
-    """ConsumerProtocolSubscription v0 (for describing the CLI's members to admin tools)."""
-    out = [struct.pack(">hi", 0, len(topics))]
-    for t in topics:
-        b = t.encode()
-        out.append(struct.pack(">h", len(b)) + b)
-    out.append(struct.pack(">i", -1))
-    return b"".join(out)
-
-
-def encode_assignment(parts: list[tuple[str, int]]) -> bytes:
-    """ConsumerProtocolAssignment v0."""
-    by_topic: dict[str, list[int]] = {}
-    for t, p in parts:
-        by_topic.setdefault(t, []).append(int(p))
-    out = [struct.pack(">hi", 0, len(by_topic))]
-    for t, ps in sorted(by_topic.items()):
-        b = t.encode()
-        out.append(struct.pack(">h", len(b)) + b + struct.pack(">i", len(ps)))
-        out.append(b"".join(struct.pack(">i", p) for p in sorted(ps)))
-    out.append(struct.pack(">i", -1))
-    return b"".join(out)
-
-
-def _valid_topic(name) -> bool:
-    try:
-        files.validate_name(name, "topic")
-        return True
-    except (InvalidNameError, TypeError):
-        return False
-
-
 def valid_group_id(group_id) -> bool:
     try:
         files.validate_name(group_id, "group")
@@ -241,7 +163,7 @@ class Coordinator:
         self.min_session_ms = getattr(cfg, "group_min_session_timeout_ms", MIN_SESSION_TIMEOUT_MS)
         self.max_session_ms = getattr(cfg, "group_max_session_timeout_ms", MAX_SESSION_TIMEOUT_MS)
         self.groups: dict[str, Group] = {}
-        self._warned: set[str | None] = set()
+        self.offsets = GroupOffsets(server.log, self.logger)
 
     @property
     def root(self) -> str:
@@ -494,7 +416,7 @@ class Coordinator:
     def _join_result(self, g: Group, m: Member) -> JoinResult:
         members: tuple = ()
         if m.member_id == g.leader:
-            members = tuple((x.member_id, x.instance_id, x.metadata(g.protocol_name))
+            members = tuple((x.member_id, x.instance_id, x.metadata(g.protocol_name or ""))
                             for x in g.members.values())
         return JoinResult(ErrorCode.none, m.member_id, g.generation, g.protocol_type,
                           g.protocol_name, g.leader or "", members)
@@ -608,173 +530,6 @@ class Coordinator:
             self._arm_session(g, m)
         return None
 
-    def write_offsets(self, group_id: str, offsets: list[tuple[str, int, int]],
-                      member_id: str, standalone: bool) -> list[ErrorCode]:
-        """Blocking: commit ``(topic, partition, offset)``s into the group's files."""
-        log = self.server.log
-        reg = Registry(self.root, group_id)
-        out = []
-        todo = []
-        for topic, p, offset in offsets:
-            try:
-                t = log.topic(topic)
-            except (UnknownTopicError, InvalidNameError):
-                out.append(ErrorCode.unknown_topic_or_partition)
-                continue
-            if not 0 <= p < t.partition_count:
-                out.append(ErrorCode.unknown_topic_or_partition)
-                continue
-            if offset < 0:
-                out.append(ErrorCode.invalid_commit_offset_size)
-                continue
-            out.append(ErrorCode.none)
-            todo.append((len(out) - 1, topic, p, offset))
-        who = member_id or "fslog serve client"
-        if standalone:
-            from ..groups.served import commit_outside_members
-            try:
-                commit_outside_members(reg, [(t, p, o) for _, t, p, o in todo], who)
-            except GroupInUseError as e:
-                self.logger.warning("serve: OffsetCommit for %r refused (UNKNOWN_MEMBER_ID): %s",
-                                    group_id, e)
-                for i, *_ in todo:
-                    out[i] = ErrorCode.unknown_member_id
-            return out
-        for i, topic, p, offset in todo:
-            try:
-                reg.commit(topic, p, offset, who)
-            except (OSError, FslogError) as e:
-                self.logger.warning("serve: group %r: cannot commit %s/%d: %s", group_id,
-                                    topic, p, e)
-                out[i] = ErrorCode.kafka_storage_error
-        return out
-
-    def read_offsets(self, group_id: str, wanted: list[tuple[str, list[int]]] | None):
-        """Blocking: ``[(topic, [(partition, offset or -1, error)])]``; every committed
-        offset of the group when ``wanted`` is None. A damaged offset file is
-        KAFKA_STORAGE_ERROR (never "no offset") and one log line naming it."""
-        try:
-            reg = Registry(self.root, group_id, create=False)
-        except FslogError:
-            return [(t, [(p, -1, ErrorCode.none) for p in ps]) for t, ps in (wanted or [])]
-        if wanted is None:
-            damaged: list = []
-            found = reg.committed_all(damaged)
-            by_topic: dict[str, list] = {}
-            for (t, p), o in sorted(found.items()):
-                by_topic.setdefault(t, []).append((p, o, ErrorCode.none))
-            for e in damaged:
-                self._warn_damaged(e)
-                by_topic.setdefault(e.topic, []).append((e.partition, -1,
-                                                         ErrorCode.kafka_storage_error))
-            return sorted(by_topic.items())
-        out = []
-        for t, ps in wanted:
-            rows = []
-            for p in ps:
-                try:
-                    off = reg.committed(t, p) if _valid_topic(t) else None
-                except UnreadableOffsetError as e:
-                    self._warn_damaged(e)
-                    rows.append((p, -1, ErrorCode.kafka_storage_error))
-                    continue
-                except (FslogError, OSError) as e:
-                    self.logger.warning("serve: group %r: cannot read the committed offset "
-                                        "of %s/%d: %s", group_id, t, p, e)
-                    rows.append((p, -1, ErrorCode.kafka_storage_error))
-                    continue
-                rows.append((p, -1 if off is None else off, ErrorCode.none))
-            out.append((t, rows))
-        return out
-
-    def _warn_damaged(self, e: UnreadableOffsetError) -> None:
-        if e.path not in self._warned:
-            self._warned.add(e.path)
-            self.logger.warning("serve: OffsetFetch answers KAFKA_STORAGE_ERROR: %s", e)
-
-    # ------------------------------------------------------------ admin
-    # The *_files methods block (worker threads); the others run on the loop.
-    def list_groups_files(self) -> dict[str, tuple[str, str]]:
-        """Blocking: group id -> (protocol type, state) of every group on disk."""
-        return {name: self._file_group_state(name) for name in list_groups(self.root)}
-
-    def list_groups(self, on_disk: dict[str, tuple[str, str]]) -> list[tuple[str, str, str]]:
-        """``(group id, protocol type, state)`` of every group, network and CLI."""
-        out = dict(on_disk)
-        for g in self.groups.values():
-            if g.members or g.pending:
-                out[g.group_id] = (g.protocol_type or "consumer", g.state)
-        return [(k, *v) for k, v in sorted(out.items())]
-
-    def _file_group_state(self, name: str) -> tuple[str, str]:
-        try:
-            reg = Registry(self.root, name, create=False)
-            live = reg.live_members()
-        except (FslogError, OSError):
-            return ("consumer", DEAD)
-        return ("consumer", STABLE if live else EMPTY)
-
-    def describe(self, group_id: str) -> dict | None:
-        """A group of network members as DescribeGroups shows it; None if it has none."""
-        g = self.groups.get(group_id)
-        if g is None or not (g.members or g.pending):
-            return None
-        members = [(m.member_id, m.instance_id, m.client_id, m.client_host,
-                    m.metadata(g.protocol_name) if g.protocol_name else b"",
-                    m.assignment if g.state == STABLE else b"")
-                   for m in g.members.values()]
-        return {"state": g.state, "protocol_type": g.protocol_type or "",
-                "protocol": g.protocol_name or "", "members": members}
-
-    def describe_files(self, group_id: str) -> dict:
-        """Blocking: a group of CLI members (or none) as DescribeGroups shows it: the
-        members' topics and partitions in the consumer protocol's encoding."""
-        try:
-            reg = Registry(self.root, group_id, create=False)
-            live = reg.live_members()
-        except (FslogError, OSError):
-            return {"state": DEAD, "protocol_type": "", "protocol": "", "members": []}
-        members = [(m["member_id"], None, "fslog consume", str(m.get("host") or ""),
-                    encode_subscription(list(m.get("topics", []))),
-                    encode_assignment([tuple(tp) for tp in m.get("assigned", [])]))
-                   for m in sorted(live, key=lambda m: m["member_id"])]
-        return {"state": STABLE if live else EMPTY, "protocol_type": "consumer",
-                "protocol": "fslog" if live else "", "members": members}
-
-    def delete_check(self, group_id: str) -> ErrorCode | None:
-        if not valid_group_id(group_id):
-            return ErrorCode.invalid_group_id
-        g = self.groups.get(group_id)
-        if g is not None and (g.members or g.pending or (g.claim is not None and g.claim.held)):
-            return ErrorCode.non_empty_group
-        return None
-
-    def delete_files(self, group_id: str) -> ErrorCode:
-        """Blocking: DeleteGroups of one group that has no network members."""
-        from ..groups.admin import delete_group
-        try:
-            reg = Registry(self.root, group_id, create=False)
-        except FslogError:
-            return ErrorCode.group_id_not_found
-        if reg.live_members() or _is_locked(served_lock_path(reg)):
-            return ErrorCode.non_empty_group
-        try:
-            delete_group(self.server.log, group_id)
-        except FslogError as e:
-            self.logger.warning("serve: DeleteGroups %r: %s", group_id, e)
-            return ErrorCode.non_empty_group
-        self._info("group %r deleted (DeleteGroups)", group_id)
-        return ErrorCode.none
-
-    def forget(self, group_id: str) -> None:
-        g = self.groups.get(group_id)
-        if g is not None and not (g.members or g.pending):
-            del self.groups[group_id]
-
-
-def _is_locked(path: str) -> bool:
-    from ..storage.locks import is_locked_by_someone
-    return is_locked_by_someone(path)
 
 
 def coordinator_of(server) -> Coordinator:

@@ -2,8 +2,9 @@
 SyncGroup (14), OffsetCommit (8), OffsetFetch (9), and for admin clients DescribeGroups
 (15), ListGroups (16), DeleteGroups (42).
 
-Each handler validates, asks the coordinator (``coordinator.py``: the state machine and
-the offset files), and fills the response of the version the client sent. JoinGroup and
+Each handler validates, asks the coordinator (``coordinator.py``: the state machine),
+the offset files (``group_offsets.py``) or the admin view of groups (``group_admin.py``),
+and fills the response of the version the client sent. JoinGroup and
 SyncGroup answer through ``Deferred`` when they must wait for other members, so the
 connection goes on meanwhile. Event loop thread only.
 """
@@ -14,6 +15,7 @@ import datetime
 
 from kio.schema.errors import ErrorCode
 
+from . import group_admin
 from .coordinator import JoinResult, SyncResult, coordinator_of, valid_group_id
 from .handlers import Deferred, RequestContext, handles
 from .protocol import build, nested
@@ -170,7 +172,7 @@ async def offset_commit(ctx: RequestContext, request):
                                request.generation_id_or_member_epoch, request.member_id)
     if check is not None and check != ErrorCode.none:
         return respond([check] * len(wanted))
-    codes = await ctx.run(coord.write_offsets, request.group_id, wanted, request.member_id,
+    codes = await ctx.run(coord.offsets.write, request.group_id, wanted, request.member_id,
                           check == ErrorCode.none)
     return respond(codes)
 
@@ -180,7 +182,7 @@ async def _fetch_group(ctx: RequestContext, coord, group_id, topics):
     if _bad_group(ctx, "OffsetFetch", group_id):
         return ErrorCode.invalid_group_id, [(t, [(p, -1, ErrorCode.invalid_group_id) for p in ps])
                                             for t, ps in (topics or [])]
-    return ErrorCode.none, await ctx.run(coord.read_offsets, group_id, topics)
+    return ErrorCode.none, await ctx.run(coord.offsets.read, group_id, topics)
 
 
 @handles(9)
@@ -220,7 +222,7 @@ async def list_groups(ctx: RequestContext, request):
     cls = ctx.response_class()
     lcls = nested(cls, "ListedGroup")
     coord = coordinator_of(ctx.server)
-    rows = coord.list_groups(await ctx.run(coord.list_groups_files))
+    rows = group_admin.list_all(coord, await ctx.run(group_admin.list_files, coord.root))
     states = set(getattr(request, "states_filter", None) or ())
     return build(cls, throttle_time=_ZERO, error_code=ErrorCode.none, groups=tuple(
         build(lcls, group_id=g, protocol_type=pt, group_state=st)
@@ -240,7 +242,8 @@ async def describe_groups(ctx: RequestContext, request):
                              group_state="Dead", protocol_type="", protocol_data="", members=(),
                              authorized_operations=_NO_OPERATIONS))
             continue
-        d = coord.describe(group_id) or await ctx.run(coord.describe_files, group_id)
+        d = group_admin.describe(coord, group_id) or \
+            await ctx.run(group_admin.describe_files, coord.root, group_id)
         members = tuple(build(mcls, member_id=mid, group_instance_id=iid, client_id=cid,
                               client_host=host, member_metadata=meta, member_assignment=asg)
                         for mid, iid, cid, host, meta, asg in d["members"])
@@ -258,10 +261,10 @@ async def delete_groups(ctx: RequestContext, request):
     coord = coordinator_of(ctx.server)
     results = []
     for group_id in request.groups_names:
-        code = coord.delete_check(group_id)
+        code = group_admin.delete_check(coord, group_id)
         if code is None:
-            code = await ctx.run(coord.delete_files, group_id)
+            code = await ctx.run(group_admin.delete_files, coord, group_id)
             if code == ErrorCode.none:
-                coord.forget(group_id)
+                group_admin.forget(coord, group_id)
         results.append(build(rcls, group_id=group_id, error_code=code))
     return build(cls, throttle_time=_ZERO, results=tuple(results))

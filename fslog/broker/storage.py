@@ -33,6 +33,7 @@ from ..storage.segment import SegmentReader
 from ..storage.topic import Topic
 
 READER_POOL = 256  # positioned readers kept for consumers (each holds a mapped segment)
+_LOG_APPEND_TIME = 0x08  # batch attributes: the timestamp type bit
 PATH_CACHE = 10_000  # topic and partition paths remembered
 
 
@@ -44,7 +45,8 @@ class OutOfRange(Exception):
 
 
 class ReadResult(NamedTuple):
-    records: bytes          # whole batches, the first holding the fetch offset
+    records: list[bytes]    # whole batches, the first holding the fetch offset, one each
+    size: int               # their bytes in all
     log_start: int
     log_end: int            # the high watermark (no replication: the log-end offset)
     error: Exception | None  # damage met after the batches returned (CorruptRecordError)
@@ -328,7 +330,7 @@ class BrokerStorage:
         if offset < start or offset > end:
             raise OutOfRange(start, end)
         if offset == end:
-            return ReadResult(b"", start, end, None)
+            return ReadResult([], 0, start, end, None)
         key = (topic, partition, offset)
         with self._lock:
             r = self._readers.pop(key, None)
@@ -344,7 +346,7 @@ class BrokerStorage:
         if r.skipped:  # the log start moved (retention) while reading: say so
             r.close()
             raise OutOfRange(*self.offsets(topic, partition))
-        data = b"".join(b.data for b in got)
+        chunks = [b.data for b in got]  # sent as they are: no join, no copy
         if error is None and got:
             with self._lock:
                 self._readers[(topic, partition, r.next_offset)] = r
@@ -354,70 +356,61 @@ class BrokerStorage:
             r.close()
         if got and got[-1].header.next_offset > end:
             end = got[-1].header.next_offset
-        return ReadResult(data, start, end, error)
+        return ReadResult(chunks, sum(map(len, chunks)), start, end, error)
+
+    def _segments(self, topic: str, partition: int, last: int | None = None
+                  ) -> Iterator[SegmentReader]:
+        """The partition's segments, oldest first (only the ``last`` newest ones if given),
+        each open for the time the caller holds it; a segment deleted (retention) or
+        replaced (compaction) since the listing is skipped."""
+        p = self._partition(topic, partition)
+        bases = p.segment_bases()
+        for base in bases if last is None else bases[-last:]:
+            try:
+                seg = SegmentReader(p.path, base)
+            except FileNotFoundError:
+                continue
+            try:
+                yield seg
+            finally:
+                seg.close()
 
     def offset_for_time(self, topic: str, partition: int, timestamp: int) -> tuple[int, int]:
         """(offset, timestamp) of the first record with a timestamp >= ``timestamp``, or
-        (-1, -1) if there is none (Kafka's answer to ListOffsets)."""
-        p = self._partition(topic, partition)
-        for base in p.segment_bases():
-            try:
-                seg = SegmentReader(p.path, base)
-            except FileNotFoundError:
-                continue
-            try:
-                pos = seg.position_for_time(timestamp)
-                for _p, h, data in seg.batches(pos):
-                    if h.max_timestamp < timestamp:
-                        continue
-                    if h.attributes & rb.COMPRESSION_MASK:
-                        return h.base_offset, h.max_timestamp  # records not readable here
-                    if h.attributes & 0x08:  # LogAppendTime: the batch's time is every record's
-                        return h.base_offset, h.max_timestamp
-                    for r in rb.decode_records(data, 0, h, seg.path):
-                        if r.timestamp >= timestamp:
-                            return r.offset, r.timestamp
-            finally:
-                seg.close()
+        (-1, -1) if there is none (Kafka's answer to ListOffsets). Compressed batches are
+        decompressed to find the record inside them."""
+        for seg in self._segments(topic, partition):
+            for _p, h, data in seg.batches(seg.position_for_time(timestamp)):
+                if h.max_timestamp < timestamp:
+                    continue
+                if h.attributes & _LOG_APPEND_TIME:  # the batch's time is every record's
+                    return h.base_offset, h.max_timestamp
+                for r in rb.decode_records(data, 0, h, seg.path):
+                    if r.timestamp >= timestamp:
+                        return r.offset, r.timestamp
         return -1, -1
 
     def max_timestamp(self, topic: str, partition: int) -> tuple[int, int]:
-        """(greatest timestamp, offset of the last batch that holds it), or (-1, -1)."""
-        p = self._partition(topic, partition)
+        """(greatest timestamp, offset of the last record that holds it), or (-1, -1)."""
         best = (-1, -1)
-        for base in p.segment_bases():
-            try:
-                seg = SegmentReader(p.path, base)
-            except FileNotFoundError:
-                continue
-            try:
-                for _pos, h, data in seg.batches(0):
-                    if h.max_timestamp >= best[0] and h.record_count:
-                        best = (h.max_timestamp, _offset_of_max(data, h))
-            finally:
-                seg.close()
+        for seg in self._segments(topic, partition):
+            for _pos, h, data in seg.batches(0):
+                if h.max_timestamp >= best[0] and h.record_count:
+                    best = (h.max_timestamp, _offset_of_max(data, h))
         return best
 
     def tail_headers(self, topic: str, partition: int, segments: int = 2) -> Iterator[rb.BatchHeader]:
         """Headers of the batches of the last ``segments`` segments, oldest first: where
         idempotent producers' sequence numbers are found again after a restart."""
-        p = self._partition(topic, partition)
-        for base in p.segment_bases()[-segments:]:
-            try:
-                seg = SegmentReader(p.path, base)
-            except FileNotFoundError:
-                continue
-            try:
-                pos = 0
-                while pos + rb.HEADER_SIZE <= seg.size:
-                    h = seg._header(pos)
-                    if h is None or h.magic != rb.MAGIC or pos + h.size > seg.size \
-                            or h.batch_length < rb.HEADER_SIZE - rb.LOG_OVERHEAD:
-                        break
-                    yield h
-                    pos += h.size
-            finally:
-                seg.close()
+        for seg in self._segments(topic, partition, last=segments):
+            pos = 0
+            while pos + rb.HEADER_SIZE <= seg.size:
+                h = seg._header(pos)
+                if h is None or h.magic != rb.MAGIC or pos + h.size > seg.size \
+                        or h.batch_length < rb.HEADER_SIZE - rb.LOG_OVERHEAD:
+                    break
+                yield h
+                pos += h.size
 
     def close(self) -> None:
         self.sync_all()
@@ -434,9 +427,10 @@ class BrokerStorage:
 
 
 def _offset_of_max(data: bytes, h: rb.BatchHeader) -> int:
-    """Offset of the record holding the batch's greatest timestamp (the batch's last
-    offset when its records cannot be read here: compressed)."""
-    if h.attributes & rb.COMPRESSION_MASK:
+    """Offset of the last record holding the batch's greatest timestamp (decompressing a
+    compressed batch); the batch's last offset for LogAppendTime (every record has the
+    batch's time) or records that cannot be read."""
+    if h.attributes & _LOG_APPEND_TIME:
         return h.last_offset
     try:
         recs = rb.decode_records(data, 0, h)

@@ -259,6 +259,37 @@ class NetworkLeader:
                 return _whole_batches(pd.records or b""), None
         return bytearray(), None
 
+    def fetch_many(self, positions: dict[tuple[str, int], int], max_bytes: int,
+                   wait: float) -> dict[tuple[str, int], bytearray | None]:
+        """Kafka's replica fetcher: one long-poll Fetch per leader broker from
+        ``positions`` (it also tells an fslog serve leader where this follower stands: its
+        acks=all and high watermark), back when a leader appended or after ``wait``
+        seconds. {partition: whole batches (maybe empty)}; None for a partition whose
+        leader moved or answered an error (the caller's full pass sorts it out)."""
+        by_node: dict[int, list[tuple[str, int, int]]] = {}
+        out: dict[tuple[str, int], bytearray | None] = {}
+        for (t, p), off in positions.items():
+            node = self._leaders.get((t, p))
+            if node is None:
+                out[(t, p)] = None
+            else:
+                by_node.setdefault(node, []).append((t, p, off))
+        share = max(int(wait * 1000) // max(len(by_node), 1), 1)
+        for node, wants in by_node.items():
+            resp = self._fetch(node, wants, max_bytes, share, 1)
+            for t in resp.responses:
+                for pd in t.partitions:
+                    key = (t.topic, int(pd.partition_index))
+                    if pd.error_code != ErrorCode.none:
+                        if pd.error_code in _MOVED:
+                            self._moved(*key)
+                        out[key] = None
+                    else:
+                        out[key] = _whole_batches(pd.records or b"")
+            if any(out.get((t, p)) for t, p, _o in wants):
+                break  # data: append it now, the other brokers on the next round
+        return out
+
     # ------------------------------------------------------------ groups
     def committed_offsets(self) -> dict[str, dict[tuple[str, int], int]]:
         from kio.schema.list_groups.v4.request import ListGroupsRequest
