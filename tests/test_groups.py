@@ -13,7 +13,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -21,12 +20,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from conftest import FSLOG_CMD
 
 from fslog.groups.registry import is_locked_by_someone
-
-FSLOG = str(Path(sys.executable).with_name("fslog"))
-if not os.path.exists(FSLOG):
-    FSLOG = "/work/main/.venv/bin/fslog"
 
 FMT = "%p %o %s"  # consume output: partition, offset, value
 
@@ -131,7 +127,7 @@ class Fs:
         self.n = 0
 
     def cmd(self, *args) -> list[str]:
-        return [FSLOG, "--root", self.root, *map(str, args)]
+        return [*FSLOG_CMD, "--root", self.root, *map(str, args)]
 
     def run(self, *args, input: bytes | None = None, timeout: float = 60, check: bool = True):
         r = subprocess.run(self.cmd(*args), input=input, capture_output=True, timeout=timeout)
@@ -611,7 +607,7 @@ def test_group_reset_delete_list_status(fs):
     st = json.loads(fs.run("status", "--json").stdout)
     assert os.path.realpath(st["root"]) == os.path.realpath(fs.root)
     assert st["topics"] == [{"name": "rs", "partitions": 2,
-                             "end_offsets": [ends[0], ends[1]]}]
+                             "end_offsets": [ends[0], ends[1]], "compaction_failures": []}]
     groups = {g["group"]: g for g in st["groups"]}
     assert set(groups) == {"rg", "other"}
     assert [x["pid"] for x in groups["rg"]["members"]] == [m.pid]
