@@ -111,9 +111,16 @@ def test_bad_produce_input_gets_kafka_error_codes_and_writes_nothing(cli, serve)
     bad_framing[61] = 0x7E
     struct.pack_into(">I", bad_framing, 17, __import__("fslog").records.batch.crc32c(
         bytes(bad_framing[21:])))
+    # one record whose two-byte length varint is negative (zigzag 129: -65), the bytes
+    # after it as many as its magnitude would walk: the framing must still be refused
+    negative = bytearray(make_batch([b"x"]))[:61] + b"\x81\x01" + bytes(64)
+    struct.pack_into(">i", negative, 8, len(negative) - 12)
+    struct.pack_into(">I", negative, 17, __import__("fslog").records.batch.crc32c(
+        bytes(negative[21:])))
     cases = [
         (dict(topic="t", partition=0, records=bytes(bad_crc)), ErrorCode.corrupt_message),
         (dict(topic="t", partition=0, records=bytes(bad_framing)), ErrorCode.invalid_record),
+        (dict(topic="t", partition=0, records=bytes(negative)), ErrorCode.invalid_record),
         (dict(topic="t", partition=0, records=good + good), ErrorCode.invalid_record),
         (dict(topic="t", partition=0, records=good[:40]), ErrorCode.corrupt_message),
         (dict(topic="t", partition=0, records=make_batch([b"x" * 3000])),

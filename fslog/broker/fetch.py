@@ -23,7 +23,6 @@ import time
 from kio.schema.errors import ErrorCode
 
 from ..errors import FslogError
-from ..storage import files
 from .handlers import Deferred, RawFrame, RequestContext, handles
 from .metadata import name_error
 from .replicas import on_fetch
@@ -60,9 +59,8 @@ def _read_all(ctx: RequestContext, parts: list[_Part], max_bytes: int) -> int:
     for p in parts:
         p.records, p.size = [], 0
         try:
-            files.validate_name(p.topic, "topic")
-            t = storage.topic(p.topic)
-        except FslogError:
+            t = storage.topic(p.topic)  # (InvalidNameError for a bad name)
+        except (FslogError, TypeError):
             t = None
         if t is None or not 0 <= p.index < t.partition_count:
             p.code = ErrorCode.unknown_topic_or_partition

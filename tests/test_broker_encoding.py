@@ -1,6 +1,7 @@
-"""The Fetch response that serve encodes by hand (``fetch.encode_response``: batches
-written as read, never joined) is byte for byte what kio, the codec generated from
-Kafka's schemas, encodes for every version served (4-12)."""
+"""The responses serve encodes by hand — Fetch (``fetch.encode_response``: batches
+written as read, never joined) and Produce (``produce.encode_response``) — are byte for
+byte what kio, the codec generated from Kafka's schemas, encodes for every version
+served (Fetch 4-12, Produce 3-9)."""
 
 from __future__ import annotations
 
@@ -46,3 +47,31 @@ def test_hand_encoded_fetch_response_is_kios(version, read_committed):
     assert b"".join(got) == want
     # the batches are handed over as they were read, not copied into one buffer
     assert any(part is by_topic["orders"][0].records[0] for part in got)
+
+
+@pytest.mark.parametrize("version", range(3, 10))
+def test_hand_encoded_produce_response_is_kios(version):
+    from fslog.broker.produce import _Result
+    from fslog.broker.produce import encode_response as encode_produce
+    ok = _Result(base=41)
+    ok.log_start = 3
+    lat = _Result(base=7)
+    lat.log_append_time, lat.log_start = 1_700_000_000_123, 0
+    bad = _Result(ErrorCode.corrupt_message, message="CRC mismatch \u00e9")
+    results = [("orders", [(0, ok), (2, bad)]), ("logs", [(1, lat)])]
+    cls = protocol.response_class(0, version)
+    topic_cls = protocol.nested(cls, "TopicProduceResponse")
+    part_cls = protocol.nested(cls, "PartitionProduceResponse")
+
+    def when(r):
+        if r.log_append_time < 0:
+            return None
+        return datetime.datetime.fromtimestamp(r.log_append_time / 1000, datetime.UTC)
+    want = protocol.encode_response(5, protocol.build(
+        cls, throttle_time=datetime.timedelta(0), responses=tuple(
+            protocol.build(topic_cls, name=name, partition_responses=tuple(
+                protocol.build(part_cls, index=i, error_code=r.code, base_offset=r.base,
+                               log_append_time=when(r), log_start_offset=r.log_start,
+                               record_errors=(), error_message=r.message)
+                for i, r in parts)) for name, parts in results)))
+    assert encode_produce(version, 5, results) == want
