@@ -179,7 +179,6 @@ def _consume_group(bootstrap: str, group: str, upto: int) -> list[tuple[int, byt
 
 
 @pytest.mark.slow
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_leader_killed_9_during_acks_all_loses_nothing_and_the_old_leader_converges(cli, tmp_path):
     trials = int(os.environ.get("FSLOG_REPLICATION_TRIALS", "20"))
     rng = random.Random(int(os.environ.get("FSLOG_REPLICATION_SEED", "1313")))

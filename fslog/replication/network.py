@@ -70,7 +70,6 @@ class NetworkLeader:
         self._brokers: dict[int, tuple[str, int]] = {}
         self._leaders: dict[tuple[str, int], int] = {}
         self._parts: dict[str, int] = {}
-        self._positions: dict[tuple[str, int], int] = {}
         self._conn(_BOOTSTRAP)  # fail now, with one line, if nobody listens there
 
     def describe(self) -> str:
@@ -230,22 +229,29 @@ class NetworkLeader:
 
     # ------------------------------------------------------------ data
     def _fetch(self, node: int, wants: list[tuple[str, int, int]], max_bytes: int,
-               wait_ms: int, min_bytes: int):
+               wait_ms: int, min_bytes: int, replica_id: int | None = None):
         from kio.schema.fetch.v12 import request as fr
         by_topic: dict[str, list] = {}
         for t, p, off in wants:
             by_topic.setdefault(t, []).append(fr.FetchPartition(
                 partition=p, fetch_offset=off, partition_max_bytes=max_bytes))  # type: ignore[arg-type]
         return self._request(node, fr.FetchRequest(
-            replica_id=self.replica_id, max_wait=datetime.timedelta(milliseconds=wait_ms),  # type: ignore[arg-type]
+            replica_id=self.replica_id if replica_id is None else replica_id,  # type: ignore[arg-type]
+            max_wait=datetime.timedelta(milliseconds=wait_ms),  # type: ignore[arg-type]
             min_bytes=min_bytes, topics=tuple(fr.FetchTopic(topic=t, partitions=tuple(ps))  # type: ignore[arg-type]
                                               for t, ps in by_topic.items()),
             forgotten_topics_data=()))
 
-    def fetch(self, topic: str, p: int, offset: int, max_bytes: int):
+    def peek(self, topic: str, p: int, offset: int) -> bytearray:
+        """The batch holding ``offset``, fetched as a consumer (replica id -1): a look
+        back that does not move this follower's position on the leader (the high
+        watermark and acks=all go by the position a follower fetches from)."""
+        return self.fetch(topic, p, offset, 1, replica_id=-1)[0]
+
+    def fetch(self, topic: str, p: int, offset: int, max_bytes: int,
+              replica_id: int | None = None):
         node = self._leader_of(topic, p)
-        resp = self._fetch(node, [(topic, p, offset)], max_bytes, 0, 0)
-        self._positions[(topic, p)] = offset
+        resp = self._fetch(node, [(topic, p, offset)], max_bytes, 0, 0, replica_id)
         for t in resp.responses:
             for pd in t.partitions:
                 if pd.error_code == ErrorCode.offset_out_of_range:
