@@ -191,6 +191,7 @@ def run(cmd, stdin=None, stdout=None, env=None):
     p.stderr.close()
     if p.returncode != 0:
         raise SystemExit(f"benchmark step failed ({p.returncode}): {' '.join(cmd)}\n{err}")
+    run.cpu = ru.ru_utime + ru.ru_stime  # type: ignore[attr-defined]  # (the keyed cases)
     return dt, ru.ru_maxrss / 1024.0
 
 
@@ -300,16 +301,23 @@ def keyed(work: str, data: str, n: int, repeat: int, env, compaction_keys: int) 
     kdata = os.path.join(work, "keyed.txt")
     subprocess.run([PY, "-c", KEYED_DATA, data, kdata, "10000"], check=True)
 
-    def add(name, seconds, rss, ref=None, records=n, target=None, note=""):
+    cpu_rate: dict[str, float] = {}
+
+    def add(name, seconds, rss, cpu, ref=None, records=n, target=None, note=""):
         rate[name] = records / seconds
+        cpu_rate[name] = records / cpu
         row = {"case": name, "records": records, "seconds": round(seconds, 4),
                "records_per_s": round(records / seconds), "peak_rss_mb": round(rss, 1),
-               "reference": ref, "ratio": None, "target": target, "note": note}
+               "cpu_seconds": round(cpu, 3), "reference": ref, "ratio": None,
+               "cpu_ratio": None, "target": target, "note": note}
         if ref is not None:
             row["ratio"] = round(rate[name] / rate[ref], 2)
+            # by CPU time (user + sys of the process): what a loaded machine blurs less
+            row["cpu_ratio"] = round(cpu_rate[name] / cpu_rate[ref], 2)
         rows.append(row)
-        vs = f"  {row['ratio']:.2f}x {ref}" + (f" (target >= {target}x)" if target else "") \
-            if ref is not None else ""
+        vs = f"  {row['ratio']:.2f}x (CPU {row['cpu_ratio']:.2f}x) {ref}" + \
+            (f" (target >= {target}x)" if target else "") \
+            if ref is not None else (f"  (target >= {target})" if target else "")
         print(f"  {name:<52} {records / seconds:>12,.0f} records/s{vs}", file=sys.stderr)
 
     def produce(topic, src, *opts, config=(), partitions=4):
@@ -327,6 +335,14 @@ def keyed(work: str, data: str, n: int, repeat: int, env, compaction_keys: int) 
             with open(os.devnull, "wb") as o:
                 return run(FSLOG + ["--root", root, "consume", topic, *opts], stdout=o, env=env)
         return go
+
+    def best_of(k, fn):  # (best wall seconds, its peak RSS, least CPU seconds)
+        results = []
+        for _ in range(k):
+            dt, rss = fn()
+            results.append((dt, rss, run.cpu))  # type: ignore[attr-defined]
+        dt, rss, _ = min(results)
+        return dt, rss, min(r[2] for r in results)
 
     raw_p = "fslog produce (raw, unkeyed, 4 partitions)"
     add(raw_p, *best_of(repeat, produce("t", data)))
@@ -375,13 +391,13 @@ def keyed(work: str, data: str, n: int, repeat: int, env, compaction_keys: int) 
             produce("c", cdata, "-K", ":", config=cfg, partitions=1)()
             return run(FSLOG + ["--root", root, "clean", "c", "--compact-now", "--quiet"], env=env)
         try:
-            dt, rss = best_of(repeat if keys == 10_000 else 1, compact)
+            dt, rss, cpu = best_of(repeat if keys == 10_000 else 1, compact)
         except (SystemExit, subprocess.CalledProcessError) as e:
             print(f"  compaction of {keys:,} keys failed: {str(e)[:300]}", file=sys.stderr)
             continue
         name = f"fslog clean --compact-now ({count:,} records, {keys:,} keys)"
         note = f"peak RSS {rss:.0f} MB" + (f" with a {buf >> 20} MiB dedupe buffer" if buf else "")
-        add(name, dt, rss, records=count, note=note)
+        add(name, dt, rss, cpu, records=count, note=note, target="1,000,000 records/s")
         print(f"    {note}", file=sys.stderr)
     if os.path.exists(cdata):
         os.unlink(cdata)
@@ -570,11 +586,11 @@ def _cpu_model() -> str:
 
 
 def markdown_keyed(rows) -> str:
-    lines = ["| case | records/s | reference (same run) | ratio | target | notes |",
+    lines = ["| case | records/s | reference (same run) | ratio (by CPU time) | target | notes |",
              "|---|---:|---|---:|---:|---|"]
     for r in rows:
-        ratio = f"{r['ratio']}x" if r["ratio"] is not None else ""
-        target = f">= {r['target']}x" if r["target"] else ""
+        ratio = f"{r['ratio']}x ({r.get('cpu_ratio')}x)" if r["ratio"] is not None else ""
+        target = (f">= {r['target']}x" if r["reference"] else f">= {r['target']}") if r["target"] else ""
         lines.append(f"| {r['case']} | {r['records_per_s']:,} | {r['reference'] or ''} | {ratio} | "
                      f"{target} | {r['note']} |")
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""Replication benchmark, file-root follower (``fslog replicate --from ROOT``), in one run:
+"""Replication benchmark, in one run. File-root follower (``fslog replicate --from ROOT``):
 
 1. the leader's ingest: ``fslog produce`` of N lines of ~100 bytes (a whole process,
    fsync before exit) — records/s;
@@ -9,7 +9,18 @@
    time from its flush returning to the follower's log-end offset covering it (watched
    every 0.5 ms, so figures carry up to that much error) — p50, p99, max.
 
-Usage: scripts/bench-replication [--records N] [--rate R] [--seconds S]"""
+Network follower (``fslog replicate --from HOST:PORT``, the leader an ``fslog serve`` on
+the leader's root, loopback):
+
+4. the follower's catch-up: ``fslog replicate --from HOST:PORT --once`` copying the N
+   records of (1) — records/s and the ratio to (1) (goal: at least 0.8x);
+5. replication lag while following, as (3), the follower fetching from the server;
+6. acks=all latency: a confluent-kafka producer sends one record at a time and waits
+   for its acknowledgement, first with no follower, then with one network follower in
+   sync (``min.insync.replicas=2``: every acknowledgement waited for it) — p50, p99 and
+   the ratio of the p50s (goal: at most 2x).
+
+Usage: scripts/bench-replication [--records N] [--rate R] [--seconds S] [--acks N]"""
 
 from __future__ import annotations
 
@@ -41,17 +52,137 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
+PAD = "x" * 60
+
+
+class Server:
+    """``fslog serve`` on ``root``, a free loopback port."""
+
+    def __init__(self, root: str):
+        self.proc = subprocess.Popen(fslog_cmd() + ["serve", "--listen", "127.0.0.1:0"],
+                                     env=dict(os.environ, FSLOG_ROOT=root),
+                                     stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            if b"listening on" in line:
+                self.bootstrap = line.split(b"listening on ")[1].split()[0].decode()
+                break
+        else:
+            raise SystemExit("fslog serve did not start")
+        threading.Thread(target=self.proc.stderr.read, daemon=True).start()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def lag_line(kind: str, leader_root: str, follower_root: str, source: str, topic: str,
+             args) -> str:
+    """A library producer appends ``args.rate`` records/s on the leader's root (a batch
+    every 10 ms, flushed) while ``fslog replicate --from source`` follows; the lag of a
+    batch: from its flush returning to the follower's log-end offset covering it."""
+    la = fslog.Log(leader_root)
+    la.create_topic(topic)
+    f = subprocess.Popen(fslog_cmd() + ["--root", follower_root, "replicate", "--from", source,
+                                        "--quiet", "--topics", topic])
+    try:
+        lb = fslog.Log(follower_root)
+        deadline = time.monotonic() + 60
+        while not lb.exists(topic) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        pb = lb.topic(topic).partition(0)
+        pending: list[tuple[int, float]] = []
+        lags: list[float] = []
+        done = threading.Event()
+        lock = threading.Lock()
+
+        def watch():
+            while not (done.is_set() and not pending):
+                try:
+                    end = pb.end_offset()
+                except (fslog.FslogError, OSError):
+                    end = 0
+                now = time.perf_counter()
+                with lock:
+                    while pending and pending[0][0] <= end:
+                        lags.append(now - pending.pop(0)[1])
+                time.sleep(0.0005)
+
+        w = threading.Thread(target=watch, daemon=True)
+        w.start()
+        per_batch = max(1, args.rate // 100)
+        value = b'{"id":000000000,"user":"u-0000","pad":"' + PAD.encode() + b'"}'
+        with la.producer(topic) as p:
+            t_end = time.perf_counter() + args.seconds
+            nxt = time.perf_counter()
+            sent = 0
+            while time.perf_counter() < t_end:
+                for _ in range(per_batch):
+                    p.send(value)
+                p.flush()
+                sent += per_batch
+                with lock:
+                    pending.append((sent, time.perf_counter()))
+                nxt += 0.01
+                time.sleep(max(0.0, nxt - time.perf_counter()))
+        done.set()
+        w.join(timeout=60)
+        ms = [x * 1000 for x in lags]
+        return (f"lag ({kind} follower) at {args.rate:,} records/s over {args.seconds:.0f} s "
+                f"({len(ms)} batches): p50 {pct(ms, 0.5):.1f} ms, p99 {pct(ms, 0.99):.1f} ms, "
+                f"max {max(ms):.1f} ms")
+    finally:
+        f.terminate()
+        f.wait(timeout=30)
+
+
+def acks_all_latency(leader_root: str, bootstrap: str, follower_root: str, n: int) -> None:
+    """One record at a time with acks=all: no follower (min.insync.replicas=1), then one
+    network follower that every acknowledgement waits for (min.insync.replicas=2)."""
+    from confluent_kafka import Producer
+    la = fslog.Log(leader_root)
+    la.create_topic("solo")
+    la.create_topic("pair", config={"min.insync.replicas": 2})
+
+    def run(topic: str) -> list[float]:
+        p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0,
+                      "enable.idempotence": False})
+        out: list[float] = []
+        value = b'{"id":000000000,"user":"u-0000","pad":"' + PAD.encode() + b'"}'
+        for i in range(n + 20):  # the first 20: connections, metadata, a follower catching up
+            t0 = time.perf_counter()
+            p.produce(topic, value)
+            assert p.flush(60) == 0
+            if i >= 20:
+                out.append((time.perf_counter() - t0) * 1000)
+        return out
+
+    solo = run("solo")
+    f = subprocess.Popen(fslog_cmd() + ["--root", follower_root, "replicate", "--from", bootstrap,
+                                        "--quiet", "--topics", "pair"])
+    try:
+        pair = run("pair")  # NOT_ENOUGH_REPLICAS is retried by the client until it is in sync
+    finally:
+        f.terminate()
+        f.wait(timeout=30)
+    for name, xs in (("no follower", solo), ("one follower", pair)):
+        print(f"acks=all latency, {name:13s} ({n} records, one at a time): "
+              f"p50 {pct(xs, 0.5):.2f} ms, p99 {pct(xs, 0.99):.2f} ms")
+    print(f"acks=all with one follower / with none (p50): {pct(pair, 0.5) / pct(solo, 0.5):.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--records", type=int, default=1_000_000)
     ap.add_argument("--rate", type=int, default=10_000)
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--acks", type=int, default=1000, help="records per acks=all latency case")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="fslog-bench-replication-")
     try:
         a, b = os.path.join(work, "a"), os.path.join(work, "b")
         data = os.path.join(work, "in.jsonl")
-        pad = "x" * 60
+        pad = PAD
         with open(data, "w") as f:
             for i in range(args.records):
                 f.write(f'{{"id":{i:09d},"user":"u-{i % 1000:04d}","pad":"{pad}"}}\n')
@@ -63,58 +194,19 @@ def main() -> None:
         print(f"follower copy  fslog replicate --once   {n / t_copy:12,.0f} records/s  "
               f"({t_copy:.2f} s)  {t_prod / t_copy:.2f}x the leader's ingest")
 
-        # lag while following
-        la = fslog.Log(a)
-        la.create_topic("live")
-        f = subprocess.Popen(fslog_cmd() + ["--root", b, "replicate", "--from", a, "--quiet"])
+        # lag while following, from the root and from a server on it
+        print(lag_line("file-root", a, os.path.join(work, "b2"), a, "live", args))
+        srv = Server(a)
         try:
-            lb = fslog.Log(b)
-            deadline = time.monotonic() + 60
-            while not lb.exists("live") and time.monotonic() < deadline:
-                time.sleep(0.01)
-            pb = lb.topic("live").partition(0)
-            pending: list[tuple[int, float]] = []
-            lags: list[float] = []
-            done = threading.Event()
-            lock = threading.Lock()
-
-            def watch():
-                while not (done.is_set() and not pending):
-                    try:
-                        end = pb.end_offset()
-                    except (fslog.FslogError, OSError):
-                        end = 0
-                    now = time.perf_counter()
-                    with lock:
-                        while pending and pending[0][0] <= end:
-                            lags.append(now - pending.pop(0)[1])
-                    time.sleep(0.0005)
-
-            w = threading.Thread(target=watch, daemon=True)
-            w.start()
-            per_batch = max(1, args.rate // 100)
-            value = b'{"id":000000000,"user":"u-0000","pad":"' + pad.encode() + b'"}'
-            with la.producer("live") as p:
-                t_end = time.perf_counter() + args.seconds
-                nxt = time.perf_counter()
-                sent = 0
-                while time.perf_counter() < t_end:
-                    for _ in range(per_batch):
-                        p.send(value)
-                    p.flush()
-                    sent += per_batch
-                    with lock:
-                        pending.append((sent, time.perf_counter()))
-                    nxt += 0.01
-                    time.sleep(max(0.0, nxt - time.perf_counter()))
-            done.set()
-            w.join(timeout=60)
-            ms = [x * 1000 for x in lags]
-            print(f"lag at {args.rate:,} records/s over {args.seconds:.0f} s ({len(ms)} batches): "
-                  f"p50 {pct(ms, 0.5):.1f} ms, p99 {pct(ms, 0.99):.1f} ms, max {max(ms):.1f} ms")
+            c = os.path.join(work, "c")
+            t_net = timed(["--root", c, "replicate", "--from", srv.bootstrap, "--once", "--quiet",
+                           "--topics", "t"])
+            print(f"follower copy  replicate --from HOST:PORT --once {n / t_net:12,.0f} records/s  "
+                  f"({t_net:.2f} s)  {t_prod / t_net:.2f}x the leader's ingest")
+            print(lag_line("network", a, os.path.join(work, "c2"), srv.bootstrap, "live2", args))
+            acks_all_latency(a, srv.bootstrap, os.path.join(work, "d"), args.acks)
         finally:
-            f.terminate()
-            f.wait(timeout=30)
+            srv.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -220,7 +220,8 @@ def main() -> None:
     with open(inp, "wb") as f:
         f.write(b"\n".join(data) + b"\n")
     print(f"{n:,} records of {size:.0f} bytes; {os.cpu_count()} cores; Python "
-          f"{sys.version.split()[0]}", flush=True)
+          f"{sys.version.split()[0]}; load average {os.getloadavg()[0]:.1f} at the start",
+          flush=True)
     print(f"{'case':<44} {'records/s':>12} {'serve CPU s/M':>10}")
     try:
         subprocess.run([fslog, "topic", "create", "cli"], check=True)
@@ -258,6 +259,8 @@ def main() -> None:
                       f"({(after - before) * 1024 / 1000:.1f} KB each; {conns} open)")
         finally:
             srv.stop()
+        print(f"load average {os.getloadavg()[0]:.1f} at the end (other work on the machine "
+              f"slows every figure: compare within the run)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from kafka_judge import kafka_records
 
 import fslog
@@ -431,3 +433,101 @@ def test_a_small_dedupe_buffer_takes_several_passes_to_the_same_result(tmp_path)
     (passes_small, after_small), (passes_big, after_big) = results
     assert passes_small > 2 and passes_big == 1
     assert after_small == after_big
+
+
+# ------------------------------------------------------------------ against a reference model
+
+_KEYS = [b"a", b"bb", b"key-%d" % 7, b"\x00\x02", b"u-00000042"]
+_op = st.one_of(
+    # a keyed batch of the producer's shape (the cleaner's fast path)
+    st.tuples(st.just("keyed"), st.lists(st.tuples(st.sampled_from(_KEYS),
+                                                   st.binary(max_size=30)), min_size=1, max_size=40),
+              st.booleans()),
+    # records of other shapes: a tombstone, headers (the general path)
+    st.tuples(st.just("one"), st.tuples(st.sampled_from(_KEYS),
+                                        st.none() | st.binary(max_size=30)), st.booleans()),
+    st.tuples(st.just("flush"), st.just(None), st.just(False)))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(_op, min_size=1, max_size=25), st.sampled_from([None, 30_000]),
+       st.sampled_from([1024, 4096]))
+def test_compaction_is_the_reference_model(tmp_path_factory, ops, entry_bytes, segment):
+    """Whatever mix of batch shapes, tombstones (old and young), segment sizes and dedupe
+    buffers (several passes): the records left are exactly those of a simple model — of
+    each key in the sealed segments its latest record, minus tombstones older than
+    delete.retention.ms — at their offsets; kafka-python reads the segments, verify finds
+    nothing, seeks land on the next record kept, and a second clean changes nothing."""
+    log = fslog.Log(str(tmp_path_factory.mktemp("model") / "root"))
+    log.create_topic("t", config={"cleanup.policy": "compact", "segment.bytes": segment,
+                                  "index.interval.bytes": 64, "min.cleanable.dirty.ratio": 1.0,
+                                  "delete.retention.ms": DAY,
+                                  "log.cleaner.dedupe.buffer.size": 1 << 16})
+    ts_of: dict[int, int] = {}
+    off = 0
+    with log.producer("t", background=False) as p:
+        for kind, arg, old in ops:
+            ts = NOW - 2 * DAY if old else NOW
+            if kind == "keyed":
+                p.send_keyed([k for k, _ in arg], [v for _, v in arg], timestamp=ts)
+                n = len(arg)
+            elif kind == "one":
+                k, v = arg
+                p.send(v, key=k, headers=[("h", b"x")] if v is not None and old else None,
+                       timestamp=ts)
+                n = 1
+            else:
+                p.flush()
+                continue
+            for i in range(n):
+                ts_of[off + i] = ts
+            off += n
+        p.flush()
+    if not off:
+        return
+    pt = part(log)
+    before = read(log)
+    assert [o for o, _k, _v in before] == list(range(off))
+    active = pt.segment_bases()[-1]
+    saved = cleaner.MAP_ENTRY_BYTES
+    if entry_bytes:  # a map that holds two or three keys: a pass per few keys
+        cleaner.MAP_ENTRY_BYTES = entry_bytes
+    try:
+        cleaner.clean_partition(pt, now=NOW, force_compaction=True)
+    finally:
+        cleaner.MAP_ENTRY_BYTES = saved
+    latest = {}
+    for o, k, _v in before:
+        if o < active:
+            latest[k] = o
+    want = [(o, k, v) for o, k, v in before
+            if o >= active or (latest[k] == o and not (v is None and ts_of[o] < NOW - DAY))]
+    after = read(log)
+    assert after == want
+    assert judge(pt) == after
+    verify_clean(log)
+    kept = [o for o, _k, _v in after]
+    for o in range(0, off, 7):
+        nxt = [x for x in kept if x >= o]
+        assert [x[0] for x in read(log, start=o)[:1]] == nxt[:1]
+    cleaner.clean_partition(pt, now=NOW, force_compaction=True)
+    assert read(log) == after
+
+
+def test_a_background_cleaner_killed_by_a_signal_is_recorded(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    log = make(tmp_path, **{"cleanup.policy": "compact"})
+    produce(log, keyed(3, 2))
+    p = part(log)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    cleaner._BACKGROUND.append((child, p.path))
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    cleaner._reap()  # (what the next roll of the producer that started it does)
+    f = cleaner.background_failure(p)
+    assert f is not None and f"pid {child.pid}) was killed by signal 9" in f["error"]
+    assert "fslog verify t" in cleaner.describe_failure("t", 0, f)
+    cleaner.clean_partition(p, now=NOW, force_compaction=True)  # a compaction that succeeds
+    assert cleaner.background_failure(p) is None

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 
+import pytest
 from conftest import read_lines_until, stderr_lines
 from kafka_judge import kafka_records
 
@@ -169,10 +170,11 @@ run()
 
 # (os function, which call) to die at: while the .cleaned segment is written, at its
 # fsync, at each rename of the swap, at the deletions after it
-_KILL_POINTS = [("write", 2), ("write", 30), ("fsync", 1), ("fsync", 4), ("replace", 1),
+_KILL_POINTS = [("write", 2), ("write", 4), ("fsync", 1), ("fsync", 4), ("replace", 1),
                 ("replace", 2), ("replace", 3), ("replace", 5), ("unlink", 1), ("unlink", 4)]
 
 
+@pytest.mark.slow
 def test_kill9_during_clean_leaves_old_or_new(cli):
     cli.create("t", "--config", "segment.bytes=4096", "--config", "index.interval.bytes=256",
                "--config", "cleanup.policy=compact", "--config", "min.cleanable.dirty.ratio=1")
@@ -322,3 +324,38 @@ def test_a_clean_that_fails_after_a_roll_is_reported_by_produce(cli):
     assert "swap.json: unreadable record of an interrupted compaction" in err
     assert "run 'fslog clean t' to retry it" in err
     assert len(cli.records("t")) == 105
+
+
+def test_a_failed_background_compaction_is_shown_until_a_clean_succeeds(cli):
+    cli.create("t", *TINY, "--config", "cleanup.policy=compact")
+    cli.produce("t", keyed_lines(300, 5), "--key-separator", ":")
+    part = cli.log().topic("t").partition(0)
+    cleaner.wait_for_background(part)
+    seg = cli.partition_dir("t") / "00000000000000000000.log"
+    data = bytearray(seg.read_bytes())
+    at = len(data) // 2
+    data[at] ^= 0x40  # damage in a sealed segment: every compaction refuses the partition
+    seg.write_bytes(bytes(data))
+    # rolls start compactions in the background, which fail
+    cli.produce("t", keyed_lines(300, 5), "--key-separator", ":")
+    cleaner.wait_for_background(part)
+    assert cleaner.background_failure(part) is not None
+    cp = cli("status", check=1)
+    assert "t/0: the background compaction failed at" in cp.stderr.decode()
+    assert "run 'fslog verify t', then 'fslog clean t'" in cp.stderr.decode()
+    doc = json.loads(cli("status", "--json", check=1).stdout)
+    [failure] = doc["topics"][0]["compaction_failures"]
+    assert failure["partition"] == 0 and "position" in failure["error"]
+    doc = json.loads(cli("verify", "--json", check=1).stdout)
+    assert "compaction-failed" in [p["kind"] for p in doc["topics"][0]["problems"]]
+    cp = cli("produce", "t", "--key-separator", ":", input=b"k1:one more\n")
+    assert cp.stderr.decode().count("warning: t/0: the background compaction failed") == 1
+    # the damage undone, a clean compacts and the failure is gone everywhere
+    data[at] ^= 0x40
+    seg.write_bytes(bytes(data))
+    cleaner.wait_for_background(part)
+    cli("clean", "t", "--compact-now")
+    assert cleaner.background_failure(part) is None
+    cli("status")
+    assert b"background compaction" not in cli("produce", "t", "--key-separator", ":",
+                                                  input=b"k1:again\n").stderr

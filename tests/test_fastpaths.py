@@ -80,6 +80,45 @@ def test_decode_keyed_never_wrong_on_damaged_bytes():
         assert [r.offset for r in recs] == list(range(len(recs)))
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([b"k1", b"key", b"\x00\x04", b"\x02\x00\x00\x00\x04"]),
+                          _framing_bytes), min_size=1, max_size=40),
+       st.integers(0, 200), st.integers(0, 255))
+def test_split_paths_never_wrong_on_damaged_bytes(recs, where, byte):
+    """The split decoders (keys of lengths seen before: values and keys as the regex cuts
+    them) against the general decoder, on good batches and on a byte changed."""
+    keys = [k for k, _ in recs]
+    values = [v for _, v in recs]
+    good = bytes(rb.encode_keyed(keys, values, 3))
+    rb._learn_key_lengths(keys)  # as after an earlier batch with these key lengths
+    assert rb._split_keyed(good, 0, len(good), len(keys)) in (None, (keys, values))
+    assert rb._split_values(good, 0, len(good), len(keys)) in (None, values)
+    buf = bytearray(good)
+    buf[rb.HEADER_SIZE + where % (len(buf) - rb.HEADER_SIZE)] = byte
+    data = bytes(buf)
+    h = rb.read_header(data, 0)
+    for with_keys, with_values in ((True, True), (False, True), (True, False)):
+        got = rb.decode_keyed(data, 0, h, with_keys, with_values)
+        if got is None:
+            continue
+        recs2 = rb.decode_records(data, 0, h)
+        assert all(r.headers == () and r.timestamp == 3 for r in recs2)
+        assert [r.offset for r in recs2] == list(range(len(recs2)))
+        assert got == ([r.key for r in recs2] if with_keys else None,
+                       [r.value for r in recs2] if with_values else None)
+
+
+def test_split_paths_take_typical_batches():
+    keys = [b"k%d" % (i % 1000) for i in range(3000)]
+    values = [b'{"n":%d}' % i for i in range(3000)]
+    data = bytes(rb.encode_keyed(keys, values, 9))
+    h = rb.read_header(data, 0)
+    assert rb.decode_keyed(data, 0, h) == (keys, values)  # learns the key lengths
+    assert rb._split_keyed(data, 0, len(data), 3000) == (keys, values)
+    assert rb._split_values(data, 0, len(data), 3000) == values
+    assert rb.decode_keyed(data, 0, h, with_keys=False) == (None, values)
+
+
 def test_murmur2_is_kafkas():
     # values from Kafka's UtilsTest
     assert P.murmur2(b"21") == -973932308

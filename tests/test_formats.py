@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import io
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 import fslog
 from fslog.cli.consume import _record_writer
-from fslog.cli.formats import json_line, json_lines_plain
+from fslog.cli.formats import json_line, json_lines_keyed, json_lines_plain
 from fslog.records import batch as rb
 
 VALUES = [b"plain", b"", b'quote " and \\ backslash', "non-ASCII é ✓ 𝄞".encode(),
@@ -19,6 +22,32 @@ def test_json_lines_plain_is_json_line_per_record():
         want = b"".join(json_line(topic, 3, rb.Record(100 + i, 1234, None, v, ()))
                         for i, v in enumerate(VALUES))
         assert json_lines_plain(topic, 3, 100, 1234, VALUES) == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.binary(max_size=12) | st.text(max_size=8).map(str.encode),
+                          st.binary(max_size=30) | st.text(max_size=30).map(str.encode)),
+                min_size=1, max_size=30))
+def test_json_lines_keyed_is_json_line_per_record(recs):
+    keys = [k for k, _ in recs]
+    values = [v for _, v in recs]
+    got = json_lines_keyed("t%", 2, 7, 99, keys, values)
+    lines = [json_line("t%", 2, rb.Record(7 + i, 99, k, v, ())) for i, (k, v) in enumerate(recs)]
+    if got is None:  # only when something is not UTF-8 (then record by record)
+        assert any(b"_encoding" in x for x in lines)
+    else:
+        assert got == b"".join(lines)
+
+
+def test_json_lines_keyed_takes_both_paths():
+    keys = [b"k1", b'quo"te', "é".encode()] * 5
+    for values in (VALUES, [b'{"a":1}', b"x"] * 9):  # with escapes, and without
+        want = b"".join(json_line("t", 0, rb.Record(i, 5, keys[i % 15], v, ()))
+                        for i, v in enumerate(values))
+        assert json_lines_keyed("t", 0, 0, 5, [keys[i % 15] for i in range(len(values))],
+                                values) == want
+    assert json_lines_keyed("t", 0, 0, 0, [b"k"], [b"\xff"]) is None
+    assert json_lines_keyed("t", 0, 0, 0, [b"k", b"\xc3"], [b"a", b"\xa9"]) is None
 
 
 def test_json_lines_plain_declines_bytes_that_are_not_utf8():

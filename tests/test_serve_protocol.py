@@ -111,9 +111,16 @@ def test_bad_produce_input_gets_kafka_error_codes_and_writes_nothing(cli, serve)
     bad_framing[61] = 0x7E
     struct.pack_into(">I", bad_framing, 17, __import__("fslog").records.batch.crc32c(
         bytes(bad_framing[21:])))
+    # one record whose two-byte length varint is negative (zigzag 129: -65), the bytes
+    # after it as many as its magnitude would walk: the framing must still be refused
+    negative = bytearray(make_batch([b"x"]))[:61] + b"\x81\x01" + bytes(64)
+    struct.pack_into(">i", negative, 8, len(negative) - 12)
+    struct.pack_into(">I", negative, 17, __import__("fslog").records.batch.crc32c(
+        bytes(negative[21:])))
     cases = [
         (dict(topic="t", partition=0, records=bytes(bad_crc)), ErrorCode.corrupt_message),
         (dict(topic="t", partition=0, records=bytes(bad_framing)), ErrorCode.invalid_record),
+        (dict(topic="t", partition=0, records=bytes(negative)), ErrorCode.invalid_record),
         (dict(topic="t", partition=0, records=good + good), ErrorCode.invalid_record),
         (dict(topic="t", partition=0, records=good[:40]), ErrorCode.corrupt_message),
         (dict(topic="t", partition=0, records=make_batch([b"x" * 3000])),
@@ -374,7 +381,9 @@ def test_bad_frames_close_the_connection_with_one_line_and_the_server_stays_up(c
 
 
 def test_max_connections_and_idle_connections(cli):
-    s = start_serve(cli, "--max-connections", "2", "--connections-max-idle-ms", "300")
+    # two servers: with one, a busy machine could let the first two connections idle out
+    # before the third arrives, and the third would not be refused
+    s = start_serve(cli, "--max-connections", "2")
     try:
         a, b = Wire(s.bootstrap, timeout=30), Wire(s.bootstrap, timeout=30)
         a.call(3, 12, metadata_req())
@@ -382,6 +391,15 @@ def test_max_connections_and_idle_connections(cli):
         with Wire(s.bootstrap, timeout=30) as c:
             assert c.closed_by_server()
         s.wait_until("--max-connections=2 reached")
+        a.close()
+        b.close()
+    finally:
+        s.kill()
+    s = start_serve(cli, "--connections-max-idle-ms", "300")
+    try:
+        a, b = Wire(s.bootstrap, timeout=30), Wire(s.bootstrap, timeout=30)
+        a.call(3, 12, metadata_req())
+        b.call(3, 12, metadata_req())
         assert a.closed_by_server() and b.closed_by_server()  # idle for 300 ms: closed
         s.wait_until("idle for more than 300 ms")
         a.close()

@@ -122,8 +122,8 @@ def _delete_one(ctx: RequestContext, name: str) -> None:
     ctx.log.info("serve: deleted topic %r (DeleteTopics)", name)
 
 
-def _delete(ctx: RequestContext, names):
-    out = []
+def _delete(ctx: RequestContext, names) -> list[tuple[str, ErrorCode, str | None]]:
+    out: list[tuple[str, ErrorCode, str | None]] = []
     for name in names:
         if name is None or name_error(name) is not None:
             out.append((name, ErrorCode.unknown_topic_or_partition, "give topics by name"))
@@ -146,7 +146,7 @@ async def delete_topics(ctx: RequestContext, request):
 
 
 def _describe(ctx: RequestContext, request, entry_cls):
-    out = []
+    out: list[tuple[object, ErrorCode, str | None, tuple]] = []
     for r in request.resources:
         if r.resource_type == BROKER:
             out.append((r, ErrorCode.none, None, ()))
@@ -195,8 +195,8 @@ def _existing(ctx: RequestContext, name) -> Topic | None:
     return ctx.storage.topic(name) if name_error(name) is None else None
 
 
-def _alter(ctx: RequestContext, request):
-    out = []
+def _alter(ctx: RequestContext, request) -> list[tuple[object, ErrorCode, str | None]]:
+    out: list[tuple[object, ErrorCode, str | None]] = []
     for r in request.resources:
         if r.resource_type != TOPIC:
             out.append((r, ErrorCode.invalid_request, "only topic configs can be altered"))

@@ -24,10 +24,10 @@ def _keys(cls):
                  for k, r in sorted(API_VERSIONS.items()))
 
 
-def unsupported_version_response() -> bytes:
-    """The whole frame body of Kafka's answer to an ApiVersions version it does not
-    know: a v0 response (header v0) with UNSUPPORTED_VERSION and the table. The caller
-    adds the correlation id: see ``connection.py``."""
+def unsupported_version_response() -> ApiVersionsResponseV0:
+    """Kafka's answer to an ApiVersions version it does not know: a v0 response (header
+    v0) with UNSUPPORTED_VERSION and the table. The connection frames it with the
+    request's correlation id: see ``connection.py``."""
     return ApiVersionsResponseV0(error_code=ErrorCode.unsupported_version,
                                  api_keys=_keys(ApiVersionV0))
 

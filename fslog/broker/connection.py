@@ -29,10 +29,31 @@ import struct
 import time
 
 from . import protocol, versions
-from .handlers import HANDLERS, ApiError, Deferred, RequestContext
+from .handlers import HANDLERS, ApiError, Deferred, RawFrame, RequestContext
 
 MAX_IN_FLIGHT = 64
 _SIZE = struct.Struct(">i")
+_VIEW = 64 * 1024  # responses larger than this are written through a memoryview
+
+
+def _coalesce(parts: list[bytes] | list[bytes | bytearray]) -> list[bytes | memoryview]:
+    """The buffers of a response as few writes (each write of an idle socket is a send
+    system call): runs of small buffers joined, large ones (a 1 MB record batch) passed
+    through a memoryview, so what the socket does not take at once is copied once, into
+    the transport's buffer, never sliced into a new bytes first."""
+    out: list[bytes | memoryview] = []
+    run: list[bytes | bytearray] = []
+    for data in parts:
+        if len(data) > _VIEW:
+            if run:
+                out.append(b"".join(run))
+                run = []
+            out.append(memoryview(data))
+        else:
+            run.append(data)
+    if run:
+        out.append(b"".join(run))
+    return out
 
 
 class Connection:
@@ -200,9 +221,16 @@ class Connection:
     async def _send(self, correlation_id: int | None, result) -> None:
         if self._broken:
             return
+        parts: list[bytes] | list[bytes | bytearray]
         try:
-            data = result if isinstance(result, (bytes, bytearray)) else \
-                protocol.encode_response(correlation_id, result)
+            if isinstance(result, RawFrame):
+                parts = result.parts
+            elif isinstance(result, (bytes, bytearray)):  # a raw SASL token, framed
+                parts = [result]
+            elif correlation_id is None:
+                raise TypeError(f"a {type(result).__name__} response without a request")
+            else:
+                parts = [protocol.encode_response(correlation_id, result)]
         except Exception:
             self.logger.exception("serve: %s: a response failed; closing the connection",
                                   self.peer)
@@ -210,7 +238,9 @@ class Connection:
             self.stop("internal error")
             return
         try:
-            self.writer.write(data)
+            write = self.writer.write
+            for data in _coalesce(parts) if len(parts) > 1 else parts:
+                write(data)
             await self.writer.drain()
             self.last_active = time.monotonic()
         except (ConnectionError, OSError):

@@ -414,9 +414,9 @@ class Coordinator:
         return max(order, key=lambda n: (votes[n], -order.index(n)))
 
     def _join_result(self, g: Group, m: Member) -> JoinResult:
-        members = ()
+        members: tuple = ()
         if m.member_id == g.leader:
-            members = tuple((x.member_id, x.instance_id, x.metadata(g.protocol_name))
+            members = tuple((x.member_id, x.instance_id, x.metadata(g.protocol_name or ""))
                             for x in g.members.values())
         return JoinResult(ErrorCode.none, m.member_id, g.generation, g.protocol_type,
                           g.protocol_name, g.leader or "", members)

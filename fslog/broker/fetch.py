@@ -17,25 +17,28 @@ send full requests.
 
 from __future__ import annotations
 
-import datetime
+import struct
 import time
 
 from kio.schema.errors import ErrorCode
 
 from ..errors import FslogError
-from ..storage import files
-from .handlers import Deferred, RequestContext, handles
+from .handlers import Deferred, RawFrame, RequestContext, handles
 from .metadata import name_error
-from .protocol import build, nested
 from .replicas import on_fetch
 from .storage import OutOfRange
 
-_ZERO = datetime.timedelta(0)
+_I16 = struct.Struct(">h")
+_I32 = struct.Struct(">i")
+_I64 = struct.Struct(">q")
+_I16I32 = struct.Struct(">hi")
+_PART = struct.Struct(">ihqq")  # partition_index, error_code, high_watermark, last_stable
 QUICK_READ = 1 << 20  # a read of at most this much from a partition's tail runs on the loop
 
 
 class _Part:
-    __slots__ = ("topic", "index", "offset", "max_bytes", "code", "hw", "start", "records")
+    __slots__ = ("topic", "index", "offset", "max_bytes", "code", "hw", "start", "records",
+                 "size")
 
     def __init__(self, topic: str, index: int, offset: int, max_bytes: int):
         self.topic = topic
@@ -45,7 +48,8 @@ class _Part:
         self.code = ErrorCode.none
         self.hw = -1
         self.start = -1
-        self.records = b""
+        self.records: list[bytes] = []  # whole batches, each as read
+        self.size = 0  # their bytes
 
 
 def _read_all(ctx: RequestContext, parts: list[_Part], max_bytes: int) -> int:
@@ -53,11 +57,10 @@ def _read_all(ctx: RequestContext, parts: list[_Part], max_bytes: int) -> int:
     storage = ctx.storage
     total = 0
     for p in parts:
-        p.records = b""
+        p.records, p.size = [], 0
         try:
-            files.validate_name(p.topic, "topic")
-            t = storage.topic(p.topic)
-        except FslogError:
+            t = storage.topic(p.topic)  # (InvalidNameError for a bad name)
+        except (FslogError, TypeError):
             t = None
         if t is None or not 0 <= p.index < t.partition_count:
             p.code = ErrorCode.unknown_topic_or_partition
@@ -76,12 +79,13 @@ def _read_all(ctx: RequestContext, parts: list[_Part], max_bytes: int) -> int:
             ctx.log.error("serve: fetch %s/%d at %d: %s", p.topic, p.index, p.offset, e)
             p.code = ErrorCode.kafka_storage_error
             continue
-        p.code, p.start, p.hw, p.records = ErrorCode.none, got.log_start, got.log_end, got.records
+        p.code, p.start, p.hw = ErrorCode.none, got.log_start, got.log_end
+        p.records, p.size = got.records, got.size
         if got.error is not None:
             ctx.log.error("serve: fetch %s/%d: %s", p.topic, p.index, got.error)
             if not got.records:
                 p.code = ErrorCode.kafka_storage_error
-        total += len(got.records)
+        total += got.size
     return total
 
 
@@ -99,24 +103,88 @@ def _quick(ctx: RequestContext, parts: list[_Part], max_bytes: int) -> bool:
     return all(at_tail(p.topic, p.index, p.offset) for p in parts)
 
 
-def _response(ctx: RequestContext, request, parts: list[_Part]):
-    cls = ctx.response_class()
-    topic_cls = nested(cls, "FetchableTopicResponse")
-    part_cls = nested(cls, "PartitionData")
-    aborted = () if getattr(request, "isolation_level", 0) == 1 else None
-    by_topic: dict[str, list] = {}
-    order: list[str] = []
+def _response(ctx: RequestContext, request, parts: list[_Part]) -> RawFrame:
+    """The whole response frame, encoded here rather than by kio: the batches go to the
+    socket as they were read, never copied into one buffer (see ``encode_response``)."""
+    aborted = getattr(request, "isolation_level", 0) == 1
+    by_topic: dict[str, list[_Part]] = {}
     for p in parts:
-        if p.topic not in by_topic:
-            by_topic[p.topic] = []
-            order.append(p.topic)
-        by_topic[p.topic].append(build(
-            part_cls, partition_index=p.index, error_code=p.code, high_watermark=p.hw,
-            last_stable_offset=p.hw, log_start_offset=p.start, aborted_transactions=aborted,
-            preferred_read_replica=-1, records=p.records))
-    return build(cls, throttle_time=_ZERO, error_code=ErrorCode.none, session_id=0,
-                 responses=tuple(build(topic_cls, topic=name, partitions=tuple(by_topic[name]))
-                                 for name in order))
+        by_topic.setdefault(p.topic, []).append(p)
+    return RawFrame(encode_response(ctx.api_version, ctx.correlation_id, by_topic, aborted))
+
+
+def encode_response(version: int, correlation_id: int, by_topic: dict[str, list[_Part]],
+                    aborted: bool) -> list[bytes]:
+    """A FetchResponse frame (v4-12) as a list of buffers to write one after another.
+
+    Kafka's layout (the numbers are the versions that have a field)::
+
+        size int32, correlation_id int32, [header tagged fields: v12]
+        throttle_time_ms int32, error_code int16 (v7+), session_id int32 (v7+)
+        responses: [topic string,
+                    partitions: [partition_index int32, error_code int16,
+                                 high_watermark int64, last_stable_offset int64,
+                                 log_start_offset int64 (v5+),
+                                 aborted_transactions nullable [producer_id int64,
+                                                                first_offset int64],
+                                 preferred_read_replica int32 (v11+),
+                                 records nullable bytes, [tagged fields: v12]],
+                    [tagged fields: v12]]
+        [tagged fields: v12]
+
+    v12 is flexible: arrays, strings and bytes have uvarint lengths + 1 (0: null) and
+    every struct ends with its tagged fields (none here). Before v12: int32 counts and
+    int32/int16 lengths, -1 for null. No aborted transactions ever: an empty array for
+    read_committed, null for read_uncommitted, as Kafka answers without transactions.
+    """
+    flexible = version >= 12
+    out: list[bytes] = []
+    head = bytearray()
+    head += _I32.pack(correlation_id)
+    if flexible:
+        head += b"\0"
+    head += _I32.pack(0)  # throttle_time_ms
+    if version >= 7:
+        head += _I16I32.pack(0, 0)  # error_code, session_id
+    head += _uvarint(len(by_topic) + 1) if flexible else _I32.pack(len(by_topic))
+    for topic, ps in by_topic.items():
+        name = topic.encode()
+        head += (_uvarint(len(name) + 1) if flexible else _I16.pack(len(name))) + name
+        head += _uvarint(len(ps) + 1) if flexible else _I32.pack(len(ps))
+        for p in ps:
+            head += _PART.pack(p.index, p.code, p.hw, p.hw)
+            if version >= 5:
+                head += _I64.pack(p.start)
+            if flexible:
+                head += b"\x01" if aborted else b"\x00"
+            else:
+                head += _I32.pack(0 if aborted else -1)
+            if version >= 11:
+                head += _I32.pack(-1)  # preferred_read_replica
+            head += _uvarint(p.size + 1) if flexible else _I32.pack(p.size)
+            if p.records:
+                out.append(bytes(head))
+                out.extend(p.records)
+                head = bytearray()
+            if flexible:
+                head += b"\0"  # the partition's tagged fields
+        if flexible:
+            head += b"\0"  # the topic's tagged fields
+    if flexible:
+        head += b"\0"
+    out.append(bytes(head))
+    size = sum(map(len, out))
+    out[0] = _I32.pack(size) + out[0]
+    return out
+
+
+def _uvarint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
 
 
 @handles(1)

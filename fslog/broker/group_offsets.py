@@ -87,8 +87,8 @@ class GroupOffsets:
             damaged: list = []
             found = reg.committed_all(damaged)
             by_topic: dict[str, list] = {}
-            for (t, p), o in sorted(found.items()):
-                by_topic.setdefault(t, []).append((p, o, ErrorCode.none))
+            for (t, p), off in sorted(found.items()):
+                by_topic.setdefault(t, []).append((p, off, ErrorCode.none))
             for e in damaged:
                 self._warn_damaged(e)
                 by_topic.setdefault(e.topic, []).append((e.partition, -1,
@@ -98,6 +98,7 @@ class GroupOffsets:
         for t, ps in wanted:
             rows = []
             for p in ps:
+                o: int | None
                 try:
                     o = reg.committed(t, p) if _valid_topic(t) else None
                 except UnreadableOffsetError as e:
@@ -109,11 +110,12 @@ class GroupOffsets:
                                         "of %s/%d: %s", group_id, t, p, e)
                     rows.append((p, -1, ErrorCode.kafka_storage_error))
                     continue
-                rows.append((p, -1 if o is None else o, ErrorCode.none))
+                rows.append((p, -1 if o is None else int(o), ErrorCode.none))
             out.append((t, rows))
         return out
 
     def _warn_damaged(self, e: UnreadableOffsetError) -> None:
-        if e.path not in self._warned:
-            self._warned.add(e.path)
+        key = e.path or str(e)
+        if key not in self._warned:
+            self._warned.add(key)
             self.logger.warning("serve: OffsetFetch answers KAFKA_STORAGE_ERROR: %s", e)

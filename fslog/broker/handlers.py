@@ -7,7 +7,8 @@ A handler module decorates one coroutine per API key with ``@handles(API_KEY)``:
 
 ``request`` is the kio request object of the version the client sent (``ctx.api_version``);
 the handler returns the kio response object of the same version (``ctx.response_class()``
-gives its class), ``None`` for no response at all (Produce with acks=0), or
+gives its class), a ``RawFrame`` it encoded itself (Fetch), ``None`` for no response at
+all (Produce with acks=0), or
 ``Deferred(awaitable)`` when the answer must wait (an fsync, a long-poll Fetch): the
 connection then goes on with the next request and sends the responses in request order.
 Everything a handler does before it returns happens in request order on its connection.
@@ -66,6 +67,17 @@ class Deferred:
 
     def __init__(self, awaitable: Awaitable[Any]):
         self.awaitable = awaitable
+
+
+class RawFrame:
+    """A response a handler encoded itself: the whole frame (size prefix included) as
+    buffers the connection writes one after another, never joined (the Fetch path:
+    record batches go out as they were read)."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, parts: list[bytes]):
+        self.parts = parts
 
 
 class ApiError(Exception):

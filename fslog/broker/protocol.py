@@ -86,7 +86,8 @@ _WRITERS: dict[type, tuple] = {}
 def _writer(cls: type):
     got = _WRITERS.get(cls)
     if got is None:
-        flexible_header = getattr(cls.__header_schema__, "__flexible__", False)
+        header: type = cls.__header_schema__  # type: ignore[attr-defined]
+        flexible_header = getattr(header, "__flexible__", False)
         got = _WRITERS[cls] = (flexible_header, entity_writer(cls))
     return got
 

@@ -175,8 +175,9 @@ def _set(fut: asyncio.Future) -> None:
 # ---------------------------------------------------------------- the handlers' hooks
 
 def on_fetch(replicas: Replicas, replica_id: int, parts) -> None:
-    """After a Fetch read its partitions (objects with topic, index, offset, hw, records,
-    code): a follower's fetch is noted; a consumer's is cut at the high watermark."""
+    """After a Fetch read its partitions (objects with topic, index, offset, hw, code,
+    records: a list of batches, and size: their bytes): a follower's fetch is noted; a
+    consumer's is cut at the high watermark."""
     for p in parts:
         if p.code != 0:
             continue
@@ -186,7 +187,8 @@ def on_fetch(replicas: Replicas, replica_id: int, parts) -> None:
         hw = replicas.high_watermark(p.topic, p.index, p.hw)
         if hw < p.hw:
             p.hw = hw
-            p.records = _below(p.records, hw)
+            p.records = [_below(b"".join(p.records), hw)]
+            p.size = len(p.records[0])
 
 
 def _below(records: bytes, hw: int) -> bytes:

@@ -45,7 +45,8 @@ class OutOfRange(Exception):
 
 
 class ReadResult(NamedTuple):
-    records: bytes          # whole batches, the first holding the fetch offset
+    records: list[bytes]    # whole batches, the first holding the fetch offset, one each
+    size: int               # their bytes in all
     log_start: int
     log_end: int            # the high watermark (no replication: the log-end offset)
     error: Exception | None  # damage met after the batches returned (CorruptRecordError)
@@ -329,7 +330,7 @@ class BrokerStorage:
         if offset < start or offset > end:
             raise OutOfRange(start, end)
         if offset == end:
-            return ReadResult(b"", start, end, None)
+            return ReadResult([], 0, start, end, None)
         key = (topic, partition, offset)
         with self._lock:
             r = self._readers.pop(key, None)
@@ -345,7 +346,7 @@ class BrokerStorage:
         if r.skipped:  # the log start moved (retention) while reading: say so
             r.close()
             raise OutOfRange(*self.offsets(topic, partition))
-        data = b"".join(b.data for b in got)
+        chunks = [b.data for b in got]  # sent as they are: no join, no copy
         if error is None and got:
             with self._lock:
                 self._readers[(topic, partition, r.next_offset)] = r
@@ -355,7 +356,7 @@ class BrokerStorage:
             r.close()
         if got and got[-1].header.next_offset > end:
             end = got[-1].header.next_offset
-        return ReadResult(data, start, end, error)
+        return ReadResult(chunks, sum(map(len, chunks)), start, end, error)
 
     def _segments(self, topic: str, partition: int, last: int | None = None
                   ) -> Iterator[SegmentReader]:

@@ -87,6 +87,9 @@ def produce(
             f"--partitions {partitions} applies only to a topic that producing creates")
     if partition is not None:
         producer.topic.check_partition(partition, f"--partition {partition}")
+    from ..storage.cleaner import background_failures, describe_failure
+    for number, failure in background_failures(producer.topic):
+        err(f"warning: {describe_failure(topic, number, failure)}")  # once a run
     ing = LineIngester(
         producer, fmt=fmt, key_field=key_field,
         key_separator=key_separator.encode("utf-8", "surrogateescape") if key_separator is not None else None,

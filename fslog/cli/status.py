@@ -17,6 +17,7 @@ Example: fslog status --json
 def status(ctx: typer.Context, json_: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     from ..errors import FslogError
     from ..groups.admin import describe_groups
+    from ..storage.cleaner import background_failures, describe_failure
     from .common import open_log
     from .group import report_problems
     from .output import print_json, print_table
@@ -29,8 +30,11 @@ def status(ctx: typer.Context, json_: bool = typer.Option(False, "--json", help=
         except FslogError as e:  # one damaged topic must not hide the rest
             problems.append(str(e))
             continue
+        failed = background_failures(t)
         topics.append({"name": name, "partitions": t.partition_count,
-                       "end_offsets": [p.end_offset() for p in t.partitions()]})
+                       "end_offsets": [p.end_offset() for p in t.partitions()],
+                       "compaction_failures": [dict(partition=n, **f) for n, f in failed]})
+        problems.extend(describe_failure(name, n, f) for n, f in failed)
     groups = []
     described, group_problems = describe_groups(log)  # nor one damaged group
     problems.extend(group_problems)

@@ -700,6 +700,22 @@ def decode_values(buf, pos: int, h: BatchHeader) -> list:
 
 # ---------------------------------------------------------------- the plain-batch fast path
 
+def _first_key_byte(buf, pos: int, end: int) -> int:
+    """The first byte of the key length of the first record of the (uncompressed) batch
+    at ``pos`` if the record starts with attributes 0, timestamp delta 0 and offset delta
+    0 (the shape the fast paths decode), else -1: tells a plain batch (1: a null key) from
+    a keyed one without a split of the whole batch."""
+    p = pos + HEADER_SIZE
+    try:
+        while buf[p] >= 0x80 and p < pos + HEADER_SIZE + 3:  # the record's length
+            p += 1
+        if buf[p + 1] or buf[p + 2] or buf[p + 3] or p + 4 >= end:
+            return -1
+        return buf[p + 4]
+    except IndexError:
+        return -1
+
+
 PLAIN_MIN_RECORDS = 32  # smaller batches take the loops above (and never build the tables)
 _PLAIN: tuple | None = None
 
@@ -734,6 +750,8 @@ def decode_plain_values(buf: bytes, pos: int, h: BatchHeader) -> list | None:
     """
     n = h.record_count
     end = pos + h.size
+    if not h.attributes & COMPRESSION_MASK and _first_key_byte(buf, pos, end) != 1:
+        return None  # the first record has a key (or is not of this shape): not plain
     if h.attributes & COMPRESSION_MASK and 0 < n < _TABLE_SIZE and h.last_offset_delta == n - 1:
         # the same test over the decompressed records, a header's worth of zeros in front
         raw = decompress_records(buf, pos, h)
@@ -866,8 +884,160 @@ def decode_keyed(buf: bytes, pos: int, h: BatchHeader, with_keys: bool = True,
     the shape ``encode_keyed`` writes: offsets dense, every record with a key and a value
     and no headers, timestamp delta 0 (so record i has offset ``base_offset + i`` and the
     batch's base timestamp). Otherwise None: use ``decode_records``. With ``with_keys``
-    False the keys are not sliced out: (None, values); ``with_values`` False, the values
+    False the keys are not returned: (None, values); ``with_values`` False, the values
     are not (a keys-only scan): (keys, None). The checks are the same.
+
+    Two ways, both accepting a batch only if it is, byte for byte, the encoding of the
+    keys and values found: ``_split_keyed`` (keys shorter than 64 bytes, of the lengths
+    seen in earlier batches: one regex split yields keys and values as they are) and,
+    when it cannot tell, ``_decode_keyed_framed``, which also learns the key lengths of
+    the batch for the next time.
+    """
+    n = h.record_count
+    end = pos + h.size
+    if (n < 1 or n >= _TABLE_SIZE or h.last_offset_delta != n - 1
+            or h.attributes & COMPRESSION_MASK or end - pos <= HEADER_SIZE or buf[end - 1]):
+        return None
+    first = _first_key_byte(buf, pos, end)
+    if first < 0 or first & 1:  # a null key (or negative length), or not this shape
+        return None
+    if _SPLIT_KEYED is None:
+        got = None
+    elif with_keys:
+        got = _split_keyed(buf, pos, end, n)
+    else:
+        got = None
+        vals = _split_values(buf, pos, end, n)
+        if vals is not None:
+            return None, vals
+    if got is None:
+        got = _decode_keyed_framed(buf, pos, h, True, with_values)
+        if got is None:
+            return None
+        _learn_key_lengths(got[0])
+    return (got[0] if with_keys else None), (got[1] if with_values else None)
+
+
+# The regex of ``_split_keyed`` and the key lengths it knows (each a branch of it).
+_SPLIT_KEYED: Any = None
+_SPLIT_VALUES: Any = None
+_SPLIT_KEY_LENGTHS: frozenset = frozenset()
+_SPLIT_MAX_LENGTHS = 12  # branches tried one after another: a few key lengths only
+_SPLIT_T: Any = None
+_SPLIT_T1: Any = None
+
+
+def _learn_key_lengths(keys: Sequence[bytes]) -> None:
+    """Add the lengths of these keys (below 64 bytes) to what ``_split_keyed`` knows."""
+    global _SPLIT_KEYED, _SPLIT_VALUES, _SPLIT_KEY_LENGTHS, _SPLIT_T, _SPLIT_T1
+    lengths = set(map(len, keys))
+    if lengths <= _SPLIT_KEY_LENGTHS or max(lengths) >= 64:
+        return
+    known = _SPLIT_KEY_LENGTHS | lengths
+    if len(known) > _SPLIT_MAX_LENGTHS:
+        known = frozenset(lengths) if len(lengths) <= _SPLIT_MAX_LENGTHS else frozenset()
+    if not known:
+        return
+    import re
+    if _SPLIT_T is None:
+        zz, _mid, ln = _tables()
+        # by the record's whole size (length varint + length) less 2: its length varint
+        t: list = [None] * (_TABLE_SIZE + 4)
+        for m in range(2, _TABLE_SIZE):
+            t[m + ln[m] - 2] = zz[m]
+        _SPLIT_T = t
+        _SPLIT_T1 = [None] + t
+    v = rb"[\x80-\xff]{0,2}[\x00-\x7f]"  # a varint of 1 to 3 bytes
+    kls = sorted(known)
+    # the key length byte, then the key: as many bytes as that byte says (a lookbehind
+    # at it picks the branch)
+    branches = b"|".join(b"(?<=" + re.escape(bytes((2 * k,))) + b")" + b".{%d}" % k
+                         for k in kls)
+    klb = b"[" + b"".join(re.escape(bytes((2 * k,))) for k in kls) + b"]"
+    # headerCount 0 (of the record before), then (length, attributes 0, timestampDelta
+    # 0, offsetDelta), keyLength, (key), (valueLength)
+    _SPLIT_KEYED = re.compile(rb"\x00(" + v + rb"\x00\x00" + v + rb")" + klb + b"(" + branches
+                              + b")(" + v + b")", re.DOTALL)
+    # the same with the key inside the first group: values only, a part less a record
+    _SPLIT_VALUES = re.compile(rb"\x00(" + v + rb"\x00\x00" + v + klb + b"(?:" + branches
+                               + b"))(" + v + b")", re.DOTALL)
+    _SPLIT_KEY_LENGTHS = frozenset(known)
+
+
+def _split_keyed(buf: bytes, pos: int, end: int, n: int) -> tuple[list, list] | None:
+    """(keys, values) of a keyed batch whose keys all have lengths ``_SPLIT_KEYED``
+    knows, or None. The split gives, per record, (length, 0, 0, offsetDelta), key,
+    valueLength and value; accepted only if each record's length varint, offset delta
+    and value length are the canonical encodings of what was found (the key length is
+    the regex's own branch), so the batch is byte for byte the encoding of the result."""
+    # over a view (no copy of the batch): the first record has no headerCount 0 before
+    # it and stays whole in parts[0]; it is split on its own, with that 0 put in front
+    split = _SPLIT_KEYED.split
+    parts = split(memoryview(buf)[pos + HEADER_SIZE:end - 1])
+    if len(parts) != 4 * n - 3:
+        return None
+    first = split(b"\x00" + parts[0])
+    if len(first) != 5 or first[0]:
+        return None
+    parts[0:1] = first
+    zz, _mid, _ln = _tables()
+    _f, _zz, sized, _u, _vs, _fx, mid2 = _keyed_tables()
+    fixed1 = _KEYED_LENGTHS[1]  # type: ignore[index]
+    keys = parts[2::4]
+    values = parts[4::4]
+    vlens = list(map(len, values))
+    try:
+        if parts[3::4] != list(map(zz.__getitem__, vlens)):
+            return None
+        # each record's length: attributes, timestampDelta, offsetDelta, keyLength (one
+        # byte: keys are shorter than 64), key, valueLength, value, headerCount
+        want = [b""] * (2 * n)
+        want[0::2] = map(zz.__getitem__, map(add, map(add, map(len, keys), fixed1[:n]),
+                                             map(sized.__getitem__, vlens)))
+    except IndexError:  # a length outside the tables
+        return None
+    want[1::2] = mid2[:n]
+    # each head found is (varint, 0, 0, varint), as each wanted one is: the heads joined
+    # equal the wanted ones joined only if each equals its own
+    if b"".join(parts[1::4]) != b"".join(want):
+        return None
+    return keys, values
+
+
+def _split_values(buf: bytes, pos: int, end: int, n: int) -> list | None:
+    """``_split_keyed`` for the values only: the key stays in the first part (length,
+    0, 0, offsetDelta, keyLength, key), whose start is checked with ``startswith``."""
+    split = _SPLIT_VALUES.split
+    parts = split(memoryview(buf)[pos + HEADER_SIZE:end - 1])
+    if len(parts) != 3 * n - 2:
+        return None
+    first = split(b"\x00" + parts[0])
+    if len(first) != 4 or first[0]:
+        return None
+    parts[0:1] = first
+    zz, _mid, _ln = _tables()
+    _f, _zz, sized, _u, _vs, _fx, mid2 = _keyed_tables()
+    values = parts[3::3]
+    heads = parts[1::3]
+    vlens = list(map(len, values))
+    try:
+        if parts[2::3] != list(map(zz.__getitem__, vlens)):
+            return None
+        # the size of each record with its length varint, less 1: head with the key,
+        # value length and value, headerCount; so its length varint is _SPLIT_T[size - 1]
+        sizes = map(add, map(len, heads), map(sized.__getitem__, vlens))
+        if not all(map(bytes.startswith, heads,
+                       map(add, map(_SPLIT_T1.__getitem__, sizes), mid2[:n]))):
+            return None
+    except (IndexError, TypeError):  # a length outside the tables
+        return None
+    return values
+
+
+def _decode_keyed_framed(buf: bytes, pos: int, h: BatchHeader, with_keys: bool = True,
+                         with_values: bool = True) -> tuple[Any, Any] | None:
+    """``decode_keyed`` for any key lengths (the split cannot tell them): the same result,
+    or None.
 
     As ``decode_plain_values``: one regex split (in C) cuts the batch at what looks like
     record framing, keys and values are sliced out by map calls, and the result is

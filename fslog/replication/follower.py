@@ -92,6 +92,7 @@ class Follower:
         self._pstate: dict[tuple[str, int], _PartState] = {}
         self._group_seen: dict[tuple[str, str, int], int] = {}
         self._state: dict = {}
+        self._written = ""  # follower.json as last written
         self._leader_topics: dict[str, dict] = {}
         self.topics_created: list[str] = []
         self.topics_deleted: list[str] = []
@@ -118,7 +119,7 @@ class Follower:
                        if topics is not None else []}
         # (with a new leader, the topics here are checked against it by leader epochs and
         # their last batch, not by the ids of another leader's topics)
-        write_follower_state(self.log.root, self._state)
+        self._write_state()
 
     def close(self) -> None:
         for p in self._parts.values():
@@ -145,15 +146,32 @@ class Follower:
             for p in range(meta["partitions"]):
                 self._sync_partition(name, p)
         self._sync_groups()
-        write_follower_state(self.log.root, self._state)
+        self._write_state()
+
+    def _write_state(self) -> None:
+        """``follower.json``, when it changed (it is fsynced: not on every pass)."""
+        import json
+        now = json.dumps(self._state, sort_keys=True)
+        if now != self._written:
+            write_follower_state(self.log.root, self._state)
+            self._written = now
 
     def follow(self, stop: threading.Event, interval: float = 0.5) -> None:
         """Passes until ``stop``; a leader that cannot be reached is retried every second
-        (an "unavailable" event says so once, a "reconnected" event when it is back)."""
+        (an "unavailable" event says so once, a "reconnected" event when it is back).
+
+        A leader that can fetch many partitions in one long-poll (a network leader:
+        ``fetch_many``) is followed as Kafka's replica fetcher does: between two full
+        passes (every ``interval``: topics, configs, log start, groups) each Fetch waits
+        for new batches and they are appended and fsynced at once, so the next Fetch
+        reports the new durable position (what acks=all waits for)."""
         down = False
+        fetcher = getattr(self.source, "fetch_many", None)
         while not stop.is_set():
             try:
                 self.run_pass()
+                if fetcher is not None and not down:
+                    self._fetch_until(fetcher, time.monotonic() + interval, stop)
             except LeaderUnavailableError as e:
                 if not down:
                     self.on_event({"event": "unavailable", "message":
@@ -168,10 +186,48 @@ class Follower:
                 for ps in self._pstate.values():
                     ps.checked = False  # a restarted leader may have a new epoch
                 down = False
+                continue
             if stop.is_set():
                 break
-            self.source.wait(interval, self._leader_topics,
-                             {k: ps.end for k, ps in self._pstate.items()}, stop=stop)
+            if fetcher is None:
+                self.source.wait(interval, self._leader_topics,
+                                 {k: ps.end for k, ps in self._pstate.items()}, stop=stop)
+
+    def _fetch_until(self, fetcher, deadline: float, stop: threading.Event) -> None:
+        """Fetch-append-fsync rounds until ``deadline``; anything unusual (a leader moved,
+        a batch not at this log's end) ends them early: the full pass sorts it out."""
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            positions = {k: ps.end for k, ps in self._pstate.items()
+                         if ps.checked and k[0] in self._state["topics"] and k in self._parts}
+            if not positions:
+                stop.wait(left)
+                return
+            got = fetcher(positions, self.max_fetch_bytes, min(left, 0.5))
+            wrote = []
+            odd = False
+            for key, data in got.items():
+                if data is None:
+                    odd = True
+                    continue
+                if not data:
+                    continue
+                rp, ps = self._parts[key], self._pstate[key]
+                off = rp.end_offset()
+                if rb.read_header(data, 0).base_offset != off or off != ps.end:
+                    odd = True
+                    continue
+                end = rp.follower_append(data, None)
+                ps.bytes += len(data)
+                ps.records += end - off
+                ps.end = end
+                wrote.append(rp)
+            for rp in wrote:
+                rp.sync()
+            if odd:
+                return
 
     # ------------------------------------------------------------ topics
     def _sync_topics(self, leader_topics: dict[str, dict]) -> None:
@@ -383,7 +439,11 @@ class Follower:
                 break
         if last is None:
             return
-        data, lbases = self.source.fetch(topic, p, last.base_offset, 1)
+        peek = getattr(self.source, "peek", None)
+        if peek is not None:  # a network leader: a look back must not move our position there
+            data, lbases = peek(topic, p, last.base_offset), None
+        else:
+            data, lbases = self.source.fetch(topic, p, last.base_offset, 1)
         if not data:
             return
         lh = rb.read_header(data, 0)

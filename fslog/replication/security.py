@@ -5,10 +5,13 @@ shared freely."""
 
 from __future__ import annotations
 
-import ssl
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import FslogError
+
+if TYPE_CHECKING:
+    import ssl
 
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
@@ -44,6 +47,7 @@ class ClientSecurity:
         return cfg
 
     def ssl_context(self) -> ssl.SSLContext:
+        import ssl
         try:
             return ssl.create_default_context(cafile=self.tls_ca)
         except (OSError, ssl.SSLError) as e:

@@ -56,6 +56,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+from bisect import bisect_left
 from operator import gt
 from typing import Any
 
@@ -131,6 +132,56 @@ def largest_timestamp(partition, base: int) -> int:
     finally:
         seg.close()
     return best
+
+
+def background_failure(partition) -> dict | None:
+    """Why the last background compaction of the partition failed — ``{"time_ms",
+    "error"}`` from ``cleaner-error.json`` — or None. The file stays until a compaction
+    of the partition completes (``fslog clean``, or a later one in the background)."""
+    path = os.path.join(partition.path, files.CLEANER_ERROR_FILE)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd, "rb") as f:
+            doc = json.loads(f.read())
+        return {"time_ms": int(doc["time_ms"]), "error": str(doc["error"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"time_ms": 0, "error": f"{path}: unreadable (remove it)"}
+
+
+def background_failures(topic) -> list[tuple[int, dict]]:
+    """(partition number, ``background_failure``) of each partition of the topic that has one."""
+    out = []
+    for p in topic.partitions():
+        f = background_failure(p)
+        if f is not None:
+            out.append((p.number, f))
+    return out
+
+
+def describe_failure(topic: str, number: int, failure: dict) -> str:
+    """One line for users: what failed, when, and what to do."""
+    import time
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(failure["time_ms"] / 1000)) \
+        if failure["time_ms"] else "an unknown time"
+    return (f"{topic}/{number}: the background compaction failed at {when}: {failure['error']}; "
+            f"the partition is left as it was: run 'fslog verify {topic}', then "
+            f"'fslog clean {topic}' (which retries it and, once it succeeds, clears this)")
+
+
+def _record_failure(directory: str, error: str) -> None:
+    try:
+        files.write_atomic(os.path.join(directory, files.CLEANER_ERROR_FILE),
+                           json.dumps({"time_ms": now_ms(), "error": error}).encode() + b"\n")
+    except OSError:
+        pass  # (the directory is gone, or the disk full: nothing better to do)
+
+
+def _clear_failure(partition) -> None:
+    if _unlink(os.path.join(partition.path, files.CLEANER_ERROR_FILE)):
+        files.fsync_dir(partition.path)
 
 
 # ---------------------------------------------------------------- recovery (under the lock)
@@ -300,13 +351,20 @@ class _SegmentBuilder:
                                  + files.CLEANED_SUFFIX))
 
 
-def _groups(partition, bases: list[int], segment_bytes: int) -> list[tuple[list[int], int]]:
-    """Consecutive sealed segments to rewrite together: ([bases], end offset)."""
+def _groups(partition, bases: list[int], segment_bytes: int,
+            estimate: dict[int, int] | None = None) -> list[tuple[list[int], int]]:
+    """Consecutive sealed segments to rewrite together: ([bases], end offset). A group's
+    segments are at most ``segment_bytes`` together once cleaned: ``estimate`` gives an
+    upper bound of a segment's cleaned size where the offset map tells it (its size on
+    disk otherwise)."""
+    estimate = estimate or {}
     out: list[tuple[list[int], int]] = []
     cur: list[int] = []
     cur_size = 0
     for i, b in enumerate(bases[:-1]):
-        size = _size(partition.path, b)
+        size = estimate.get(b)
+        if size is None:
+            size = _size(partition.path, b)
         end = bases[i + 1]
         if cur and (cur_size + size > segment_bytes or end - cur[0] > _MAX_GROUP_OFFSETS):
             out.append((cur, b))
@@ -319,16 +377,17 @@ def _groups(partition, bases: list[int], segment_bytes: int) -> list[tuple[list[
 
 
 # Memory of one offset-map entry besides its key's bytes: the key's bytes object header,
-# the offset's int object and the dict's slot (measured on CPython 3.11-3.13, rounded up).
-MAP_ENTRY_BYTES = 128
+# the offset's int object, the dict's slot (with the slack of its growth) and the entry
+# of the sorted list of surviving offsets (measured on CPython 3.11-3.13, rounded up).
+MAP_ENTRY_BYTES = 160
 
 
 def _batch_keys(seg_path: str, h: rb.BatchHeader, data: bytes, values: bool = True):
     """(offsets, keys, values, records) of one batch for the cleaner. A keyed batch of the
     producer's shape (``batch.decode_keyed``) comes without a Python loop per record
     and ``records`` None (every record then has a key, a value, no headers and the
-    batch's base timestamp; ``values`` False: a keys-only scan, values None); any other batch goes through the general decoder, and
-    ``records`` holds them."""
+    batch's base timestamp; ``values`` False: a keys-only scan, values None); any other
+    batch goes through the general decoder, and ``records`` holds them."""
     kv: Any = rb.decode_keyed(data, 0, h, with_values=values)
     if kv is not None:
         return range(h.base_offset, h.next_offset), kv[0], kv[1], None
@@ -336,31 +395,83 @@ def _batch_keys(seg_path: str, h: rb.BatchHeader, data: bytes, values: bool = Tr
     return [r.offset for r in recs], [r.key for r in recs], [r.value for r in recs], recs
 
 
-def _build_map(partition, bases: list[int], start: int, end: int, budget: int):
+class _OffsetMap:
+    """Kafka's offset map for one pass: ``latest`` (key -> its latest offset among the
+    records from ``start`` to ``upto``), ``survivors`` (those offsets, sorted: the
+    records of that range that compaction keeps, tombstones aside), ``simple`` (base
+    offsets of the batches of that range in the producer's keyed shape: a key and a
+    value in every record, no headers) and ``batches`` (segment base -> (base offset,
+    next offset, size, record count) of the batches of that range it holds)."""
+
+    def __init__(self, start: int):
+        self.start = start
+        self.upto = start
+        self.latest: dict[bytes, int] = {}
+        self.survivors: list[int] = []
+        self.simple: set[int] = set()
+        self.batches: dict[int, list[tuple[int, int, int, int]]] = {}
+
+    def kept(self, base: int, nxt: int) -> tuple[int, int]:
+        """(lo, hi): ``survivors[lo:hi]`` are the kept offsets of ``base..nxt - 1``."""
+        lo = bisect_left(self.survivors, base)
+        return lo, bisect_left(self.survivors, nxt, lo)
+
+    def estimate(self) -> dict[int, int]:
+        """An upper bound of each segment's cleaned size, by segment base: a batch that
+        loses every record takes no room, one that loses none keeps its bytes, one that
+        loses some at most its bytes and its offset deltas grown by a varint byte or two
+        (the cleaned batch's range may begin earlier)."""
+        out = {}
+        for seg, rows in self.batches.items():
+            total = 0
+            for base, nxt, size, count in rows:
+                lo, hi = self.kept(base, nxt)
+                if hi == lo:
+                    continue
+                total += size if hi - lo == count else size + 2 * (hi - lo) + rb.HEADER_SIZE
+            out[seg] = total
+        return out
+
+
+def _build_map(partition, bases: list[int], start: int, end: int, budget: int) -> _OffsetMap:
     """Kafka's offset map: the latest offset of each key in the records from ``start``
     to ``end`` (the active segment's base offset), until the map holds ``budget`` bytes.
-    Returns (map, upto): the map covers offsets below ``upto`` (a batch end; ``end`` if
-    everything fit). A keys-only scan: values are not looked at."""
-    latest: dict[bytes, int] = {}
+    The map covers offsets below ``m.upto`` (a batch end; ``end`` if everything fit). A
+    keys-only scan: values are not looked at, and a batch of the producer's keyed shape
+    costs one regex split and one dict update (no object per record)."""
+    m = _OffsetMap(start)
+    latest = m.latest
     used = 0
     for i, b in enumerate(bases[:-1]):
         if bases[i + 1] <= start:
             continue
+        # (a segment the map's range begins or ends within has no estimate: its batches
+        # outside the range are not looked at)
+        rows = m.batches.setdefault(b, []) if b >= start else []
         for h, data in _segment_raw_batches(partition, b):
             if h.next_offset <= start:
                 continue
             offsets, keys, _values, recs = _batch_keys(partition.path, h, data, values=False)
-            if recs is not None and None in keys:
-                pairs = [(k, o) for k, o in zip(keys, offsets) if k is not None]
-                offsets, keys = [o for _, o in pairs], [k for k, _ in pairs]
+            if recs is not None:
+                if None in keys:
+                    pairs = [(k, o) for k, o in zip(keys, offsets) if k is not None]
+                    offsets, keys = [o for _, o in pairs], [k for k, _ in pairs]
+            elif h.base_offset >= start:
+                m.simple.add(h.base_offset)
+            rows.append((h.base_offset, h.next_offset, len(data), h.record_count))
             before = len(latest)
             latest.update(zip(keys, offsets))
             new = len(latest) - before
             if new:
                 used += new * (MAP_ENTRY_BYTES + sum(map(len, keys)) // len(keys))
             if used >= budget and h.next_offset < end:
-                return latest, h.next_offset
-    return latest, end
+                m.batches.pop(b, None)
+                m.upto = h.next_offset
+                m.survivors = sorted(latest.values())
+                return m
+    m.upto = end
+    m.survivors = sorted(latest.values())
+    return m
 
 
 def _segment_raw_batches(partition, base: int):
@@ -400,9 +511,8 @@ def compact(partition, config, now: int, force: bool = False) -> dict:
     result = {"dirty_ratio": round(ratio, 4), "ran": False, "records_removed": 0,
               "tombstones_removed": 0, "keyless_removed": 0, "segments_before": len(bases),
               "segments_after": len(bases), "bytes_before": 0, "bytes_after": 0, "passes": 0}
-    if len(bases) < 2:
-        return result
-    if not force and not ratio > config.get("min.cleanable.dirty.ratio"):  # as Kafka: >
+    if len(bases) < 2 or (not force and not ratio > config.get("min.cleanable.dirty.ratio")):
+        _clear_failure(partition)  # (nothing to do is not a failure)
         return result
     result["ran"] = True
     horizon = now - config.get("delete.retention.ms")
@@ -414,26 +524,29 @@ def compact(partition, config, now: int, force: bool = False) -> dict:
     counted: set[int] = set()
     while True:
         result["passes"] += 1
-        latest, upto = _build_map(partition, bases, start, end, budget)
-        for group, group_end in _groups(partition, bases, config.get("segment.bytes")):
+        omap = _build_map(partition, bases, start, end, budget)
+        upto = omap.upto
+        for group, group_end in _groups(partition, bases, config.get("segment.bytes"),
+                                        omap.estimate()):
             if group[0] >= upto:
                 break
             before = sum(_size(partition.path, b) for b in group)
             first = group[0] not in counted
             counted.update(group)
-            stats = _clean_group(partition, group, group_end, latest, upto, horizon,
+            stats = _clean_group(partition, group, group_end, omap, horizon,
                                  config.get("index.interval.bytes"))
             if first:
                 result["bytes_before"] += before
             for k in ("records_removed", "tombstones_removed", "keyless_removed"):
                 result[k] += stats[k]
-        del latest
+        del omap
         files.write_atomic(os.path.join(partition.path, files.CLEANER_CHECKPOINT_FILE),
                            json.dumps({"first_dirty_offset": upto}).encode() + b"\n")
         if upto >= end:
             break
         start = upto
         bases = partition.segment_bases()
+    _clear_failure(partition)
     bases = partition.segment_bases()
     result["bytes_after"] = sum(_size(partition.path, b) for b in bases[:-1])
     result["segments_after"] = len(bases)
@@ -441,14 +554,21 @@ def compact(partition, config, now: int, force: bool = False) -> dict:
     return result
 
 
-def _clean_group(partition, group: list[int], end: int, latest: dict, upto: int,
+def _clean_group(partition, group: list[int], end: int, omap: _OffsetMap,
                  horizon: int, interval: int) -> dict:
-    """Rewrite one group against the offset map (records at ``upto`` and after are kept
-    as they are: the map does not cover them), merging its segments into one; a lone
-    segment that loses nothing is left as it is. Return what it removed."""
+    """Rewrite one group against the offset map (records at ``omap.upto`` and after are
+    kept as they are: the map does not cover them), merging its segments into one; a
+    lone segment that loses nothing is left as it is. Return what it removed.
+
+    A batch of the map's range in the producer's keyed shape is not decoded at all
+    unless it loses some records but not all: the sorted survivors say how many of its
+    offsets stay (all: its bytes are copied; none: it goes). Other batches (before the
+    map's range, or of another shape) are decoded and looked up key by key."""
     stats = {"records_removed": 0, "tombstones_removed": 0, "keyless_removed": 0, "bytes": 0}
     out = _SegmentBuilder(partition.path, group[0], interval)
     changed = len(group) > 1
+    latest = omap.latest
+    upto = omap.upto
     get = latest.get
     try:
         # the batch waiting to be written: (range start, header, bytes, kept records or
@@ -472,7 +592,18 @@ def _clean_group(partition, group: list[int], end: int, latest: dict, upto: int,
             for h, data in _segment_raw_batches(partition, b):
                 max_ts = max(max_ts, h.max_timestamp)
                 keep: list | None = None
-                if h.base_offset < upto:
+                if h.base_offset in omap.simple:  # (so within the map's range)
+                    lo, hi = omap.kept(h.base_offset, h.next_offset)
+                    if hi - lo != h.record_count:
+                        stats["records_removed"] += h.record_count - (hi - lo)
+                        keep = []
+                        if hi > lo:  # some stay: decode it, keep those
+                            kv: Any = rb.decode_keyed(data, 0, h)
+                            base, ts = h.base_offset, h.base_timestamp
+                            keys, values = kv
+                            keep = [rb.Record(o, ts, keys[o - base], values[o - base], ())
+                                    for o in omap.survivors[lo:hi]]
+                elif h.base_offset < upto:
                     offsets, keys, values, recs = _batch_keys(partition.path, h, data, False)
                     if recs is None:
                         # keys and values all there: only superseded records go
@@ -496,9 +627,9 @@ def _clean_group(partition, group: list[int], end: int, latest: dict, upto: int,
                                 stats[why] += 1
                         if len(kept) != len(recs):
                             keep = kept
-                    if keep is not None and not keep:
-                        changed = True
-                        continue  # every record of it goes
+                if keep is not None and not keep:
+                    changed = True
+                    continue  # every record of it goes
                 if pending is not None:
                     emit(pending, pending[1].last_offset)
                     start = pending[1].last_offset + 1
@@ -608,7 +739,9 @@ def clean_after_roll(partition) -> None:
     cleaner lock taken here, so the producer never waits for it and no other clean can
     slip in between. A failure here raises; the partition keeps it in ``clean_errors``
     (the append is done and acknowledged) for the caller to report. A failure of the
-    background compaction is reported by the next ``fslog clean`` of the partition."""
+    background compaction is kept in ``cleaner-error.json`` (``background_failure``),
+    which ``fslog status``, ``fslog verify`` and ``fslog produce`` report until a
+    compaction of the partition succeeds."""
     plock = ProcessLock(os.path.join(partition.path, files.CLEANER_LOCK_FILE))
     if not plock.try_acquire():
         return
@@ -636,9 +769,7 @@ def _spawn_compaction(partition, lock_fd: int) -> bool:
     interpreter can be started (then the caller compacts inline)."""
     import subprocess
     import sys
-    for p in list(_BACKGROUND):
-        if p.poll() is not None:
-            _BACKGROUND.remove(p)
+    _reap()
     if not sys.executable or os.environ.get("FSLOG_CLEANER") == "inline":
         return False
     try:
@@ -649,8 +780,21 @@ def _spawn_compaction(partition, lock_fd: int) -> bool:
             pass_fds=(lock_fd,), start_new_session=True, close_fds=True)
     except OSError:
         return False
-    _BACKGROUND.append(child)
+    _BACKGROUND.append((child, partition.path))
     return True
+
+
+def _reap() -> None:
+    """Forget background compactions that ended; one killed by a signal (the OOM killer,
+    say) could not say why: record that it died."""
+    for entry in list(_BACKGROUND):
+        child, directory = entry
+        if child.poll() is None:
+            continue
+        _BACKGROUND.remove(entry)
+        if child.returncode < 0:
+            _record_failure(directory, f"the cleaner process (pid {child.pid}) was killed by "
+                                       f"signal {-child.returncode}")
 
 
 def wait_for_background(partition) -> None:
@@ -672,16 +816,21 @@ def _main(argv: list[str]) -> int:
     ap.add_argument("topic")
     ap.add_argument("partition", type=int)
     args = ap.parse_args(argv)
+    directory = files.partition_dir(args.root, args.topic, args.partition)
     try:
         partition = Partition(args.root, args.topic, args.partition,
                               TopicConfig(read_topic_meta(args.root, args.topic)[1]))
+        directory = partition.path
         config = _current_config(partition)
         if config.compacted:
             compact(partition, config, now_ms())
         return 0
-    except (FslogError, OSError) as e:
+    except Exception as e:  # noqa: BLE001 (whatever it was, it must not vanish)
         import sys
-        print(f"fslog: background compaction of {args.topic}/{args.partition}: {e}",
+        why = str(e) if isinstance(e, (FslogError, OSError)) else f"{type(e).__name__}: {e}"
+        if os.path.isdir(directory):
+            _record_failure(directory, why)  # for status, verify and the next produce
+        print(f"fslog: background compaction of {args.topic}/{args.partition}: {why}",
               file=sys.stderr)
         return 1
     finally:

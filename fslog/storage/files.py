@@ -48,6 +48,7 @@ CLEANED_SUFFIX = ".cleaned"
 CLEAN_MARKER_SUFFIX = ".swap.json"   # a compaction being swapped in: see cleaner.py
 CLEANER_LOCK_FILE = ".cleaner.lock"  # one cleaner per partition at a time
 CLEANER_CHECKPOINT_FILE = "cleaner-checkpoint.json"  # first dirty offset
+CLEANER_ERROR_FILE = "cleaner-error.json"  # why the last background compaction failed
 TOPICS_DIR = "topics"
 GROUPS_DIR = "groups"
 TMP_DIR = "tmp"

@@ -16,7 +16,7 @@ import os
 from ..errors import CorruptRecordError
 from ..records import batch as rb
 from . import files
-from .cleaner import clean_lock, leftovers, pending_swaps, recover
+from .cleaner import background_failures, clean_lock, describe_failure, leftovers, pending_swaps, recover
 from .index import OFFSET_WIDTH, TIME_WIDTH, not_a_file_error, open_offset_index, open_time_index
 from .locks import is_locked_by_someone
 from .segment import SegmentWriter
@@ -279,6 +279,12 @@ def verify_partition(partition, repair: bool = False) -> dict:
 
 def verify_topic(topic, repair: bool = False) -> dict:
     parts = [verify_partition(p, repair=repair) for p in topic.partitions()]
+    for number, failure in background_failures(topic):
+        for res in parts:
+            if res["partition"] == number:
+                res["problems"].append(_problem(
+                    "compaction-failed", files.partition_dir(topic.root, topic.name, number),
+                    None, None, describe_failure(topic.name, number, failure)))
     return {
         "topic": topic.name,
         "partitions": parts,
