@@ -81,6 +81,29 @@ def no_traceback(cp) -> None:
     assert b"Traceback" not in err, f"traceback on stderr of {cp.args}:\n{err.decode(errors='replace')}"
 
 
+_CRASH_AT = """
+import os, signal, sys
+what, n, fraction = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+name = "write" if what == "big-write" else what
+real = getattr(os, name)
+calls = 0
+def crash(*args, **kwargs):
+    global calls
+    if what == "big-write" and len(args[1]) < 1 << 20:
+        return real(*args, **kwargs)
+    calls += 1
+    if calls == n:
+        if what == "big-write":
+            real(args[0], memoryview(args[1])[:int(len(args[1]) * fraction)])
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(*args, **kwargs)
+setattr(os, name, crash)
+sys.argv = ["fslog"] + sys.argv[4:]
+from fslog.cli.main import run
+run()
+"""
+
+
 class CLI:
     def __init__(self, root: Path):
         self.root = root
@@ -117,6 +140,20 @@ class CLI:
               stderr=subprocess.PIPE, env: dict | None = None, **kw) -> subprocess.Popen:
         p = subprocess.Popen(FSLOG_CMD + [str(a) for a in args], stdin=stdin, stdout=stdout,
                              stderr=stderr, env=self.env(env), **kw)
+        self.procs.append(p)
+        return p
+
+    def popen_crashing(self, what: str, n: int, *args, fraction: float = 0.0, **kw) -> subprocess.Popen:
+        """``popen`` of ``fslog ARGS`` in a process that kills itself with SIGKILL (as
+        kill -9: no cleanup, nothing buffered is flushed) at the ``n``-th call of
+        ``os.WHAT``, before it runs; with ``what="big-write"``, inside the ``n``-th
+        ``os.write`` of 1 MiB or more, after writing ``fraction`` of it (a torn write).
+        A crash at a chosen point: the same on a fast or a busy machine."""
+        cmd = [sys.executable, "-c", _CRASH_AT, what, str(n), repr(fraction), *map(str, args)]
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        kw.setdefault("stdout", subprocess.PIPE)
+        kw.setdefault("stderr", subprocess.PIPE)
+        p = subprocess.Popen(cmd, env=self.env(kw.pop("env", None)), **kw)
         self.procs.append(p)
         return p
 

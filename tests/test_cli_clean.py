@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 
+import pytest
 from conftest import read_lines_until, stderr_lines
 from kafka_judge import kafka_records
 
@@ -173,6 +174,7 @@ _KILL_POINTS = [("write", 2), ("write", 4), ("fsync", 1), ("fsync", 4), ("replac
                 ("replace", 2), ("replace", 3), ("replace", 5), ("unlink", 1), ("unlink", 4)]
 
 
+@pytest.mark.slow
 def test_kill9_during_clean_leaves_old_or_new(cli):
     cli.create("t", "--config", "segment.bytes=4096", "--config", "index.interval.bytes=256",
                "--config", "cleanup.policy=compact", "--config", "min.cleanable.dirty.ratio=1")

@@ -56,10 +56,17 @@ def test_kill9_during_large_input_leaves_clean_prefix(cli):
     lines = [b"line-%06d-%s" % (i, b"x" * (i % 37)) for i in range(200_000)]
     data = b"\n".join(lines) + b"\n"
     prod = cli.popen("produce", "t", stdin=subprocess.PIPE)
+    # the last line is held back until after the kill: the producer is killed alive, in
+    # the middle of its input, however fast or busy the machine
+    rest = threading.Event()
+    held = len(lines[-1]) + 1
 
     def feed():
         try:
-            prod.stdin.write(data)
+            prod.stdin.write(data[:-held])
+            prod.stdin.flush()
+            rest.wait(120)
+            prod.stdin.write(data[-held:])
             prod.stdin.close()
         except (BrokenPipeError, ValueError, OSError):
             pass
@@ -68,13 +75,14 @@ def test_kill9_during_large_input_leaves_clean_prefix(cli):
     th.start()
     part = cli.partition_dir("t")
     # wait until it is writing, then kill it in the middle of its work
-    wait_for(lambda: any(p.stat().st_size for p in part.glob("*.log")), timeout=20,
+    wait_for(lambda: any(p.stat().st_size for p in part.glob("*.log")), timeout=120,
              interval=0.002, what="the producer's first append")
-    time.sleep(0.2)
+    time.sleep(0.2)  # a random moment: whatever it is doing then
     prod.kill()
     prod.wait(timeout=60)
+    rest.set()
     th.join(timeout=60)
-    assert prod.returncode == -signal.SIGKILL, "the producer finished before it was killed"
+    assert prod.returncode == -signal.SIGKILL
 
     cp = cli("consume", "t")
     got = cp.stdout.split(b"\n")

@@ -11,6 +11,7 @@ import random
 import signal
 import subprocess
 
+import pytest
 from conftest import stderr_lines, wait_for
 
 import fslog
@@ -43,6 +44,7 @@ def assert_identical(a, b, topic: str, partitions: int = 1) -> None:
             assert filecmp.cmp(la[name], lb[name], shallow=False), f"{topic}/{p}: {name} differs"
 
 
+@pytest.mark.slow
 def test_once_copies_byte_for_byte_and_the_copy_is_a_full_root(cli, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     cli("--root", a, "topic", "create", "t", "--partitions", "2", *TINY)
@@ -74,6 +76,7 @@ def test_once_copies_byte_for_byte_and_the_copy_is_a_full_root(cli, tmp_path):
     assert "is not an fslog root" in cp.stderr.decode()
 
 
+@pytest.mark.slow
 def test_follower_killed_mid_copy_resumes_with_no_gap_and_no_duplicate(cli, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     cli("--root", a, "topic", "create", "t", "--partitions", "2", *TINY)
@@ -101,6 +104,7 @@ def test_follower_killed_mid_copy_resumes_with_no_gap_and_no_duplicate(cli, tmp_
     assert got == want and len(got) == 69000
 
 
+@pytest.mark.slow
 def test_retention_compaction_deletion_and_groups_follow_the_leader(cli, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     cli("--root", a, "topic", "create", "old", *TINY, "--config", "retention.bytes=10000")

@@ -28,6 +28,7 @@ def _three(cli, topic: str = "t", keyed: bool = False) -> tuple:
     return path, data, size
 
 
+@pytest.mark.slow
 def test_damage_in_the_middle_of_the_active_segment_hides_nothing_before_or_after(cli):
     path, data, size = _three(cli)
     data[size + size - 2] ^= 1  # a bit of the second batch's value
@@ -46,6 +47,7 @@ def test_damage_in_the_middle_of_the_active_segment_hides_nothing_before_or_afte
     assert g.stdout == b"rec1\nrec3\n"
 
 
+@pytest.mark.slow
 def test_a_lengthened_batch_length_is_damage_not_a_torn_tail(cli):
     path, data, size = _three(cli)
     data[size + 11] ^= 1  # the low bit of batch 2's batchLength: one byte longer

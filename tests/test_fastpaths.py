@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import random
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kafka_judge import kafka_records
 
@@ -127,6 +127,23 @@ def test_murmur2_is_kafkas():
     assert P.murmur2(b"a-little-bit-longer-string") == -1486304829
     assert P.murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") == -58897971
     assert P.murmur2(b"abc") == 479470107
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.integers(0, 40).flatmap(lambda n: st.lists(st.binary(min_size=n, max_size=n),
+                                                      min_size=1, max_size=80)))
+def test_murmur2_of_many_keys_at_once_is_murmur2(keys):
+    assert P.murmur2_positive_all(keys) == [P.murmur2(k) & 0x7FFFFFFF for k in keys]
+
+
+def test_key_partitioner_unique_keys_of_many_lengths():
+    rnd = random.Random(5)
+    keys = [rnd.randbytes(rnd.randrange(0, 30)) for _ in range(20000)]
+    want = [P.partition_for_key(k, 12) for k in keys]
+    assert P.KeyPartitioner(12, cache_size=1000).partition_all(keys) == want  # no cache
+    kp = P.KeyPartitioner(12)
+    assert kp.partition_all(keys) == want == kp.partition_all(keys)  # then from the cache
 
 
 def test_key_partitioner_cache_is_bounded_and_right():
@@ -251,7 +268,7 @@ _json_lines = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_json_lines, min_size=1, max_size=40), st.booleans(), st.booleans())
 def test_json_ingest_bulk_is_line_by_line(tmp_path_factory, lines, keyed, skip):
     # (keyless records go where the sticky partitioner is: one partition, to compare)
@@ -264,7 +281,8 @@ def test_json_ingest_bulk_is_line_by_line(tmp_path_factory, lines, keyed, skip):
     assert bulk == line
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(st.lists(st.tuples(st.sampled_from([b"k1", b"k2", b"", b"\xff", b"key-%d" % 7]),
                           st.sampled_from([b":", b"::", b""]),
                           st.binary(max_size=30).filter(lambda b: b"\n" not in b)),

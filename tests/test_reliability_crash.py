@@ -12,8 +12,10 @@ the group registry survive kill -9 in the middle of a write.
    shapes; tiny ``segment.bytes`` and ``index.interval.bytes`` so that kills land in rolls
    and index writes), after acknowledged runs: clean prefix, verify (torn tail only), the
    next writer repairs, kafka-python reads every segment. Such kills rarely cut a write()
-   short, so records of 1-2 MB are then killed while their write() copies: real torn
-   tails, which readers skip and the next writer repairs.
+   short, so records of 1-2 MB are then killed while their write() copies, and producers
+   kill themselves inside such a write(): real torn tails, which readers skip and the
+   next writer repairs. What a kill hits is printed, never asserted (it depends on the
+   machine's speed); a kill that must land somewhere is injected there.
 2. A library producer (``send`` + ``flush`` every K records, printing the acknowledged
    count) killed at random: every acknowledged record is in the log, the log is a prefix.
 3. Eight producer processes on two partitions at once (``--partition`` and keyed), with
@@ -240,8 +242,12 @@ def log_bytes(root, topic: str) -> int:
     return total
 
 
-def feed(proc: subprocess.Popen, data: bytes, rng: random.Random, pauses: bool) -> threading.Thread:
-    """Write ``data`` to the process's stdin in random chunks (with random pauses), then close."""
+def feed(proc: subprocess.Popen, data: bytes, rng: random.Random, pauses: bool,
+         hold_eof: threading.Event | None = None) -> threading.Thread:
+    """Write ``data`` to the process's stdin in random chunks (with random pauses), then
+    close it; with ``hold_eof``, only once that event is set (so the process cannot
+    finish before it: a kill -9 meanwhile lands in a live producer, however fast the
+    machine)."""
     chunks = []
     i = 0
     while i < len(data):
@@ -256,6 +262,8 @@ def feed(proc: subprocess.Popen, data: bytes, rng: random.Random, pauses: bool) 
                 proc.stdin.flush()
                 if pause:
                     time.sleep(secs)
+            if hold_eof is not None:
+                hold_eof.wait(120)
             proc.stdin.close()
         except (BrokenPipeError, ValueError, OSError):
             pass
@@ -393,18 +401,21 @@ def _cli_producer_trial(cli, tmp_path: Path, seed: int, stats: dict) -> None:
             feeder = None
         else:
             prod = cli.popen(*args(linger), stdin=subprocess.PIPE)
-            feeder = feed(prod, data, rng, pauses=True)
+            eof = threading.Event()
+            feeder = feed(prod, data, rng, pauses=True, hold_eof=eof)
         if rng.random() < 0.25:
             time.sleep(rng.uniform(0, 0.3))  # start-up, recovery of the tail, first appends
         else:
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 120  # only a guard against a hang
             while log_bytes(cli.root, topic) == before and prod.poll() is None:
-                assert time.monotonic() < deadline, "the producer appended nothing in 20 s"
+                assert time.monotonic() < deadline, "the producer appended nothing in 120 s"
                 time.sleep(0.002)
             time.sleep(rng.uniform(0, 0.25))
         rc = kill9(prod)
         if feeder is not None:
+            eof.set()
             feeder.join(10)
+            assert rc == -signal.SIGKILL, f"producer exit {rc} before its input ended: {prod.stderr.read()!r}"
         if rc == 0:
             s.acked = True  # it finished before the kill: acknowledged
             stats["finished"] += 1
@@ -448,21 +459,26 @@ def _cli_producer_trial(cli, tmp_path: Path, seed: int, stats: dict) -> None:
     follower.finish(final)
 
 
-def test_kill9_cli_producer_at_random_moments(cli, tmp_path):
+@pytest.mark.slow
+@pytest.mark.parametrize("part", range(5))
+def test_kill9_cli_producer_at_random_moments(cli, tmp_path, part):
+    """25 trials (seeds BASE_SEED+0..24) in five parts that pytest-xdist can spread. A
+    producer fed through a pipe gets its end of input only after the kill, so it is always
+    killed alive (between appends, inside one, at a roll or an fsync: wherever it is); one
+    fed from a file may finish first (then all of it is acknowledged). What the kills hit
+    is printed, never asserted: it depends on the machine's speed; safety is asserted in
+    every trial."""
     stats = defaultdict(int)
     trials = n_trials(25)
-    for i in range(trials):
+    for i in range(part * trials // 5, (part + 1) * trials // 5):
         seed = BASE_SEED + i
         with trial(seed, f"producer kill trial {i}"):
             _cli_producer_trial(cli, tmp_path, seed, stats)
     print(f"\nkill -9 of fslog produce: {dict(stats)}")
-    # the kills really landed while records were being appended, not only before or after
-    assert stats["killed"] >= trials // 2, dict(stats)
-    assert stats["partial"] >= trials // 4, dict(stats)
 
 
 # ---------------------------------------------------------------- 1b. kill -9 inside a write()
-def _big_write_trial(cli, tmp_path: Path, seed: int, stats: dict) -> None:
+def _big_write_trial(cli, tmp_path: Path, seed: int, stats: dict, tear: bool) -> None:
     rng = random.Random(seed)
     topic = f"b{seed}"
     fslog.Log(str(cli.root)).create_topic(topic, config={
@@ -481,26 +497,36 @@ def _big_write_trial(cli, tmp_path: Path, seed: int, stats: dict) -> None:
     src = tmp_path / f"big-{seed}"
     src.write_bytes(data)
     before = log_bytes(cli.root, topic)
-    with open(src, "rb") as fi:
-        prod = cli.popen("produce", topic, stdin=fi)
-    # kill it the moment the log has grown past a random point of its input: the file
-    # grows page by page while a write() copies, so this lands inside a write() often
-    target = before + int(rng.uniform(0.05, 0.9) * len(data))
-    deadline = time.monotonic() + 30
-    fd = os.open(cli.segments(topic)[0], os.O_RDONLY)
-    try:
-        while os.fstat(fd).st_size < target and prod.poll() is None:
-            assert time.monotonic() < deadline, "the producer did not write its input in 30 s"
-    finally:
-        os.close(fd)
-    if kill9(prod) == 0:
-        s.acked = True
+    if tear:
+        # the producer kills itself inside its first or second write() of a batch, after
+        # writing a random part of it: a torn tail on disk, whatever the machine's speed
+        with open(src, "rb") as fi:
+            prod = cli.popen_crashing("big-write", rng.randint(1, 2), "produce", topic,
+                                      fraction=rng.uniform(0.02, 0.98), stdin=fi)
+        assert prod.wait(120) == -signal.SIGKILL, prod.stderr.read()
+    else:
+        with open(src, "rb") as fi:
+            prod = cli.popen("produce", topic, stdin=fi)
+        # kill it the moment the log has grown past a random point of its input: the file
+        # grows page by page while a write() copies, so this lands inside a write() often
+        target = before + int(rng.uniform(0.05, 0.9) * len(data))
+        deadline = time.monotonic() + 120  # only a guard against a hang
+        fd = os.open(cli.segments(topic)[0], os.O_RDONLY)
+        try:
+            while os.fstat(fd).st_size < target and prod.poll() is None:
+                assert time.monotonic() < deadline, "the producer did not write its input in 120 s"
+        finally:
+            os.close(fd)
+        if kill9(prod) == 0:
+            s.acked = True
     src.unlink()
     cp = cli("consume", topic, "--format", FMT)
     rows = parse_plo(cp.stdout)
     assert [o for _, o, _ in rows] == list(range(len(rows)))
     check_partition_values([v for _, _, v in rows], sents, 0, sequential=True)
     torn = verify_torn_tail_only(cli, topic)
+    if tear:
+        assert torn == 1, "the write cut short left no torn tail"
     stats["torn"] += torn
     stats["trials"] += 1
     data, s = make_input(rng, "n", 3, keyed=False, partitions=1, pool=pool,
@@ -518,18 +544,22 @@ def _big_write_trial(cli, tmp_path: Path, seed: int, stats: dict) -> None:
     follower.finish(final)
 
 
+@pytest.mark.slow
 def test_kill9_in_the_middle_of_large_writes_tears_the_tail_next_writer_repairs(cli, tmp_path):
     """Records of 1-2 MB: a write() of a batch takes long enough that kill -9 can cut
-    it short, leaving a real torn tail (a prefix of the write) on disk."""
+    it short, leaving a real torn tail (a prefix of the write) on disk. Kills at random
+    moments (whatever they hit), then producers that die inside a write() by design (a
+    torn tail every time): readers skip it, the next writer repairs it."""
     stats = defaultdict(int)
-    for i in range(n_trials(12)):
-        if i >= n_trials(6) and stats["torn"] >= 2 * SOAK:
-            break
+    for i in range(n_trials(5)):
         seed = BASE_SEED + 6000 + i
         with trial(seed, f"large-write kill trial {i}"):
-            _big_write_trial(cli, tmp_path, seed, stats)
+            _big_write_trial(cli, tmp_path, seed, stats, tear=False)
+    for i in range(n_trials(3)):
+        seed = BASE_SEED + 6500 + i
+        with trial(seed, f"torn large-write trial {i}"):
+            _big_write_trial(cli, tmp_path, seed, stats, tear=True)
     print(f"\nkill -9 during large writes: {dict(stats)}")
-    assert stats["torn"] >= 1, f"no kill landed inside a write() in {stats['trials']} trials"
 
 
 # ---------------------------------------------------------------- 2. library producer, kill -9
@@ -594,7 +624,7 @@ def _lib_producer_trial(cli, tmp_path: Path, seed: int, stats: dict) -> None:
             acks.append(int(line))
     reader = threading.Thread(target=read_acks, daemon=True)
     reader.start()
-    wait_for(lambda: acks or child.poll() is not None, timeout=30, what="the first acknowledgement")
+    wait_for(lambda: acks or child.poll() is not None, timeout=120, what="the first acknowledgement")
     time.sleep(rng.uniform(0, 0.6))
     assert child.poll() is None, child.stderr.read().decode(errors="replace")
     kill9(child)
@@ -638,6 +668,7 @@ def _lib_producer_trial(cli, tmp_path: Path, seed: int, stats: dict) -> None:
     follower.finish(final)
 
 
+@pytest.mark.slow
 def test_kill9_library_producer_keeps_every_flushed_record(cli, tmp_path):
     stats = defaultdict(int)
     for i in range(n_trials(6)):
@@ -657,6 +688,9 @@ def _eight_producers(cli, tmp_path: Path, seed: int, kills: int) -> dict:
     follower = Follower(cli, topic, tmp_path / f"mfollow-{seed}.out")
     pool = payload_pool(rng)
     procs, sents, feeders = [], [], []
+    # the victims' input ends only after their kill: each is killed alive, however fast
+    victims = rng.sample(range(8), kills)
+    eof = {v: threading.Event() for v in victims}
     for i in range(8):
         keyed = i >= 4  # four write to one partition each (--partition), four keyed over both
         n = rng.randint(600, 1500)
@@ -665,24 +699,24 @@ def _eight_producers(cli, tmp_path: Path, seed: int, kills: int) -> dict:
         a = ["produce", topic, "--linger-ms", rng.choice((0, 5, 50))]
         a += ["--key-separator", "\t"] if keyed else ["--partition", i % 2]
         p = cli.popen(*a, stdin=subprocess.PIPE)
-        feeders.append(feed(p, data, rng, pauses=True))
+        feeders.append(feed(p, data, rng, pauses=True, hold_eof=eof.get(i)))
         procs.append(p)
         sents.append(s)
-    victims = rng.sample(range(8), kills)
     if kills:
         before = log_bytes(cli.root, topic)
-        wait_for(lambda: log_bytes(cli.root, topic) > before, timeout=30, interval=0.002,
+        wait_for(lambda: log_bytes(cli.root, topic) > before, timeout=120, interval=0.002,
                  what="the producers' first appends")
         for v in victims:
             time.sleep(rng.uniform(0, 0.3))
-            kill9(procs[v])
+            assert kill9(procs[v]) == -signal.SIGKILL, procs[v].stderr.read()[-2000:]
+            eof[v].set()
     for i, p in enumerate(procs):
         try:
-            rc = p.wait(90)
+            rc = p.wait(300)  # only a guard against a hang
         except subprocess.TimeoutExpired:
-            pytest.fail(f"producer {i} did not finish in 90 s")
+            pytest.fail(f"producer {i} did not finish in 300 s")
         err = p.stderr.read().decode(errors="replace")
-        if i in victims and rc == -signal.SIGKILL:
+        if i in victims:
             continue
         assert rc == 0, f"producer {i}: exit {rc}: {err[-2000:]}"
         sents[i].acked = True
@@ -716,6 +750,7 @@ def _eight_producers(cli, tmp_path: Path, seed: int, kills: int) -> dict:
     return {"killed": len(killed), "records": sum(len(v) for v in final.values())}
 
 
+@pytest.mark.slow
 def test_eight_producer_processes_two_partitions(cli, tmp_path):
     for i in range(n_trials(1)):
         seed = BASE_SEED + 2000 + i
@@ -723,17 +758,17 @@ def test_eight_producer_processes_two_partitions(cli, tmp_path):
             _eight_producers(cli, tmp_path, seed, kills=0)
 
 
+@pytest.mark.slow
 def test_eight_producer_processes_some_killed(cli, tmp_path):
-    total = 0
     for i in range(n_trials(2)):
         seed = BASE_SEED + 3000 + i
         with trial(seed, "eight producers, kill -9 of some"):
             kills = random.Random(seed).randint(1, 3)
-            total += _eight_producers(cli, tmp_path, seed, kills=kills)["killed"]
-    assert total >= 1, "no producer was killed while writing"
+            assert _eight_producers(cli, tmp_path, seed, kills=kills)["killed"] == kills
 
 
 # ---------------------------------------------------------------- other fslog processes, kill -9
+@pytest.mark.slow
 def test_kill9_verify_repair_and_topic_creation(cli, tmp_path):
     """kill -9 of ``fslog verify --repair`` while it rebuilds lost indexes, and of
     ``fslog produce`` while it creates its topic: nothing is lost or half-made."""
@@ -748,19 +783,22 @@ def test_kill9_verify_repair_and_topic_creation(cli, tmp_path):
                 p.send_values(values[i:i + 3])
         data = b"".join(v + b"\n" for v in values)
         pdir = cli.partition_dir("r")
-        killed = 0
-        for _ in range(n_trials(3)):
+        for k in range(n_trials(4)):
             for f in pdir.iterdir():  # derived data lost: every index must be rebuilt
                 if f.suffix in (".index", ".timeindex"):
                     f.unlink()
-            rep = cli.popen("verify", "r", "--repair")
-            time.sleep(rng.uniform(0.12, 0.5))
-            killed += kill9(rep) == -signal.SIGKILL
+            if k % 2:  # killed at a random moment (whatever it was doing, if still running)
+                rep = cli.popen("verify", "r", "--repair")
+                time.sleep(rng.uniform(0.12, 0.5))
+                kill9(rep)
+            else:  # killed at a chosen point: as an index is swapped in, or half written
+                rep = cli.popen_crashing(rng.choice(("replace", "write")), rng.randint(1, 40),
+                                         "verify", "r", "--repair")
+                assert rep.wait(120) == -signal.SIGKILL, rep.stderr.read()
             assert cli("consume", "r").stdout == data
         cli("verify", "r", "--repair")
         cli("verify", "r")
         assert cli("consume", "r").stdout == data
-        assert killed, "verify --repair always finished before the kill"
         for off in rng.sample(range(len(values)), 3):  # index lookups
             cp = cli("consume", "r", "--offset", off, "--max-messages", 1)
             assert cp.stdout == values[off] + b"\n"
@@ -787,7 +825,7 @@ def test_kill9_verify_repair_and_topic_creation(cli, tmp_path):
             assert len(d["partitions"]) == 3, d
             cli("verify", name)
         staging = sorted(os.listdir(cli.root / "tmp"))
-    print(f"\nkill -9 of verify --repair: {killed} killed mid-repair; left behind: "
+    print(f"\nkill -9 of verify --repair: left behind: "
           f"{len(leftovers)} index .rebuild files, {len(staging)} entries in ROOT/tmp")
 
 
@@ -853,6 +891,7 @@ class Sampler(threading.Thread):
                 self.samples += 1
 
 
+@pytest.mark.slow
 def test_group_members_killed_during_commits_and_rebalances(cli, tmp_path):
     seed = BASE_SEED + 4000
     rng = random.Random(seed)
@@ -909,7 +948,7 @@ def test_group_members_killed_during_commits_and_rebalances(cli, tmp_path):
                 kill9(slots[s])
             stop_feed.set()
             streamer.join(10)
-            assert prod.wait(30) == 0, prod.stderr.read()
+            assert prod.wait(120) == 0, prod.stderr.read()
     finally:
         stop_feed.set()
         sampler.stop.set()
@@ -981,6 +1020,7 @@ while True:
 '''
 
 
+@pytest.mark.slow
 def test_kill9_in_a_tight_loop_of_commits_and_registry_updates(cli, tmp_path):
     """Kill -9 lands in the middle of the atomic writes themselves: the files are always
     whole, and hold the last value written or the one being written."""
@@ -996,7 +1036,7 @@ def test_kill9_in_a_tight_loop_of_commits_and_registry_updates(cli, tmp_path):
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         cli.procs.append(child)
         with trial(seed, f"commit loop {i}"):
-            wait_for(lambda: child.stdout.readline() or child.poll() is not None, timeout=30,
+            wait_for(lambda: child.stdout.readline() or child.poll() is not None, timeout=120,
                      what="the first commit")
             sampler.start()
             time.sleep(rng.uniform(0.05, 0.5))
@@ -1086,14 +1126,14 @@ def test_follower_survives_the_repair_of_a_long_torn_tail(cli, tmp_path):
     seg = cli.segments("s")[-1]
     good = seg.stat().st_size
     follower = Follower(cli, "s", tmp_path / "s.out")
-    wait_for(lambda: follower.lines() == 10, timeout=30, what="the first 10 records")
+    wait_for(lambda: follower.lines() == 10, timeout=120, what="the first 10 records")
     # a producer killed -9 in the middle of writing a 40 KB batch left a prefix of it
     torn = rb.encode_values([b"t" * 1000 for _ in range(40)], int(time.time() * 1000))
     rb.set_base_offset(torn, 10)
     with open(seg, "ab") as f:
         f.write(bytes(torn[:30000]))
     # the follower saw it (not yet written: no record) and maps the whole file
-    wait_for(lambda: _mapped_length(follower.p.pid, str(seg)) >= good + 30000, timeout=10,
+    wait_for(lambda: _mapped_length(follower.p.pid, str(seg)) >= good + 30000, timeout=120,
              what="the follower to map the torn tail")
     assert follower.lines() == 10
     # the next writer truncates the torn tail and writes a 12 KB batch; we look at the moment
@@ -1121,7 +1161,7 @@ def test_follower_survives_the_repair_of_a_long_torn_tail(cli, tmp_path):
         pass
     with open(seg, "ab") as f:
         f.write(bytes(new[first:]))  # the write completes
-    wait_for(lambda: follower.p.poll() is not None or follower.lines() == 22, timeout=10,
+    wait_for(lambda: follower.p.poll() is not None or follower.lines() == 22, timeout=120,
              what="the follower to print the new batch")
     follower.check_alive()
     rows = parse_plo(follower.out.read_bytes())

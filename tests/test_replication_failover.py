@@ -178,7 +178,7 @@ def _consume_group(bootstrap: str, group: str, upto: int) -> list[tuple[int, byt
         c.close()
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.slow
 def test_leader_killed_9_during_acks_all_loses_nothing_and_the_old_leader_converges(cli, tmp_path):
     trials = int(os.environ.get("FSLOG_REPLICATION_TRIALS", "20"))
     rng = random.Random(int(os.environ.get("FSLOG_REPLICATION_SEED", "1313")))

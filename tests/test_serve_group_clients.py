@@ -92,6 +92,7 @@ def wait_for(predicate, what: str, timeout: float = 90, members=()):
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("client", CLIENTS)
 def test_group_continues_from_cli_commits_and_back(cli, serve, client):  # noqa: F811
     need(client)
@@ -110,6 +111,7 @@ def test_group_continues_from_cli_commits_and_back(cli, serve, client):  # noqa:
     assert cli.run("consume", "t", "--group", "g").stdout == b"r10\nr11\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("client", CLIENTS)
 def test_two_members_split_four_partitions_and_one_takes_over_after_kill_9(
         cli, serve, client):  # noqa: F811

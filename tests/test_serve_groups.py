@@ -32,22 +32,22 @@ def assignment(topic: str, *parts: int) -> bytes:
 
 
 def join_request(c: WireClient, group: str, member_id: str = "", version: int = 7,
-                 topics=("t",)):
-    cls, _ = c.request(JOIN, version, group_id=group, session_timeout=SESSION,
+                 topics=("t",), session=SESSION):
+    cls, _ = c.request(JOIN, version, group_id=group, session_timeout=session,
                        rebalance_timeout=datetime.timedelta(seconds=30), member_id=member_id,
                        protocol_type="consumer", protocols=())
     proto = nested(cls, "JoinGroupRequestProtocol")
-    return cls(group_id=group, session_timeout=SESSION,
+    return cls(group_id=group, session_timeout=session,
                rebalance_timeout=datetime.timedelta(seconds=30), member_id=member_id,
                protocol_type="consumer",
                protocols=(proto(name="range", metadata=subscription(*topics)),))
 
 
-def join(c: WireClient, group: str, member_id: str = ""):
+def join(c: WireClient, group: str, member_id: str = "", session=SESSION):
     """Join as Kafka's v4+ clients do: MEMBER_ID_REQUIRED first, then with the id."""
-    r = c.call(JOIN, 7, **_fields(join_request(c, group, member_id)))
+    r = c.call(JOIN, 7, **_fields(join_request(c, group, member_id, session=session)))
     if r.error_code == ErrorCode.member_id_required:
-        r = c.call(JOIN, 7, **_fields(join_request(c, group, r.member_id)))
+        r = c.call(JOIN, 7, **_fields(join_request(c, group, r.member_id, session=session)))
     return r
 
 
@@ -246,7 +246,8 @@ def test_network_clients_are_refused_a_group_the_cli_reads(cli, serve):  # noqa:
 def test_the_cli_is_refused_a_group_of_network_clients(cli, serve):  # noqa: F811
     cli.create("t")
     c = WireClient(serve.port)
-    j = join(c, "netgroup")
+    # a session that outlasts the CLI runs below however busy the machine (it sends no heartbeat)
+    j = join(c, "netgroup", session=datetime.timedelta(minutes=10))
     assert j.error_code == ErrorCode.none
     r = cli.run("consume", "t", "--group", "netgroup", check=1)
     err = r.stderr.decode()

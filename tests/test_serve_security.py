@@ -400,6 +400,7 @@ def _sasl_conf(mechanism, password=PASSWORD, cafile=None) -> dict:
     return conf
 
 
+@pytest.mark.slow
 def test_confluent_scram_and_wrong_password(cli):
     add_user(cli)
     cli.create("orders")
@@ -428,6 +429,7 @@ def test_confluent_scram_and_wrong_password(cli):
 
 
 # ------------------------------------------------------------------ TLS
+@pytest.mark.slow
 def test_tls_with_sasl_for_every_client(cli, tls_files):
     cert, key = tls_files
     add_user(cli)
@@ -548,6 +550,7 @@ def _serve_has(*api_keys: int) -> bool:
     return all(k in load_handlers() for k in api_keys)
 
 
+@pytest.mark.slow
 def test_authenticated_clients_produce_and_fetch_through_tls(cli, tls_files):
     if not _serve_has(0, 1):
         pytest.skip("this checkout's fslog serve has no Produce and Fetch handlers yet")

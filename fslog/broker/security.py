@@ -150,6 +150,7 @@ class Security:
             self.ssl_context = make_ssl_context(config.tls_cert, config.tls_key)
         if sasl_required(config):
             self.requires_authentication = True
+            assert root is not None, "SASL needs the root (its users file)"
             self.users = UserStore(root)
             self.users.check_private()
             if not self.users.names():
@@ -199,9 +200,13 @@ class Security:
         conn.auth = SaslSession(mechanism, raw=(version == 0))
         return 0, None
 
+    def _users(self) -> UserStore:
+        assert self.users is not None, "authentication happens only when SASL is on"
+        return self.users
+
     def _scram_auth(self, mechanism: str):
         def auth_fn(user: str):
-            got = self.users.scram_credentials(user, mechanism)
+            got = self._users().scram_credentials(user, mechanism)
             if got is not None:
                 return got
             # An unknown user goes through the same exchange with credentials that never
@@ -227,7 +232,7 @@ class Security:
             if authzid and authzid != user:
                 raise AuthFailed(f"user {user!r} asked to act as {authzid!r}, "
                                  f"which fslog does not allow")
-            if not self.users.verify_password(user, password):
+            if not self._users().verify_password(user, password):
                 raise AuthFailed(f"invalid credentials for user {user!r} (PLAIN)")
             return b"", True
         try:

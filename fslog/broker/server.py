@@ -70,15 +70,19 @@ class Server:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.started = time.monotonic()
         self._executor = concurrent.futures.ThreadPoolExecutor(WORKERS, "fslog-serve")
-        self._server: asyncio.AbstractServer | None = None
-        self._registration: Registration | None = None
         self.listen_address = f"{config.host}:{config.port}"
         self.advertised = (config.advertised_host or config.host, config.advertised_port)
         self.cluster_id = "fslog-" + log.root.replace("/", "_")[-40:]
-        # made by start(), on the event loop
+        # made by start(), on the event loop; connections, ticks and stops come after it
+        self._server: asyncio.AbstractServer
+        self._registration: Registration
         self.wakeups: Wakeups
         self.producers: ProducerStates
         self.fsyncs: GroupSync
+
+    def _stopping(self) -> asyncio.Event:
+        assert self.stopping is not None, "start() makes it"
+        return self.stopping
 
     # ------------------------------------------------------------ helpers for handlers
     async def run_blocking(self, fn, *args):
@@ -143,7 +147,7 @@ class Server:
         gc.freeze()
 
     async def _accept(self, reader, writer) -> None:
-        if self.stopping.is_set():
+        if self._stopping().is_set():
             writer.close()
             return
         conn = Connection(self, reader, writer)
@@ -166,9 +170,10 @@ class Server:
     async def _tick(self) -> None:
         """Once a second: the registration's counters, idle connections."""
         last_requests, last_t = self.requests, time.monotonic()
-        while not self.stopping.is_set():
+        stopping = self._stopping()
+        while not stopping.is_set():
             try:
-                await asyncio.wait_for(self.stopping.wait(), 1.0)
+                await asyncio.wait_for(stopping.wait(), 1.0)
             except asyncio.TimeoutError:
                 pass
             now = time.monotonic()
@@ -193,7 +198,7 @@ class Server:
             self.wakeups.wake_all()  # long polls answer now with what there is
 
     async def wait_stopped(self) -> None:
-        await self.stopping.wait()
+        await self._stopping().wait()
         self._server.close()
         for conn in list(self.connections):
             conn.stop("the server is stopping")

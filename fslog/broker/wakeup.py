@@ -142,7 +142,7 @@ class _Watchdog:
                 loop.call_soon_threadsafe(wake, os.path.dirname(src))
 
         class _Handler(FileSystemEventHandler):
-            def on_any_event(self, event):  # type: ignore[no-untyped-def]
+            def on_any_event(self, event):
                 if event.event_type not in ("opened", "closed_no_write"):
                     on_event(event.src_path)
 

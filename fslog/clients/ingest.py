@@ -149,9 +149,12 @@ class LineIngester:
             if not data:
                 break
             lines = data.split(b"\n")
+            total = len(partial) + len(data)
             if partial:
                 lines[0] = partial + lines[0]
             partial = lines.pop()
+            # the bytes of the complete lines (no newlines): a bound on the longest one
+            total -= len(lines) + len(partial)
             if len(partial) > self.max_line:
                 self._fail(self.lines + 1 + len(lines),
                            f"line is longer than max.message.bytes={self.max_line} bytes",
@@ -163,7 +166,7 @@ class LineIngester:
             if lines:
                 if first_buffered is None:
                     first_buffered = time.monotonic()
-                self._handle(lines)
+                self._handle(lines, total)
             if not regular and prod.buffered and first_buffered is not None and \
                     time.monotonic() - first_buffered >= self.linger:
                 prod.drain()
@@ -203,7 +206,9 @@ class LineIngester:
             f"line {line}: {reason}; the {self.records} records before it are written and "
             f"durable, nothing after it was written (use --skip-invalid to skip bad lines)", line)
 
-    def _handle(self, lines: list[bytes]) -> None:
+    def _handle(self, lines: list[bytes], total: int | None = None) -> None:
+        """Convert and hand over ``lines``; ``total``, if given, is their length in bytes
+        (so no line is longer: no pass over them to find the longest)."""
         if not lines:
             return
         prod = self.producer
@@ -226,7 +231,7 @@ class LineIngester:
             self.records += len(lines)
             self.lines += len(lines)
             return
-        if self._bulk and self._handle_bulk(lines):
+        if self._bulk and self._handle_bulk(lines, total):
             return
         for line in lines:
             self.lines += 1
@@ -241,9 +246,9 @@ class LineIngester:
                 continue
             self.records += 1
 
-    def _handle_bulk(self, lines: list[bytes]) -> bool:
+    def _handle_bulk(self, lines: list[bytes], total: int | None = None) -> bool:
         """Convert and hand over a whole chunk of lines; False (nothing done) if any line
-        needs the line-by-line path."""
+        needs the line-by-line path. ``total``: as for ``_handle``."""
         keys = None
         values = lines
         if self.key_separator is not None:
@@ -274,11 +279,18 @@ class LineIngester:
                     # not a string: line by line
         try:
             if keys is None:
-                if max(map(len, values)) > self.max_value:
+                if (total is None or total > self.max_value) and \
+                        max(map(len, values)) > self.max_value:
                     return False
-                self.producer.send_values(values, self.partition)
+                self.producer.send_values(values, self.partition, longest=total)
             else:
-                self.producer.send_keyed(keys, values, self.partition)
+                # a bound on key + value of every record: a line holds both (KEY SEP VALUE),
+                # or is the value and holds the key (a JSON string's UTF-8 is no longer
+                # than the string as written)
+                longest = total
+                if total is not None and self.key_separator is None:
+                    longest = total + max(map(len, keys))
+                self.producer.send_keyed(keys, values, self.partition, longest=longest)
         except RecordTooLargeError:  # (send_keyed refuses before it buffers anything)
             return False
         self.records += len(lines)

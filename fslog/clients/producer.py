@@ -63,18 +63,22 @@ class _Pending:
     """One batch being filled: values-only or keyed (both sharing one timestamp), or
     general records."""
 
-    __slots__ = ("timestamp", "values", "keys", "records", "nbytes")
+    __slots__ = ("timestamp", "values", "keys", "records", "nbytes", "klens", "vlens")
 
     def __init__(self, timestamp: int | None, keyed: bool = False):
         self.timestamp = timestamp  # set for values-only and keyed batches
         self.values: list[bytes] = []
         self.keys: list[bytes] | None = [] if keyed else None  # set for keyed batches
+        # the lengths of the keys and values of a keyed batch (taken once, when buffered)
+        self.klens: list[int] = []
+        self.vlens: list[int] = []
         self.records: list[tuple] = []
         self.nbytes = rb.HEADER_SIZE
 
     def encode(self, codec: int = 0) -> bytearray:
         if self.keys is not None:
-            batch = rb.encode_keyed(self.keys, self.values, self.timestamp or 0)
+            batch = rb.encode_keyed(self.keys, self.values, self.timestamp or 0,
+                                    lengths=(self.klens, self.vlens))
             return rb.compress_batch(batch, codec) if codec else batch
         if self.timestamp is not None:
             batch = rb.encode_values(self.values, self.timestamp)
@@ -266,8 +270,10 @@ class Producer:
         return partition
 
     def send_values(self, values: list[bytes], partition: int | None = None,
-                    timestamp: int | None = None) -> None:
-        """Buffer keyless, headerless records that share one timestamp: the fast path."""
+                    timestamp: int | None = None, longest: int | None = None) -> None:
+        """Buffer keyless, headerless records that share one timestamp: the fast path.
+        ``longest``, if the caller knows one, is a bound on the length of every value
+        (within the limit, no pass over the values to find the longest)."""
         if self._error:
             raise self._error
         if self._needs_key and values:
@@ -279,7 +285,7 @@ class Producer:
             self._fast = None  # any other buffering ends the fast path's batch
             i = 0
             n = len(values)
-            if n and max(map(len, values)) > limit:
+            if n and (longest is None or longest > limit) and max(map(len, values)) > limit:
                 self._record_limit_check(max(values, key=len))
             # cumulative sizes, to cut the values into batches without a Python loop per record
             sizes = list(accumulate(map(len, values)))
@@ -298,10 +304,12 @@ class Producer:
                 i = j
 
     def send_keyed(self, keys: list[bytes], values: list[bytes], partition: int | None = None,
-                   timestamp: int | None = None) -> None:
+                   timestamp: int | None = None, longest: int | None = None) -> None:
         """Buffer keyed, headerless records (no null key or value) that share one
         timestamp: the keyed fast path. Each goes to its key's partition (murmur2, as
-        ``send``), or to ``partition``; the records of a partition keep their order."""
+        ``send``), or to ``partition``; the records of a partition keep their order.
+        ``longest``, if the caller knows one, bounds len(key) + len(value) of every record
+        (within the limit, no pass over them to find the longest)."""
         if self._error:
             raise self._error
         if len(keys) != len(values):
@@ -313,7 +321,8 @@ class Producer:
         limit = self.topic.config.max_message_bytes - rb.HEADER_SIZE - RECORD_OVERHEAD
         # the longest key and the longest value together bound every record (exact check,
         # before anything is buffered, only if that bound is over the limit)
-        if max(map(len, keys)) + max(map(len, values)) > limit:
+        if (longest is None or longest > limit) and \
+                max(map(len, keys)) + max(map(len, values)) > limit:
             sizes = list(map(add, map(len, keys), map(len, values)))
             i = sizes.index(max(sizes))
             if sizes[i] > limit:
@@ -331,14 +340,18 @@ class Producer:
         bytes at a time (cut without a Python loop per record, as send_values does)."""
         n = len(keys)
         cur = self._open_batch(p, ts, 0, None, keyed=True)
-        total = sum(map(len, keys)) + sum(map(len, values)) + n * RECORD_OVERHEAD
+        klens = list(map(len, keys))
+        vlens = list(map(len, values))
+        total = sum(klens) + sum(vlens) + n * RECORD_OVERHEAD
         if cur.nbytes + total <= self.max_batch:  # all of them fit the open batch
             cur.keys.extend(keys)  # type: ignore[union-attr]
             cur.values.extend(values)
+            cur.klens.extend(klens)
+            cur.vlens.extend(vlens)
             cur.nbytes += total
             self._after_buffer(p, total)
             return
-        sizes = list(accumulate(map(add, map(len, keys), map(len, values))))
+        sizes = list(accumulate(map(add, klens, vlens)))
         i = 0
         while i < n:
             if i:
@@ -348,6 +361,8 @@ class Producer:
             whole = not i and j == n
             cur.keys.extend(keys if whole else keys[i:j])  # type: ignore[union-attr]
             cur.values.extend(values if whole else values[i:j])
+            cur.klens.extend(klens if whole else klens[i:j])
+            cur.vlens.extend(vlens if whole else vlens[i:j])
             cur.nbytes += used
             self._after_buffer(p, used)
             if j < n:  # the batch is full: the next one starts fresh

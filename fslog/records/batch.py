@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import struct
 from itertools import repeat
-from operator import add, getitem, sub
+from operator import add, getitem, itemgetter, sub
 from typing import Any, Iterable, NamedTuple, Sequence
 
 import google_crc32c
@@ -819,32 +819,60 @@ def _keyed_tables() -> tuple:
     return _KEYED
 
 
+_KEYED_ENCODE: tuple | None = None  # the zigzag table shifted by 4, 5 and 6 (encode_keyed)
+
+
+def _lookup(table: list, indexes: list[int]) -> tuple:
+    """(table[i] for i in indexes) as a tuple, by one itemgetter call (cheaper in C than a
+    map over table.__getitem__); ``indexes`` not empty."""
+    if len(indexes) == 1:
+        return (table[indexes[0]],)
+    return itemgetter(*indexes)(table)
+
+
 def encode_keyed(keys: Sequence[bytes], values: Sequence[bytes], timestamp: int,
-                 base_offset: int = 0) -> bytearray:
+                 base_offset: int = 0,
+                 lengths: tuple[list[int], list[int]] | None = None) -> bytearray:
     """One batch of keyed, headerless records (no null key, no null value) that share one
     timestamp: the fast path of keyed ``fslog produce``. Each record is ``length | 0 | 0 |
     offsetDelta | keyLength | key | valueLength | value | 0``, its varints from tables,
     the batch from one join; exactly what ``encode_records`` writes for the same records.
+    ``lengths``: the lengths of the keys and of the values, if the caller has them.
     """
     n = len(keys)
     if n == 0 or n != len(values):
         raise ValueError("a batch needs at least one record, and a value for each key")
-    klens = list(map(len, keys))
-    vlens = list(map(len, values))
+    if lengths is not None:
+        klens, vlens = lengths
+        if len(klens) != n or len(vlens) != n:
+            raise ValueError("encode_keyed: one key length and one value length a record")
+    else:
+        klens = list(map(len, keys))
+        vlens = list(map(len, values))
     if n < _TABLE_SIZE:
-        _framing, zz, sized, _unzz, _vskip, fixed, mid2 = _keyed_tables()
+        _framing, zz, sized, _unzz, _vskip, _fixed, mid2 = _keyed_tables()
+        global _KEYED_ENCODE
+        if _KEYED_ENCODE is None:
+            _KEYED_ENCODE = (zz[4:], zz[5:], zz[6:])
+        by1, by2, by3 = _KEYED_ENCODE
         try:  # (a key or value too long for the tables: IndexError, the general path)
-            lens = list(map(add, map(add, map(sized.__getitem__, klens),
-                                     map(sized.__getitem__, vlens)), fixed[:n]))
+            sizes = list(map(add, _lookup(sized, klens), _lookup(sized, vlens)))
             parts = [b"\x00"] * (7 * n)  # every seventh item: headerCount 0
-            parts[0::7] = map(zz.__getitem__, lens)
+            # the record's length: key and value with their length varints, attributes,
+            # timestampDelta and headerCount (3), and the offsetDelta varint, of 1 byte
+            # below 64, 2 below 8192, then 3 (by1..by3: zz shifted by 3 + that)
+            parts[0:448:7] = _lookup(by1, sizes[:64])
+            if n > 64:
+                parts[448:57344:7] = _lookup(by2, sizes[64:8192])
+                if n > 8192:
+                    parts[57344::7] = _lookup(by3, sizes[8192:])
         except IndexError:
             parts = None
         if parts is not None:
             parts[1::7] = mid2[:n]
-            parts[2::7] = map(zz.__getitem__, klens)
+            parts[2::7] = _lookup(zz, klens)
             parts[3::7] = keys
-            parts[4::7] = map(zz.__getitem__, vlens)
+            parts[4::7] = _lookup(zz, vlens)
             parts[5::7] = values
             return _finish(b"".join(parts), n, timestamp, timestamp, base_offset)
     return encode_records([(k, v, timestamp, ()) for k, v in zip(keys, values)], base_offset)

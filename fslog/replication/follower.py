@@ -439,7 +439,11 @@ class Follower:
                 break
         if last is None:
             return
-        data, lbases = self.source.fetch(topic, p, last.base_offset, 1)
+        peek = getattr(self.source, "peek", None)
+        if peek is not None:  # a network leader: a look back must not move our position there
+            data, lbases = peek(topic, p, last.base_offset), None
+        else:
+            data, lbases = self.source.fetch(topic, p, last.base_offset, 1)
         if not data:
             return
         lh = rb.read_header(data, 0)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import threading
+from typing import Any
 
 from ..errors import FslogError
 from ..groups.registry import Registry
@@ -62,7 +63,7 @@ class Mirror:
                "queue.buffering.max.messages": 200000}
         cfg.update(producer_config or {})
         self._producer_config = cfg
-        self._producer = None
+        self._producer: Any = None  # a confluent_kafka.Producer from start() on (imported there)
         self._errors: list[str] = []
 
     # ------------------------------------------------------------ lifecycle

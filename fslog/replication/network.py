@@ -39,6 +39,9 @@ from ..errors import FslogError, LeaderUnavailableError
 from .source import LeaderPartition
 from .wire import PLAINTEXT, ClientSecurity, Connection, parse_address
 
+# The "type: ignore[arg-type]" comments below: kio declares request fields with phantom
+# types (i8, i32, i64, BrokerId, TopicName, i32Timedelta) that plain ints, strs and
+# timedeltas do not satisfy statically; the values are in range, and kio's encoder checks.
 _TOPIC_RESOURCE = 2
 _TOPIC_CONFIG_SOURCE = 1  # DYNAMIC_TOPIC_CONFIG: an override of this topic
 _EARLIEST, _LATEST = -2, -1
@@ -67,7 +70,6 @@ class NetworkLeader:
         self._brokers: dict[int, tuple[str, int]] = {}
         self._leaders: dict[tuple[str, int], int] = {}
         self._parts: dict[str, int] = {}
-        self._positions: dict[tuple[str, int], int] = {}
         self._conn(_BOOTSTRAP)  # fail now, with one line, if nobody listens there
 
     def describe(self) -> str:
@@ -173,7 +175,7 @@ class NetworkLeader:
         from ..config import parse_config
         node, conn = self._any()
         resp = self._request(node, dc.DescribeConfigsRequest(resources=tuple(
-            dc.DescribeConfigsResource(resource_type=_TOPIC_RESOURCE, resource_name=n,
+            dc.DescribeConfigsResource(resource_type=_TOPIC_RESOURCE, resource_name=n,  # type: ignore[arg-type]
                                        configuration_keys=None) for n in names)), conn)
         out = {}
         for r in resp.results:
@@ -193,9 +195,9 @@ class NetworkLeader:
         got = {}
         for ts in (_EARLIEST, _LATEST):
             resp = self._request(node, lo.ListOffsetsRequest(
-                replica_id=self.replica_id, isolation_level=0, topics=(lo.ListOffsetsTopic(
-                    name=topic, partitions=(lo.ListOffsetsPartition(partition_index=p,
-                                                                    timestamp=ts),)),)))
+                replica_id=self.replica_id, isolation_level=0, topics=(lo.ListOffsetsTopic(  # type: ignore[arg-type]
+                    name=topic, partitions=(lo.ListOffsetsPartition(partition_index=p,  # type: ignore[arg-type]
+                                                                    timestamp=ts),)),)))  # type: ignore[arg-type]
             r = resp.topics[0].partitions[0]
             if r.error_code != ErrorCode.none:
                 if r.error_code in _MOVED:
@@ -209,9 +211,9 @@ class NetworkLeader:
         from kio.schema.offset_for_leader_epoch.v4 import request as oe
         node = self._leader_of(topic, p)
         resp = self._request(node, oe.OffsetForLeaderEpochRequest(
-            replica_id=self.replica_id, topics=(oe.OffsetForLeaderTopic(
-                topic=topic, partitions=(oe.OffsetForLeaderPartition(
-                    partition=p, leader_epoch=epoch),)),)))
+            replica_id=self.replica_id, topics=(oe.OffsetForLeaderTopic(  # type: ignore[arg-type]
+                topic=topic, partitions=(oe.OffsetForLeaderPartition(  # type: ignore[arg-type]
+                    partition=p, leader_epoch=epoch),)),)))  # type: ignore[arg-type]
         r = resp.topics[0].partitions[0]
         if r.error_code in _MOVED:
             self._moved(topic, p)
@@ -227,22 +229,29 @@ class NetworkLeader:
 
     # ------------------------------------------------------------ data
     def _fetch(self, node: int, wants: list[tuple[str, int, int]], max_bytes: int,
-               wait_ms: int, min_bytes: int):
+               wait_ms: int, min_bytes: int, replica_id: int | None = None):
         from kio.schema.fetch.v12 import request as fr
         by_topic: dict[str, list] = {}
         for t, p, off in wants:
             by_topic.setdefault(t, []).append(fr.FetchPartition(
-                partition=p, fetch_offset=off, partition_max_bytes=max_bytes))
+                partition=p, fetch_offset=off, partition_max_bytes=max_bytes))  # type: ignore[arg-type]
         return self._request(node, fr.FetchRequest(
-            replica_id=self.replica_id, max_wait=datetime.timedelta(milliseconds=wait_ms),
-            min_bytes=min_bytes, topics=tuple(fr.FetchTopic(topic=t, partitions=tuple(ps))
+            replica_id=self.replica_id if replica_id is None else replica_id,  # type: ignore[arg-type]
+            max_wait=datetime.timedelta(milliseconds=wait_ms),  # type: ignore[arg-type]
+            min_bytes=min_bytes, topics=tuple(fr.FetchTopic(topic=t, partitions=tuple(ps))  # type: ignore[arg-type]
                                               for t, ps in by_topic.items()),
             forgotten_topics_data=()))
 
-    def fetch(self, topic: str, p: int, offset: int, max_bytes: int):
+    def peek(self, topic: str, p: int, offset: int) -> bytearray:
+        """The batch holding ``offset``, fetched as a consumer (replica id -1): a look
+        back that does not move this follower's position on the leader (the high
+        watermark and acks=all go by the position a follower fetches from)."""
+        return self.fetch(topic, p, offset, 1, replica_id=-1)[0]
+
+    def fetch(self, topic: str, p: int, offset: int, max_bytes: int,
+              replica_id: int | None = None):
         node = self._leader_of(topic, p)
-        resp = self._fetch(node, [(topic, p, offset)], max_bytes, 0, 0)
-        self._positions[(topic, p)] = offset
+        resp = self._fetch(node, [(topic, p, offset)], max_bytes, 0, 0, replica_id)
         for t in resp.responses:
             for pd in t.partitions:
                 if pd.error_code == ErrorCode.offset_out_of_range:

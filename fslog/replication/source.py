@@ -26,12 +26,15 @@ Not thread-safe; one per follower.
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import FslogError
 from ..storage import files, leader_epoch
 from ..storage.segment import SegmentReader
 from ..storage.topic import Topic
+
+if TYPE_CHECKING:
+    from ..storage.follow import AppendWaiter
 
 
 class LeaderPartition(NamedTuple):
@@ -50,7 +53,7 @@ class RootLeader:
             raise FslogError(f"{self.root} is not an fslog root (it has no "
                              f"{files.TOPICS_DIR}/ directory): give the leader's --root")
         self._topics: dict[str, Topic] = {}
-        self._waiter = None
+        self._waiter: AppendWaiter | None = None
         self._watched: tuple = ()
 
     def describe(self) -> str:
@@ -175,7 +178,7 @@ class RootLeader:
                 if os.path.isdir(d):
                     paths.append(d)
         key = tuple(paths)
-        if key != self._watched:
+        if key != self._watched or self._waiter is None:
             if self._waiter is not None:
                 self._waiter.close()
             self._waiter = AppendWaiter(paths)
