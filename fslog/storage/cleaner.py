@@ -21,7 +21,8 @@ topics). A tombstone (a null value) deletes its key and is itself removed by the
 compaction after its timestamp is ``delete.retention.ms`` old. The active segment is
 never touched, so the latest value of a key written there is not yet compacted against.
 ``cleaner-checkpoint.json`` records the first dirty offset (the active segment's base
-offset at the last compaction).
+offset at the last compaction); ``cleaner-error.json``, why the last background
+compaction failed, until one succeeds (``background_failure``).
 
 Cleaned batches keep Kafka's layout: each covers the range of offsets from the end of the
 previous one to the last offset of the batch it came from (its base offset and
@@ -727,7 +728,8 @@ def _summary(partition, deleted, compaction, recovered, policy: str = "") -> dic
             "compaction": compaction, "recovered": recovered}
 
 
-# Background compactions started by this process (reaped at the next roll and at exit).
+# Background compactions started by this process, with their partition directories (reaped
+# at the next roll: one killed by a signal is recorded in cleaner-error.json).
 _BACKGROUND: list = []
 
 
