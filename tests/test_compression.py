@@ -124,6 +124,27 @@ def test_damaged_streams_are_corrupt_record_errors(name):
     for bad in (b"", b"garbage" * 20, good[:len(good) // 2]):
         with pytest.raises(CorruptRecordError, match=name):
             c.decompress(codec, bad)
+        with pytest.raises(CorruptRecordError, match=name):
+            c.decompress(codec, bad, limit=len(PAYLOAD))
+
+
+@pytest.mark.parametrize("name", CODECS)
+def test_a_limit_refuses_a_stream_that_inflates_past_it(name):
+    codec = CODECS[name]
+    bomb = b"\0" * (8 << 20)  # 8 MiB of zeros: a few KiB compressed
+    foreign = {"gzip": None, "snappy": kafka_codec.snappy_encode,
+               "lz4": lz4.frame.compress,
+               "zstd": zstandard.ZstdCompressor(write_content_size=False).compress}[name]
+    for z in filter(None, (c.compress(codec, bomb), foreign and foreign(bomb))):
+        assert len(z) < len(bomb) // 16
+        with pytest.raises(CorruptRecordError, match=f"{name}.*limit of 1,048,576 bytes"):
+            c.decompress(codec, z, limit=1 << 20)
+        assert c.decompress(codec, z, limit=len(bomb)) == bomb  # exactly at the limit
+    # within the limit, every kind of stream reads as without one
+    for z in (c.compress(codec, PAYLOAD), getattr(kafka_codec, f"{name}_encode")(PAYLOAD)):
+        assert c.decompress(codec, z, limit=len(PAYLOAD)) == PAYLOAD
+        with pytest.raises(CorruptRecordError, match="limit"):
+            c.decompress(codec, z, limit=len(PAYLOAD) - 1)
 
 
 @pytest.mark.parametrize("codec", [5, 6, 7])

@@ -357,6 +357,29 @@ def test_a_topic_compression_type_recompresses_what_producers_send(cli, serve): 
     assert len(values(cli, "tz")) == 100
 
 
+def test_a_batch_that_inflates_past_max_request_bytes_is_refused_not_held(cli):
+    from fslog.records import batch as rb
+    from fslog.records import compression
+    cli.create("tb", "--config", "compression.type=gzip")
+    s = start_serve(cli, "--max-request-bytes", str(1 << 20))
+    try:
+        # one record of 8 MiB of zeros, zstd: a few KiB on the wire, 8x the limit inside
+        bomb = rb.compress_batch(bytearray(make_batch([b"\0" * (8 << 20)])), compression.ZSTD)
+        assert len(bomb) < 64 << 10
+        ok = rb.compress_batch(bytearray(make_batch([b"fine " * 100])), compression.ZSTD)
+        with Wire(s.bootstrap, timeout=60) as w:
+            r = produce(w, "tb", 0, bytes(bomb))
+            assert r.error_code == ErrorCode.invalid_record and r.base_offset == -1
+            assert "limit of 1,048,576 bytes" in (r.error_message or "")
+            r = produce(w, "tb", 0, bytes(ok))  # the same connection serves on
+            assert r.error_code == ErrorCode.none and r.base_offset == 0
+        assert s.proc.poll() is None
+    finally:
+        s.kill()
+    assert values(cli, "tb") == [b"fine " * 100]
+    assert cli.run("verify").returncode == 0
+
+
 # ---------------------------------------------------------------- bad frames, limits
 def test_bad_frames_close_the_connection_with_one_line_and_the_server_stays_up(cli):
     s = start_serve(cli, "--max-request-bytes", "4096")

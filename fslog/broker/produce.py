@@ -118,17 +118,19 @@ def topic_codec(compression_type: str) -> int | None:
         else compression.codec_for(compression_type)
 
 
-def recompress(records, h: rb.BatchHeader, codec: int) -> tuple[bytearray | None, str | None]:
+def recompress(records, h: rb.BatchHeader, codec: int,
+               limit: int | None = None) -> tuple[bytearray | None, str | None]:
     """The checked batch ``records`` with its records in ``codec`` (``compression.NONE``:
     uncompressed), and None; or None and why the records inside are not sound (a
     compressed batch that does not decompress, or whose record lengths do not match its
     count). The header stays but for the codec bits, the length and the CRC. Compressing
-    that does not make the records smaller leaves them uncompressed (``compress_batch``)."""
+    that does not make the records smaller leaves them uncompressed (``compress_batch``).
+    Records that would inflate past ``limit`` bytes are refused before they are held."""
     if not h.attributes & rb.COMPRESSION_MASK:  # framing already checked
         return rb.compress_batch(bytearray(records), codec), None
     plain = bytearray(records[:rb.HEADER_SIZE])
     try:
-        plain += rb.decompress_records(records, 0, h)
+        plain += rb.decompress_records(records, 0, h, limit=limit)
     except FslogError as e:
         return None, str(e)
     struct.pack_into(">i", plain, 8, len(plain) - rb.LOG_OVERHEAD)  # batchLength
@@ -186,7 +188,8 @@ async def _produce_partition(ctx: RequestContext, topic: str, index: int, record
     target = topic_codec(cfg.get("compression.type"))
     if target is not None and h.attributes & rb.COMPRESSION_MASK != target:
         # the topic names a codec: recompress as Kafka's broker does (C, a worker thread)
-        batch, why = await ctx.run(recompress, records, h, target)
+        batch, why = await ctx.run(recompress, records, h, target,
+                                   ctx.server.config.max_request_bytes)
         if batch is None:
             ctx.log.info("serve: %s: Produce to %s/%d refused: %s (INVALID_RECORD)",
                          ctx.connection.peer, topic, index, why)

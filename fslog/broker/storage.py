@@ -34,6 +34,9 @@ from ..storage.topic import Topic
 
 READER_POOL = 256  # positioned readers kept for consumers (each holds a mapped segment)
 _LOG_APPEND_TIME = 0x08  # batch attributes: the timestamp type bit
+# The most a stored compressed batch may inflate to when serve reads its records (a
+# ListOffsets by time): a batch sent to fill the server's memory is treated as unreadable.
+INFLATE_LIMIT = 100 << 20
 PATH_CACHE = 10_000  # topic and partition paths remembered
 
 
@@ -385,7 +388,7 @@ class BrokerStorage:
                     continue
                 if h.attributes & _LOG_APPEND_TIME:  # the batch's time is every record's
                     return h.base_offset, h.max_timestamp
-                for r in rb.decode_records(data, 0, h, seg.path):
+                for r in rb.decode_records(data, 0, h, seg.path, INFLATE_LIMIT):
                     if r.timestamp >= timestamp:
                         return r.offset, r.timestamp
         return -1, -1
@@ -433,7 +436,7 @@ def _offset_of_max(data: bytes, h: rb.BatchHeader) -> int:
     if h.attributes & _LOG_APPEND_TIME:
         return h.last_offset
     try:
-        recs = rb.decode_records(data, 0, h)
+        recs = rb.decode_records(data, 0, h, limit=INFLATE_LIMIT)
     except FslogError:
         return h.last_offset
     best = None

@@ -497,17 +497,18 @@ def _records_are_a_prefix(buf: bytes, h: BatchHeader) -> bool:
     return False  # every record is here, yet the header claims more bytes: damage
 
 
-def decompress_records(buf, pos: int, h: BatchHeader, path: str | None = None) -> bytes:
+def decompress_records(buf, pos: int, h: BatchHeader, path: str | None = None,
+                       limit: int | None = None) -> bytes:
     """The records section of the (already checked) compressed batch at ``pos``,
     decompressed (see ``compression``); CorruptRecordError naming the place if the codec
-    is unknown or the bytes do not decompress."""
+    is unknown, the bytes do not decompress, or they inflate past ``limit`` bytes."""
     global _INFLATED
     last = _INFLATED
     if last[0] is buf and last[1] == pos:
         return last[2]
     try:
         raw = compression.decompress(h.attributes & COMPRESSION_MASK,
-                                     buf[pos + HEADER_SIZE:pos + h.size])
+                                     buf[pos + HEADER_SIZE:pos + h.size], limit)
     except CorruptRecordError as e:
         raise type(e)(f"{path + ': ' if path else ''}position {pos}: batch at offset "
                       f"{h.base_offset}: {e}", path, pos, h.base_offset) from None
@@ -541,12 +542,14 @@ def compress_batch(batch: bytearray, codec: int) -> bytearray:
     return out
 
 
-def decode_records(buf, pos: int, h: BatchHeader, path: str | None = None) -> list[Record]:
-    """All records of the (already checked) batch at ``pos``, compressed or not."""
+def decode_records(buf, pos: int, h: BatchHeader, path: str | None = None,
+                   limit: int | None = None) -> list[Record]:
+    """All records of the (already checked) batch at ``pos``, compressed or not (its
+    records inflating to at most ``limit`` bytes, when given)."""
     base_offset = h.base_offset
     base_ts = h.base_timestamp
     if h.attributes & COMPRESSION_MASK:  # the same parser, over the decompressed records
-        buf = decompress_records(buf, pos, h, path)
+        buf = decompress_records(buf, pos, h, path, limit)
         p, end = 0, len(buf)
     else:
         p = pos + HEADER_SIZE

@@ -162,12 +162,28 @@ def compress(codec: int, data) -> bytes:
 
 # ---------------------------------------------------------------- decompress
 
-def _gunzip(data) -> bytes:
+class _TooLarge(ValueError):
+    pass
+
+
+def _too_large(limit: int) -> _TooLarge:
+    return _TooLarge(f"it inflates past the limit of {limit:,} bytes")
+
+
+def _gunzip(data, limit: int | None = None) -> bytes:
     out = []
     rest = bytes(data)
+    room = limit
     while True:
         d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        out.append(d.decompress(rest))
+        if room is None:
+            out.append(d.decompress(rest))
+        else:
+            chunk = d.decompress(rest, room + 1)
+            if len(chunk) > room:
+                raise _too_large(limit)  # type: ignore[arg-type]
+            room -= len(chunk)
+            out.append(chunk)
         if not d.eof:
             raise ValueError("gzip stream is cut short")
         rest = d.unused_data
@@ -175,49 +191,87 @@ def _gunzip(data) -> bytes:
             return b"".join(out)
 
 
-def _unsnappy(data) -> bytes:
+def _unsnappy_block(block, room: int | None) -> bytes:
+    if room is not None and cramjam.snappy.decompress_raw_len(block) > room:
+        raise _TooLarge()
+    return bytes(cramjam.snappy.decompress_raw(block))
+
+
+def _unsnappy(data, limit: int | None = None) -> bytes:
     mv = memoryview(data)
-    if bytes(mv[:8]) != XERIAL_MAGIC:
-        return bytes(cramjam.snappy.decompress_raw(mv))
-    if len(mv) < 16:
-        raise ValueError("xerial snappy header is cut short")
-    out = []
-    p = 16
-    n = len(mv)
-    while p < n:
-        if p + 4 > n:
-            raise ValueError("xerial snappy block length is cut short")
-        length = _I32.unpack_from(mv, p)[0]
-        p += 4
-        if length < 0 or p + length > n:
-            raise ValueError(f"xerial snappy block of {length} bytes runs past the end")
-        out.append(bytes(cramjam.snappy.decompress_raw(mv[p:p + length])))
-        p += length
-    return b"".join(out)
+    try:
+        if bytes(mv[:8]) != XERIAL_MAGIC:
+            return _unsnappy_block(mv, limit)
+        if len(mv) < 16:
+            raise ValueError("xerial snappy header is cut short")
+        out = []
+        room = limit
+        p = 16
+        n = len(mv)
+        while p < n:
+            if p + 4 > n:
+                raise ValueError("xerial snappy block length is cut short")
+            length = _I32.unpack_from(mv, p)[0]
+            p += 4
+            if length < 0 or p + length > n:
+                raise ValueError(f"xerial snappy block of {length} bytes runs past the end")
+            out.append(_unsnappy_block(mv[p:p + length], room))
+            if room is not None:
+                room -= len(out[-1])
+            p += length
+        return b"".join(out)
+    except _TooLarge:
+        raise _too_large(limit) from None  # type: ignore[arg-type]
 
 
-def _unlz4(data) -> bytes:
+def _bounded_into(decompress_into, data, limit: int) -> bytes:
+    """Decompress into buffers that grow fourfold up to ``limit`` + 1 bytes: a stream
+    that would inflate past ``limit`` is refused without ever being held whole."""
+    size = min(limit + 1, max(1 << 16, 4 * len(data)))
+    while True:
+        out = bytearray(size)
+        try:
+            n = decompress_into(data, out)
+        except cramjam.DecompressionError as e:
+            if "whole buffer" not in str(e):
+                raise
+            if size > limit:
+                raise _too_large(limit) from None
+            size = min(limit + 1, size * 4)
+            continue
+        if n > limit:
+            raise _too_large(limit)
+        return bytes(memoryview(out)[:n])
+
+
+def _unlz4(data, limit: int | None = None) -> bytes:
+    if limit is not None:
+        return _bounded_into(cramjam.lz4.decompress_into, data, limit)
     return bytes(cramjam.lz4.decompress(data))
 
 
-def _unzstd(data) -> bytes:
+def _unzstd(data, limit: int | None = None) -> bytes:
+    if limit is not None:
+        return _bounded_into(cramjam.zstd.decompress_into, data, limit)
     return bytes(cramjam.zstd.decompress(data))
 
 
 _DECOMPRESS = {GZIP: _gunzip, SNAPPY: _unsnappy, LZ4: _unlz4, ZSTD: _unzstd}
 
 
-def decompress(codec: int, data) -> bytes:
+def decompress(codec: int, data, limit: int | None = None) -> bytes:
     """The records section ``data`` (bytes-like) of a batch compressed with ``codec``,
     decompressed. Raises ``UnsupportedCompressionError`` for a codec Kafka does not
     define (5-7) and ``CorruptRecordError`` for bytes that are not a valid stream of the
-    codec; the caller adds the file, position and offset."""
+    codec, or that inflate past ``limit`` bytes (given where the bytes come from the
+    network: a small batch must not be able to fill the server's memory); the caller
+    adds the file, position and offset."""
     fn = _DECOMPRESS.get(codec)
     if fn is None:
         raise UnsupportedCompressionError(
             f"unknown compression codec {codec} in the batch attributes (Kafka defines "
             f"0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd)")
     try:
-        return fn(data)
+        return fn(data, limit)
     except (ValueError, zlib.error, cramjam.DecompressionError) as e:
         raise CorruptRecordError(f"{codec_name(codec)} data does not decompress ({e})") from None
