@@ -23,7 +23,7 @@ import time
 from kio.schema.errors import ErrorCode
 
 from ..errors import FslogError
-from .handlers import Deferred, RawFrame, RequestContext, handles
+from .handlers import Deferred, RawFrame, RequestContext, handles, uvarint
 from .metadata import name_error
 from .replicas import on_fetch
 from .storage import OutOfRange
@@ -146,11 +146,11 @@ def encode_response(version: int, correlation_id: int, by_topic: dict[str, list[
     head += _I32.pack(0)  # throttle_time_ms
     if version >= 7:
         head += _I16I32.pack(0, 0)  # error_code, session_id
-    head += _uvarint(len(by_topic) + 1) if flexible else _I32.pack(len(by_topic))
+    head += uvarint(len(by_topic) + 1) if flexible else _I32.pack(len(by_topic))
     for topic, ps in by_topic.items():
         name = topic.encode()
-        head += (_uvarint(len(name) + 1) if flexible else _I16.pack(len(name))) + name
-        head += _uvarint(len(ps) + 1) if flexible else _I32.pack(len(ps))
+        head += (uvarint(len(name) + 1) if flexible else _I16.pack(len(name))) + name
+        head += uvarint(len(ps) + 1) if flexible else _I32.pack(len(ps))
         for p in ps:
             head += _PART.pack(p.index, p.code, p.hw, p.hw)
             if version >= 5:
@@ -161,7 +161,7 @@ def encode_response(version: int, correlation_id: int, by_topic: dict[str, list[
                 head += _I32.pack(0 if aborted else -1)
             if version >= 11:
                 head += _I32.pack(-1)  # preferred_read_replica
-            head += _uvarint(p.size + 1) if flexible else _I32.pack(p.size)
+            head += uvarint(p.size + 1) if flexible else _I32.pack(p.size)
             if p.records:
                 out.append(bytes(head))
                 out.extend(p.records)
@@ -177,14 +177,6 @@ def encode_response(version: int, correlation_id: int, by_topic: dict[str, list[
     out[0] = _I32.pack(size) + out[0]
     return out
 
-
-def _uvarint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 @handles(1)

@@ -32,7 +32,7 @@ from kio.schema.errors import ErrorCode
 from ..errors import FslogError, InvalidNameError, RecordTooLargeError
 from ..records import batch as rb
 from ..records import compression
-from .handlers import Deferred, RawFrame, RequestContext, handles
+from .handlers import Deferred, RawFrame, RequestContext, handles, uvarint
 from .metadata import ensure_topic
 from .producer_state import DUPLICATE, NONE, last_sequence
 from .replicas import min_insync
@@ -281,11 +281,11 @@ def encode_response(version: int, correlation_id: int,
     out = bytearray(_I32.pack(correlation_id))
     if flexible:
         out += b"\0"
-    out += _uvarint(len(results) + 1) if flexible else _I32.pack(len(results))
+    out += uvarint(len(results) + 1) if flexible else _I32.pack(len(results))
     for name, parts in results:
         raw = name.encode()
-        out += (_uvarint(len(raw) + 1) if flexible else _I16.pack(len(raw))) + raw
-        out += _uvarint(len(parts) + 1) if flexible else _I32.pack(len(parts))
+        out += (uvarint(len(raw) + 1) if flexible else _I16.pack(len(raw))) + raw
+        out += uvarint(len(parts) + 1) if flexible else _I32.pack(len(parts))
         for index, r in parts:
             out += _PART.pack(index, r.code, r.base, r.log_append_time)
             if version >= 5:
@@ -294,7 +294,7 @@ def encode_response(version: int, correlation_id: int,
                 out += b"\x01" if flexible else b"\0\0\0\0"  # no record errors
                 msg = None if r.message is None else r.message.encode()
                 if flexible:
-                    out += b"\0" if msg is None else _uvarint(len(msg) + 1) + msg
+                    out += b"\0" if msg is None else uvarint(len(msg) + 1) + msg
                 else:
                     out += b"\xff\xff" if msg is None else _I16.pack(len(msg)) + msg
             if flexible:
@@ -306,14 +306,6 @@ def encode_response(version: int, correlation_id: int,
         out += b"\0"
     return _I32.pack(len(out)) + out
 
-
-def _uvarint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 @handles(0)
