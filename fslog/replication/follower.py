@@ -208,24 +208,30 @@ class Follower:
             got = fetcher(positions, self.max_fetch_bytes, min(left, 0.5))
             wrote = []
             odd = False
-            for key, data in got.items():
-                if data is None:
-                    odd = True
-                    continue
-                if not data:
-                    continue
-                rp, ps = self._parts[key], self._pstate[key]
-                off = rp.end_offset()
-                if rb.read_header(data, 0).base_offset != off or off != ps.end:
-                    odd = True
-                    continue
-                end = rp.follower_append(data, None)
-                ps.bytes += len(data)
-                ps.records += end - off
-                ps.end = end
-                wrote.append(rp)
-            for rp in wrote:
-                rp.sync()
+            try:
+                for key, data in got.items():
+                    if data is None:
+                        odd = True
+                        continue
+                    if not data:
+                        continue
+                    rp, ps = self._parts[key], self._pstate[key]
+                    off = ps.end  # this log's end (the writer checks it again)
+                    if rb.read_header(data, 0).base_offset != off:
+                        odd = True
+                        continue
+                    wrote.append(rp)
+                    try:
+                        end = rp.follower_append(data, None)
+                    except ReplicationError:
+                        odd = True  # changed under us: the full pass looks at it
+                        continue
+                    ps.bytes += len(data)
+                    ps.records += end - off
+                    ps.end = end
+            finally:
+                for rp in wrote:
+                    rp.sync()  # before the next fetch reports the position (acks=all)
             if odd:
                 return
 
@@ -279,6 +285,7 @@ class Follower:
         if rp is None:
             t = self.log.topic(topic)
             rp = self._parts[key] = ReplicaPartition(self.log.root, topic, p, t.config)
+            rp.sync_found()  # a previous follower's unsynced tail: durable before reported
         return rp
 
     # ------------------------------------------------------------ partitions
