@@ -52,9 +52,7 @@ class SegmentReader:
 
     # -- mapping
     def refresh(self) -> bool:
-        """Take the file's new size if it grew (or shrank); return True if it changed.
-        The map is made again only when a batch is read through it (``read_batch``): a
-        reader at the tail, which reads the last batch with pread, maps nothing."""
+        """Remap if the file grew; return True if there are new bytes."""
         size = os.fstat(self._fd).st_size
         if size == self.size:
             return False
@@ -62,6 +60,8 @@ class SegmentReader:
             self._map.close()
             self._map = None
         self.size = size
+        if size:
+            self._map = mmap.mmap(self._fd, size, prot=mmap.PROT_READ)
         return True
 
     def close(self) -> None:
@@ -111,17 +111,13 @@ class SegmentReader:
             if len(data) < h.size:
                 return None
         else:
-            now = os.fstat(self._fd).st_size
-            m = self._map
-            if now < end or (m is None and now != size):
+            if os.fstat(self._fd).st_size < end:
                 # The file shrank under the map (a writer repaired a torn tail): pages past
-                # its end must not be touched (SIGBUS). Or it changed since the last look,
-                # and is about to be mapped: take its size now and look again.
+                # its end must not be touched (SIGBUS). Remap and look again.
                 self.refresh()
                 return self.read_batch(pos, expect)
-            if m is None:  # size > end > 0
-                m = self._map = mmap.mmap(self._fd, size, prot=mmap.PROT_READ)
-            data = m[pos:end]
+            assert self._map is not None  # size > 0
+            data = self._map[pos:end]
             if end - self._released > _RELEASE_STEP:
                 self._release_before(pos)
         if rb.crc32c_range(data, rb.CRC_START, h.size) != h.crc:
