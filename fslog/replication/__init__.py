@@ -2,3 +2,5 @@
 leader root on this machine (``source.py``). The storage side — follower appends,
 truncation, leader epochs, promotion — lives in ``storage/replica.py`` and
 ``storage/leader_epoch.py``."""
+
+from .. import kio_codec  # noqa: F401  (kio without its hypothesis hooks; first)
