@@ -50,6 +50,10 @@ Servers in tests: ``tests/serve_fixtures.py`` (fixture ``serve``) starts ``fslog
 on a free 127.0.0.1 port and kills it at teardown.
 """
 
+from .. import kio_import
+
+kio_import.load()  # kio without hypothesis's start-up (see kio_import.py)
+
 __all__ = ["ServeConfig", "Server", "serve"]
 
 

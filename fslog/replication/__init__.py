@@ -2,3 +2,7 @@
 leader root on this machine (``source.py``). The storage side — follower appends,
 truncation, leader epochs, promotion — lives in ``storage/replica.py`` and
 ``storage/leader_epoch.py``."""
+
+from .. import kio_import
+
+kio_import.load()  # kio without hypothesis's start-up (see kio_import.py)
