@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -41,10 +42,24 @@ def fslog_cmd() -> list[str]:
     return [beside] if os.access(beside, os.X_OK) else [sys.executable, "-m", "fslog.cli.main"]
 
 
-def timed(args: list[str], stdin=None) -> float:
+def timed(args: list[str], stdin=None) -> tuple[float, float]:
+    """(wall seconds, CPU seconds: user + system) of one fslog command."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(fslog_cmd() + args, stdin=stdin, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a running process has used so far (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -186,27 +201,34 @@ def main() -> None:
         with open(data, "w") as f:
             for i in range(args.records):
                 f.write(f'{{"id":{i:09d},"user":"u-{i % 1000:04d}","pad":"{pad}"}}\n')
+        print(f"load average {os.getloadavg()[0]:.2f} at the start")
         with open(data, "rb") as f:
-            t_prod = timed(["--root", a, "produce", "t", "--quiet"], stdin=f)
-        t_copy = timed(["--root", b, "replicate", "--from", a, "--once", "--quiet"])
+            t_prod, c_prod = timed(["--root", a, "produce", "t", "--quiet"], stdin=f)
+        t_copy, c_copy = timed(["--root", b, "replicate", "--from", a, "--once", "--quiet"])
         n = args.records
-        print(f"leader ingest  fslog produce            {n / t_prod:12,.0f} records/s  ({t_prod:.2f} s)")
+        print(f"leader ingest  fslog produce            {n / t_prod:12,.0f} records/s  "
+              f"({t_prod:.2f} s, {c_prod:.2f} CPU-s)")
         print(f"follower copy  fslog replicate --once   {n / t_copy:12,.0f} records/s  "
-              f"({t_copy:.2f} s)  {t_prod / t_copy:.2f}x the leader's ingest")
+              f"({t_copy:.2f} s, {c_copy:.2f} CPU-s)  {t_prod / t_copy:.2f}x the leader's "
+              f"ingest (CPU: {c_prod / c_copy:.2f}x)")
 
         # lag while following, from the root and from a server on it
         print(lag_line("file-root", a, os.path.join(work, "b2"), a, "live", args))
         srv = Server(a)
         try:
             c = os.path.join(work, "c")
-            t_net = timed(["--root", c, "replicate", "--from", srv.bootstrap, "--once", "--quiet",
-                           "--topics", "t"])
+            s0 = proc_cpu(srv.proc.pid)
+            t_net, c_net = timed(["--root", c, "replicate", "--from", srv.bootstrap, "--once",
+                                  "--quiet", "--topics", "t"])
+            c_srv = proc_cpu(srv.proc.pid) - s0
             print(f"follower copy  replicate --from HOST:PORT --once {n / t_net:12,.0f} records/s  "
-                  f"({t_net:.2f} s)  {t_prod / t_net:.2f}x the leader's ingest")
+                  f"({t_net:.2f} s, {c_net:.2f} CPU-s + the server's {c_srv:.2f})  "
+                  f"{t_prod / t_net:.2f}x the leader's ingest (CPU: {c_prod / (c_net + c_srv):.2f}x)")
             print(lag_line("network", a, os.path.join(work, "c2"), srv.bootstrap, "live2", args))
             acks_all_latency(a, srv.bootstrap, os.path.join(work, "d"), args.acks)
         finally:
             srv.stop()
+        print(f"load average {os.getloadavg()[0]:.2f} at the end")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -16,6 +16,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 
 from conftest import wait_for
 from serve_fixtures import start_serve
@@ -175,3 +176,31 @@ def test_retention_compaction_deletion_and_groups_follow_a_served_leader(cli, tm
         cli("--root", b, "verify")
     finally:
         srv.stop()
+
+
+def test_the_hand_encoded_fetch_request_is_the_one_kio_encodes():
+    import datetime
+    import io
+
+    from kio.schema.fetch.v12 import request as fr
+
+    from fslog.replication import wire
+    wants = {"pair": [(0, 123, 8 << 20), (3, 1 << 40, 1)], "é" * 90: [(1, 5, 100)]}
+    req = fr.FetchRequest(
+        replica_id=1, max_wait=datetime.timedelta(milliseconds=500), min_bytes=1,  # type: ignore[arg-type]
+        topics=tuple(fr.FetchTopic(topic=t, partitions=tuple(  # type: ignore[arg-type]
+            fr.FetchPartition(partition=p, fetch_offset=o, partition_max_bytes=m)  # type: ignore[arg-type]
+            for p, o, m in ps)) for t, ps in wants.items()),
+        forgotten_topics_data=())
+    buf = io.BytesIO()
+    wire._writer(fr.FetchRequest)(buf, req)
+    assert wire.fetch_request_v12(1, 500, 1, wants) == buf.getvalue()
+
+
+def test_kio_loads_without_hypothesis_and_hypothesis_still_imports():
+    code = ("import sys; import fslog.replication.network; "
+            "assert 'hypothesis' not in sys.modules, 'kio pulled in hypothesis'; "
+            "import hypothesis; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -50,13 +50,16 @@ Servers in tests: ``tests/serve_fixtures.py`` (fixture ``serve``) starts ``fslog
 on a free 127.0.0.1 port and kills it at teardown.
 """
 
-from .. import kio_codec  # noqa: F401  (kio without its hypothesis hooks; first)
+from .. import kio_import
+
+kio_import.load()  # kio without hypothesis's start-up (see kio_import.py)
 
 __all__ = ["ServeConfig", "Server", "serve"]
 
 
 def __getattr__(name: str):
-    # lazy: ``fslog serve users`` needs neither asyncio nor the protocol handlers
+    # lazy: ``fslog status`` and ``fslog top`` read the registration without loading
+    # asyncio and kio
     if name in __all__:
         from . import server
         return getattr(server, name)

@@ -11,8 +11,10 @@ and shell completion get the whole app.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+from types import ModuleType
 
 import typer
 
@@ -43,48 +45,27 @@ def main(
     ctx.obj = {"root": root}
 
 
-def _topic(app: typer.Typer) -> None:
-    from . import topic
-    app.add_typer(topic.app, name="topic")
+# Every command, in the order `fslog --help` lists them: (module under fslog.cli,
+# function, help-text constant) for a plain command; (module, "app", None) for a command
+# group that is its own Typer app. ``serve`` is built by ``_add_serve``.
+COMMANDS: dict[str, tuple[str, str, str | None]] = {
+    "topic": ("topic", "app", None),
+    "produce": ("produce", "produce", "HELP"),
+    "consume": ("consume", "consume", "HELP"),
+    "verify": ("verify", "verify", "HELP"),
+    "clean": ("clean", "clean", "HELP"),
+    "group": ("group", "app", None),
+    "status": ("status", "status", "HELP"),
+    "top": ("top", "top", "HELP"),
+    "serve": ("serve", "serve", "HELP"),
+    "replicate": ("replicate", "replicate", "HELP"),
+    "promote": ("replicate", "promote", "PROMOTE_HELP"),
+    "mirror": ("mirror", "mirror", "HELP"),
+}
 
 
-def _produce(app: typer.Typer) -> None:
-    from . import produce
-    app.command("produce", help=produce.HELP, no_args_is_help=False)(produce.produce)
-
-
-def _consume(app: typer.Typer) -> None:
-    from . import consume
-    app.command("consume", help=consume.HELP)(consume.consume)
-
-
-def _verify(app: typer.Typer) -> None:
-    from . import verify
-    app.command("verify", help=verify.HELP)(verify.verify)
-
-
-def _clean(app: typer.Typer) -> None:
-    from . import clean
-    app.command("clean", help=clean.HELP)(clean.clean)
-
-
-def _group(app: typer.Typer) -> None:
-    from . import group
-    app.add_typer(group.app, name="group")
-
-
-def _status(app: typer.Typer) -> None:
-    from . import status
-    app.command("status", help=status.HELP)(status.status)
-
-
-def _top(app: typer.Typer) -> None:
-    from . import top
-    app.command("top", help=top.HELP)(top.top)
-
-
-def _serve(app: typer.Typer) -> None:
-    from . import serve
+def _add_serve(app: typer.Typer, serve: ModuleType) -> None:
+    """``fslog serve`` runs the server itself and holds the ``users`` subcommands."""
     serve_app = typer.Typer(help=serve.HELP, rich_markup_mode=None,
                             context_settings={"help_option_names": ["-h", "--help"]})
     serve_app.callback(invoke_without_command=True, help=serve.HELP)(serve.serve)
@@ -92,27 +73,16 @@ def _serve(app: typer.Typer) -> None:
     app.add_typer(serve_app, name="serve")
 
 
-def _replicate(app: typer.Typer) -> None:
-    from . import replicate
-    app.command("replicate", help=replicate.HELP)(replicate.replicate)
-
-
-def _promote(app: typer.Typer) -> None:
-    from . import replicate
-    app.command("promote", help=replicate.PROMOTE_HELP)(replicate.promote)
-
-
-def _mirror(app: typer.Typer) -> None:
-    from . import mirror
-    app.command("mirror", help=mirror.HELP)(mirror.mirror)
-
-
-# every command, in the order `fslog --help` lists them
-COMMANDS = {
-    "topic": _topic, "produce": _produce, "consume": _consume, "verify": _verify,
-    "clean": _clean, "group": _group, "status": _status, "top": _top, "serve": _serve,
-    "replicate": _replicate, "promote": _promote, "mirror": _mirror,
-}
+def _add(app: typer.Typer, name: str) -> None:
+    """Import the module of command ``name`` and register the command on ``app``."""
+    module_name, attr, help_attr = COMMANDS[name]
+    module = importlib.import_module(f".{module_name}", __package__)
+    if name == "serve":
+        _add_serve(app, module)
+    elif help_attr is None:
+        app.add_typer(getattr(module, attr), name=name)
+    else:
+        app.command(name, help=getattr(module, help_attr))(getattr(module, attr))
 
 
 def command_named(args: list[str]) -> str | None:
@@ -145,9 +115,9 @@ def build_app(only: str | None = None) -> typer.Typer:
         rich_markup_mode=None,
     )
     app.callback()(main)
-    for name, add in COMMANDS.items():
+    for name in COMMANDS:
         if only is None or name == only:
-            add(app)
+            _add(app, name)
     return app
 
 

@@ -233,6 +233,9 @@ def _bounded_into(decompress_into, data, limit: int) -> bytes:
         try:
             n = decompress_into(data, out)
         except cramjam.DecompressionError as e:
+            # cramjam 2.x says "failed to write whole buffer" when ``out`` is too small
+            # (pinned <3 in pyproject.toml; tests/test_compression.py fails if that text
+            # changes, since a valid stream larger than the first buffer would be refused)
             if "whole buffer" not in str(e):
                 raise
             if size > limit:

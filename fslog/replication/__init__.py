@@ -3,4 +3,6 @@ leader root on this machine (``source.py``). The storage side — follower appen
 truncation, leader epochs, promotion — lives in ``storage/replica.py`` and
 ``storage/leader_epoch.py``."""
 
-from .. import kio_codec  # noqa: F401  (kio without its hypothesis hooks; first)
+from .. import kio_import
+
+kio_import.load()  # kio without hypothesis's start-up (see kio_import.py)

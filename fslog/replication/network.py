@@ -14,9 +14,10 @@ cluster (its bootstrap servers, HOST:PORT[,HOST:PORT...]). The source interface 
   The leader's segment base offsets are not on the wire, so the follower rolls by the
   topic's segment.bytes and segment.ms — the leader's, copied with the config — which,
   applied to the same batches, roll where the leader rolled.
-- data: Fetch v12, whole batches, each partition's fetch sent to its leader broker (one
-  connection per broker). NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION and the like
-  drop the leader map; the next pass reads Metadata again and goes where it says.
+- data: Fetch v12 (the request encoded by hand: ``wire.fetch_request_v12``), whole
+  batches, each partition's fetch sent to its leader broker (one connection per broker).
+  NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION and the like drop the leader map;
+  the next pass reads Metadata again and goes where it says.
 - divergence: OffsetForLeaderEpoch v4, to the leader.
 - groups' committed offsets: ListGroups on every broker and OffsetFetch v8 to the broker
   that listed the group (its coordinator), when the servers offer both (ApiVersions).
@@ -30,14 +31,13 @@ for an API the server lacks. Not thread-safe; one per follower.
 
 from __future__ import annotations
 
-import datetime
 import threading
 
 from kio.schema.errors import ErrorCode
 
 from ..errors import FslogError, LeaderUnavailableError
 from .source import LeaderPartition
-from .wire import PLAINTEXT, ClientSecurity, Connection, parse_address
+from .wire import PLAINTEXT, ClientSecurity, Connection, fetch_request_v12, parse_address
 
 # The "type: ignore[arg-type]" comments below: kio declares request fields with phantom
 # types (i8, i32, i64, BrokerId, TopicName, i32Timedelta) that plain ints, strs and
@@ -47,7 +47,7 @@ _TOPIC_CONFIG_SOURCE = 1  # DYNAMIC_TOPIC_CONFIG: an override of this topic
 _EARLIEST, _LATEST = -2, -1
 _BOOTSTRAP = -1           # the key of the bootstrap connection until Metadata names nodes
 _FSLOG_CLUSTER = "fslog-"  # fslog serve's cluster ids
-_DESCRIBE_CONFIGS, _LIST_GROUPS, _OFFSET_FETCH = 32, 16, 9
+_FETCH, _DESCRIBE_CONFIGS, _LIST_GROUPS, _OFFSET_FETCH = 1, 32, 16, 9
 # the partition's leader is elsewhere now, or not known yet: ask Metadata again
 _MOVED = frozenset({ErrorCode.not_leader_or_follower, ErrorCode.unknown_topic_or_partition,
                     ErrorCode.leader_not_available, ErrorCode.fenced_leader_epoch,
@@ -230,17 +230,17 @@ class NetworkLeader:
     # ------------------------------------------------------------ data
     def _fetch(self, node: int, wants: list[tuple[str, int, int]], max_bytes: int,
                wait_ms: int, min_bytes: int, replica_id: int | None = None):
-        from kio.schema.fetch.v12 import request as fr
-        by_topic: dict[str, list] = {}
+        by_topic: dict[str, list[tuple[int, int, int]]] = {}
         for t, p, off in wants:
-            by_topic.setdefault(t, []).append(fr.FetchPartition(
-                partition=p, fetch_offset=off, partition_max_bytes=max_bytes))  # type: ignore[arg-type]
-        return self._request(node, fr.FetchRequest(
-            replica_id=self.replica_id if replica_id is None else replica_id,  # type: ignore[arg-type]
-            max_wait=datetime.timedelta(milliseconds=wait_ms),  # type: ignore[arg-type]
-            min_bytes=min_bytes, topics=tuple(fr.FetchTopic(topic=t, partitions=tuple(ps))  # type: ignore[arg-type]
-                                              for t, ps in by_topic.items()),
-            forgotten_topics_data=()))
+            by_topic.setdefault(t, []).append((p, off, max_bytes))
+        body = fetch_request_v12(self.replica_id if replica_id is None else replica_id,
+                                 wait_ms, min_bytes, by_topic)
+        c = self._conn(node)
+        try:
+            return c.request_encoded(_FETCH, 12, body)
+        except FslogError:
+            self._drop(node)
+            raise
 
     def peek(self, topic: str, p: int, offset: int) -> bytearray:
         """The batch holding ``offset``, fetched as a consumer (replica id -1): a look
