@@ -119,6 +119,43 @@ def test_split_paths_take_typical_batches():
     assert rb.decode_keyed(data, 0, h, with_keys=False) == (None, values)
 
 
+def _learn_only(keys):
+    """Reset what the split knows to these keys' lengths (module state: restored by the
+    next batch of other lengths, which are learned again)."""
+    rb._SPLIT_KEY_LENGTHS = frozenset()
+    rb._learn_key_lengths(keys)
+
+
+def test_split_with_one_key_length_takes_lengths_from_tables():
+    """One key length known: record lengths come from per-range tables (offset deltas
+    of 1, 2 and 3 bytes, values of 1- to 3-byte lengths), exactly as the general check."""
+    keys = [b"u-%05d" % (i % 977) for i in range(9000)]
+    values = [b"v" * ((i * 37) % 200) + (b"x" * 9000 if i in (5, 100, 8500) else b"")
+              for i in range(9000)]
+    data = bytes(rb.encode_keyed(keys, values, 9))
+    _learn_only(keys)
+    assert rb._SPLIT_HEADS is not None
+    assert rb._split_keyed(data, 0, len(data), len(keys)) == (keys, values)
+    assert rb.decode_keyed(data, 0, rb.read_header(data, 0), with_values=False) == (keys, None)
+    rnd = random.Random(7)
+    small = bytes(rb.encode_keyed(keys[:150], values[:150], 9))
+    for _ in range(1500):  # a byte changed anywhere: the general decoder's records, or None
+        buf = bytearray(small)
+        buf[rnd.randrange(rb.HEADER_SIZE, len(buf))] = rnd.choice([0, 1, 2, 14, 0x80, rnd.randrange(256)])
+        got = rb._split_keyed(bytes(buf), 0, len(buf), 150)
+        if got is None:
+            continue
+        try:
+            recs = rb.decode_records(bytes(buf), 0, rb.read_header(bytes(buf), 0))
+        except Exception:
+            raise AssertionError(f"accepted a batch the general decoder refuses: {got}") from None
+        assert all(r.headers == () and r.timestamp == 9 for r in recs)
+        assert [r.offset for r in recs] == list(range(150))
+        assert got == ([r.key for r in recs], [r.value for r in recs])
+    _learn_only([b"k", b"key"])  # two lengths: the general check
+    assert rb._SPLIT_HEADS is None
+
+
 def test_murmur2_is_kafkas():
     # values from Kafka's UtilsTest
     assert P.murmur2(b"21") == -973932308

@@ -47,6 +47,7 @@ Pure functions; safe to call from any thread.
 from __future__ import annotations
 
 import struct
+from bisect import bisect_left
 from itertools import repeat
 from operator import add, getitem, itemgetter, sub
 from typing import Any, Iterable, NamedTuple, Sequence
@@ -928,6 +929,10 @@ _SPLIT_KEY_LENGTHS: frozenset = frozenset()
 _SPLIT_MAX_LENGTHS = 12  # branches tried one after another: a few key lengths only
 _SPLIT_T: Any = None
 _SPLIT_T1: Any = None
+# With one key length k known: for an offsetDelta of w bytes (w = 1, 2, 3), the length
+# varint of a record with a value of m bytes (zz(4 + w + k + len(zz(m)) + m)), by m; so a
+# batch's record lengths come from its value lengths by one itemgetter call a range.
+_SPLIT_HEADS: tuple | None = None
 
 
 def _learn_key_lengths(keys: Sequence[bytes]) -> None:
@@ -950,7 +955,7 @@ def _learn_key_lengths(keys: Sequence[bytes]) -> None:
             t[m + ln[m] - 2] = zz[m]
         _SPLIT_T = t
         _SPLIT_T1 = [None] + t
-    v = rb"[\x80-\xff]{0,2}[\x00-\x7f]"  # a varint of 1 to 3 bytes
+    v = rb"[\x80-\xff]{0,2}+[\x00-\x7f]"  # a varint of 1 to 3 bytes (possessive: they end at a byte < 0x80)
     kls = sorted(known)
     # the key length byte, then the key: as many bytes as that byte says (a lookbehind
     # at it picks the branch)
@@ -965,6 +970,17 @@ def _learn_key_lengths(keys: Sequence[bytes]) -> None:
     _SPLIT_VALUES = re.compile(rb"\x00(" + v + rb"\x00\x00" + v + klb + b"(?:" + branches
                                + b"))(" + v + b")", re.DOTALL)
     _SPLIT_KEY_LENGTHS = frozenset(known)
+    global _SPLIT_HEADS
+    _SPLIT_HEADS = None
+    if len(known) == 1:
+        [k] = known
+        zz = _tables()[0]
+        sized = _keyed_tables()[2]  # m + the size of its varint: increasing
+        # (a record too long for the table: IndexError, the general path)
+        _SPLIT_HEADS = tuple(
+            list(map(zz.__getitem__, map(add, sized[:bisect_left(sized, _TABLE_SIZE - c)],
+                                         repeat(c))))
+            for c in (5 + k, 6 + k, 7 + k))
 
 
 def _split_keyed(buf: bytes, pos: int, end: int, n: int) -> tuple[list, list] | None:
@@ -989,6 +1005,23 @@ def _split_keyed(buf: bytes, pos: int, end: int, n: int) -> tuple[list, list] | 
     keys = parts[2::4]
     values = parts[4::4]
     vlens = list(map(len, values))
+    heads = _SPLIT_HEADS
+    if heads is not None:  # one key length (the regex's only branch): lengths by table
+        want = [b""] * (2 * n)
+        try:
+            if parts[3::4] != list(_lookup(zz, vlens)):
+                return None
+            want[0:128:2] = _lookup(heads[0], vlens[:64])
+            if n > 64:
+                want[128:16384:2] = _lookup(heads[1], vlens[64:8192])
+                if n > 8192:
+                    want[16384::2] = _lookup(heads[2], vlens[8192:])
+        except IndexError:  # a length outside the tables
+            return None
+        want[1::2] = mid2[:n]
+        if b"".join(parts[1::4]) != b"".join(want):
+            return None
+        return keys, values
     try:
         if parts[3::4] != list(map(zz.__getitem__, vlens)):
             return None
