@@ -345,6 +345,56 @@ def encode_compacted(records: Sequence[Record], base_offset: int, last_offset: i
     return out
 
 
+def encode_keyed_compacted(keys: Sequence[bytes], values: Sequence[bytes],
+                           deltas: Sequence[int], timestamp: int, base_offset: int,
+                           last_offset: int) -> bytearray | None:
+    """``encode_compacted`` for records of the keyed shape (a key and a value each, no
+    headers, all at ``timestamp``) at the offset deltas ``deltas`` (increasing, from
+    ``base_offset``): what compaction keeps of a keyed batch that loses some records. By
+    table lookups, as ``encode_keyed``: no Python loop per record; the same bytes as
+    ``encode_compacted``. None if a length or delta is outside the tables (then use that)."""
+    n = len(keys)
+    last_delta = last_offset - base_offset
+    if not n or n != len(values) or n != len(deltas) or not 0 <= last_delta < 1 << 31:
+        return None
+    _framing, zz, sized, _unzz, _vskip, _fixed, mid2 = _keyed_tables()
+    ln = _KEYED_LENGTHS[0]  # type: ignore[index]
+    try:
+        klens = list(map(len, keys))
+        vlens = list(map(len, values))
+        # attributes, timestampDelta, headerCount (3), offsetDelta, key and value with
+        # their length varints
+        sizes = list(map(add, map(add, _lookup(sized, klens), _lookup(sized, vlens)),
+                         _lookup(ln, list(deltas))))
+        parts = [b"\x00"] * (7 * n)  # every seventh item: headerCount 0
+        parts[0::7] = _lookup(zz, [s + 3 for s in sizes])
+        parts[1::7] = _lookup(mid2, list(deltas))
+        parts[2::7] = _lookup(zz, klens)
+        parts[4::7] = _lookup(zz, vlens)
+    except IndexError:
+        return None
+    parts[3::7] = keys
+    parts[5::7] = values
+    body = b"".join(parts)
+    after_crc = _AFTER_CRC.pack(0, last_delta, timestamp, timestamp, -1, -1, -1, n)
+    crc = crc32c(body, crc32c(after_crc))
+    out = bytearray(_HEADER.pack(base_offset, HEADER_SIZE - LOG_OVERHEAD + len(body), 0, MAGIC,
+                                 crc, 0, last_delta, timestamp, timestamp, -1, -1, -1, n))
+    out += body
+    return out
+
+
+def extend_range(batch: bytes, last_offset: int) -> bytearray:
+    """A copy of ``batch`` whose offset range ends at ``last_offset`` (at or after its own
+    last offset): lastOffsetDelta changed and the CRC recomputed, records untouched, so
+    compaction carries a batch that stays whole over the offsets removed after it."""
+    h = read_header(batch, 0)
+    out = bytearray(batch)
+    struct.pack_into(">i", out, 23, last_offset - h.base_offset)
+    struct.pack_into(">I", out, 17, crc32c_range(out, CRC_START, h.size))
+    return out
+
+
 def single_record_batch_size(value: bytes | None, key: bytes | None = None,
                              headers: Iterable[tuple[str, bytes | None]] = ()) -> int:
     """Exact size of a batch holding just this record: what max.message.bytes limits."""

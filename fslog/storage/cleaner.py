@@ -24,10 +24,11 @@ never touched, so the latest value of a key written there is not yet compacted a
 offset at the last compaction); ``cleaner-error.json``, why the last background
 compaction failed, until one succeeds (``background_failure``).
 
-Cleaned batches keep Kafka's layout: each covers the range of offsets from the end of the
-previous one to the last offset of the batch it came from (its base offset and
-lastOffsetDelta may extend past its first and last record, as Kafka's cleaner writes
-them), so offsets stay contiguous from batch to batch and readers still check continuity.
+Cleaned batches keep Kafka's layout: each keeps the base offset of the batch it came from
+and covers the offsets up to the next one (its lastOffsetDelta may extend past its last
+record, as Kafka's cleaner writes them; offsets removed at the start of a group go into
+an empty batch), so offsets stay contiguous from batch to batch and readers still check
+continuity.
 A cleaned batch is compressed with the codec of the batch it came from, as Kafka's cleaner
 does (uncompressed if that codec does not make it smaller; an empty batch never is).
 A group of consecutive sealed segments, at most ``segment.bytes`` together, is rewritten
@@ -58,7 +59,7 @@ import errno
 import json
 import os
 from bisect import bisect_left
-from operator import gt
+from operator import gt, itemgetter
 from typing import Any
 
 from ..clock import now_ms
@@ -430,7 +431,7 @@ class _OffsetMap:
                 if hi == lo:
                     continue
                 total += size if hi - lo == count else size + 2 * (hi - lo) + rb.HEADER_SIZE
-            out[seg] = total
+            out[seg] = total + rb.HEADER_SIZE  # (an empty batch for offsets removed first)
         return out
 
 
@@ -563,8 +564,14 @@ def _clean_group(partition, group: list[int], end: int, omap: _OffsetMap,
 
     A batch of the map's range in the producer's keyed shape is not decoded at all
     unless it loses some records but not all: the sorted survivors say how many of its
-    offsets stay (all: its bytes are copied; none: it goes). Other batches (before the
-    map's range, or of another shape) are decoded and looked up key by key."""
+    offsets stay (all: its bytes are copied; none: it goes; some: its kept records are
+    encoded again by table lookups, at their own offset deltas). Other batches (before
+    the map's range, or of another shape) are decoded and looked up key by key.
+
+    Each kept batch keeps its base offset; the offsets removed after it are carried by
+    its range (its lastOffsetDelta, changed in the header: the records' bytes stay), and
+    those removed before the first kept batch of the group by an empty batch, so that
+    offsets stay contiguous from batch to batch."""
     stats = {"records_removed": 0, "tombstones_removed": 0, "keyless_removed": 0, "bytes": 0}
     out = _SegmentBuilder(partition.path, group[0], interval)
     changed = len(group) > 1
@@ -572,27 +579,29 @@ def _clean_group(partition, group: list[int], end: int, omap: _OffsetMap,
     upto = omap.upto
     get = latest.get
     try:
-        # the batch waiting to be written: (range start, header, bytes, kept records or
-        # None for all of them as they are)
+        # the batch waiting to be written (its range ends where the next kept one begins):
+        # (header, bytes, what to write instead of its bytes, or None for them as they are)
         pending: tuple | None = None
-        start = group[0]
-        max_ts = rb.NO_TIMESTAMP
+        max_ts = dropped_ts = rb.NO_TIMESTAMP
 
         def emit(p, range_end: int) -> None:
             nonlocal changed
-            rstart, h, data, keep = p
-            if keep is None and rstart == h.base_offset and range_end == h.last_offset:
-                out.add(data)  # kept whole: the very same bytes
-                return
+            h, data, rewritten = p
+            if rewritten is None:
+                if range_end == h.last_offset:
+                    out.add(data)  # kept whole: the very same bytes
+                    return
+                rewritten = rb.extend_range(data, range_end)
+            elif range_end != h.last_offset:
+                rewritten = rb.extend_range(rewritten, range_end)
             changed = True
-            if keep is None:
-                keep = rb.decode_records(data, 0, h, partition.path)
-            out.add(_encode(keep, rstart, range_end, h.attributes & rb.COMPRESSION_MASK))
+            out.add(rewritten)
 
         for b in group:
             for h, data in _segment_raw_batches(partition, b):
                 max_ts = max(max_ts, h.max_timestamp)
                 keep: list | None = None
+                rewritten = None
                 if h.base_offset in omap.simple:  # (so within the map's range)
                     lo, hi = omap.kept(h.base_offset, h.next_offset)
                     if hi - lo != h.record_count:
@@ -600,10 +609,11 @@ def _clean_group(partition, group: list[int], end: int, omap: _OffsetMap,
                         keep = []
                         if hi > lo:  # some stay: decode it, keep those
                             kv: Any = rb.decode_keyed(data, 0, h)
-                            base, ts = h.base_offset, h.base_timestamp
-                            keys, values = kv
-                            keep = [rb.Record(o, ts, keys[o - base], values[o - base], ())
-                                    for o in omap.survivors[lo:hi]]
+                            rewritten = _encode_keyed(h, kv, omap.survivors[lo:hi])
+                            keep = None if rewritten is not None else [
+                                rb.Record(o, h.base_timestamp, kv[0][o - h.base_offset],
+                                          kv[1][o - h.base_offset], ())
+                                for o in omap.survivors[lo:hi]]
                 elif h.base_offset < upto:
                     offsets, keys, values, recs = _batch_keys(partition.path, h, data, False)
                     if recs is None:
@@ -614,10 +624,11 @@ def _clean_group(partition, group: list[int], end: int, omap: _OffsetMap,
                             stats["records_removed"] += n_gone
                             keep = []
                             if n_gone < len(gone):  # some stay: their values are needed
-                                values = rb.decode_keyed(data, 0, h, False)[1]  # type: ignore[index]
-                                ts = h.base_timestamp
-                                keep = [rb.Record(o, ts, k, v, ()) for o, k, v, g
-                                        in zip(offsets, keys, values, gone) if not g]
+                                kv = rb.decode_keyed(data, 0, h)
+                                rewritten = _encode_keyed(h, kv, [o for o, g in zip(offsets, gone) if not g])
+                                keep = None if rewritten is not None else [
+                                    rb.Record(o, h.base_timestamp, k, v, ()) for o, k, v, g
+                                    in zip(offsets, kv[0], kv[1], gone) if not g]
                     else:
                         kept = []
                         for r in recs:
@@ -628,15 +639,22 @@ def _clean_group(partition, group: list[int], end: int, omap: _OffsetMap,
                                 stats[why] += 1
                         if len(kept) != len(recs):
                             keep = kept
-                if keep is not None and not keep:
-                    changed = True
-                    continue  # every record of it goes
+                if keep is not None:
+                    if not keep and rewritten is None:
+                        changed = True
+                        dropped_ts = max(dropped_ts, h.max_timestamp)
+                        continue  # every record of it goes
+                    rewritten = _encode(keep, h.base_offset, h.last_offset,
+                                        h.attributes & rb.COMPRESSION_MASK)
                 if pending is not None:
-                    emit(pending, pending[1].last_offset)
-                    start = pending[1].last_offset + 1
-                pending = (start, h, data, keep)
-        if not changed and pending is not None and pending[3] is None \
-                and pending[0] == pending[1].base_offset and pending[1].last_offset == end - 1:
+                    emit(pending, h.base_offset - 1)
+                elif h.base_offset > group[0]:
+                    # the group's first records are gone: an empty batch carries their offsets
+                    changed = True
+                    out.add(rb.encode_compacted([], group[0], h.base_offset - 1, dropped_ts))
+                pending = (h, data, rewritten)
+        if not changed and pending is not None and pending[2] is None \
+                and pending[0].last_offset == end - 1:
             out.abort()  # a lone segment that loses nothing: left as it is
             stats["bytes"] = _size(partition.path, group[0])
             return stats
@@ -654,6 +672,22 @@ def _clean_group(partition, group: list[int], end: int, omap: _OffsetMap,
     files.write_atomic(marker_path, json.dumps(marker).encode() + b"\n")
     _finish_swap(partition.path, marker_path, marker)
     return stats
+
+
+def _encode_keyed(h: rb.BatchHeader, kv, offsets: list[int]) -> bytearray | None:
+    """The records at ``offsets`` of a keyed batch (``kv``: its keys and values), at their
+    own offset deltas, in a batch of ``h``'s range; None if the bulk encoder cannot."""
+    if h.attributes & rb.COMPRESSION_MASK:
+        return None  # (decode_keyed never takes those; the general path compresses)
+    base = h.base_offset
+    deltas = [o - base for o in offsets]
+    keys, values = kv
+    return rb.encode_keyed_compacted(_pick(keys, deltas), _pick(values, deltas), deltas,
+                                     h.base_timestamp, base, h.last_offset)
+
+
+def _pick(items: list, indexes: list[int]) -> list:
+    return [items[indexes[0]]] if len(indexes) == 1 else list(itemgetter(*indexes)(items))
 
 
 def _encode(records: list, base_offset: int, last_offset: int, codec: int) -> bytearray:
