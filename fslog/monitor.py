@@ -7,7 +7,9 @@ prints: the running ``fslog serve`` (address, pid, uptime, connections, requests
 per group the consume rate (from the growth of the committed offsets), the lag, and the
 members with their partitions and lag. Rates are None for the first sample. A group that
 cannot be read, or only in part (a damaged committed-offset file), is reported in
-``problems`` (one message each) and the rest is shown as usual.
+``problems`` (one message each) and the rest is shown as usual; so is a partition whose
+last background compaction failed (``cleaner-error.json``, as ``fslog status`` shows it:
+each topic's ``compaction_failures``, and one problem line each).
 Read-only; safe to call from any number of processes.
 """
 
@@ -20,17 +22,23 @@ from .groups.admin import describe_groups
 
 
 def sample(log) -> dict:
+    from .storage.cleaner import background_failures, describe_failure
     topics = []
+    failures: list[str] = []
     for name in log.topics():
         try:
             t = log.topic(name)
             parts = t.partitions()
+            failed = background_failures(t)
             topics.append({"topic": name, "partitions": t.partition_count,
                            "start_offsets": [p.start_offset() for p in parts],
-                           "end_offsets": [p.end_offset() for p in parts]})
+                           "end_offsets": [p.end_offset() for p in parts],
+                           "compaction_failures": [dict(partition=n, **f) for n, f in failed]})
+            failures.extend(describe_failure(name, n, f) for n, f in failed)
         except FslogError:  # a damaged or vanishing topic must not hide the rest
             continue
     groups, problems = describe_groups(log)  # a damaged group is reported, not hidden
+    problems = failures + problems
     from .storage.servers import running_servers
     return {"time": time.time(), "monotonic": time.monotonic(), "topics": topics,
             "groups": groups, "problems": problems, "servers": running_servers(log.root)}
@@ -53,7 +61,8 @@ def view(previous: dict | None, current: dict) -> dict:
         topics.append({"topic": t["topic"], "partitions": t["partitions"],
                        "end_offsets": t["end_offsets"], "end_offset_total": end,
                        "records": sum(e - s for s, e in zip(t["start_offsets"], t["end_offsets"])),
-                       "produce_rate": _rate(end, sum(p["end_offsets"]) if p else None, dt)})
+                       "produce_rate": _rate(end, sum(p["end_offsets"]) if p else None, dt),
+                       "compaction_failures": t.get("compaction_failures", [])})
     groups = []
     for g in current["groups"]:
         committed = {(p["topic"], p["partition"]): p["committed"] for p in g["partitions"]

@@ -17,6 +17,8 @@ import sys
 import tempfile
 import time
 
+from peak_rss import run_sampled
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 FSLOG = [sys.executable, "-m", "fslog.cli.main"]
@@ -241,33 +243,6 @@ def latency(root: str, seconds: float = 5.0, rate: int = 1000) -> dict:
             "p99_ms": round(pct(0.99), 2), "max_ms": round(got[-1] / 1e6, 2)}
 
 
-def run_sampled(cmd, env=None) -> tuple[float, dict]:
-    """Run one process (stdout to /dev/null), reading /proc/PID/status every 10 ms; return
-    (seconds, peak MB of VmRSS, RssAnon and RssFile). RssAnon is the process's own memory
-    (heap, Python objects); RssFile counts pages of mapped files (segments), which the
-    kernel may drop at any time."""
-    keys = ("VmRSS", "RssAnon", "RssFile")
-    peak = dict.fromkeys(keys, 0)
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    while p.poll() is None:
-        try:
-            with open(f"/proc/{p.pid}/status") as f:
-                for line in f:
-                    k, _, v = line.partition(":")
-                    if k in peak:
-                        peak[k] = max(peak[k], int(v.split()[0]))
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.01)
-    dt = time.perf_counter() - t0
-    err = p.stderr.read().decode(errors="replace")
-    p.stderr.close()
-    if p.returncode:
-        raise SystemExit(f"benchmark step failed ({p.returncode}): {' '.join(cmd)}\n{err}")
-    return dt, {k: round(v / 1024, 1) for k, v in peak.items()}
-
-
 def big_topic(work: str, records: int, env) -> dict:
     """Memory while consuming a large topic (~1 GB with the default 10,000,000 records of
     ~106 bytes): through the CLI and through the library reader."""
@@ -283,7 +258,7 @@ def big_topic(work: str, records: int, env) -> dict:
     out = {"records": records, "log_bytes": size, "cases": []}
     for name, cmd in (("fslog consume (CLI)", FSLOG + ["--root", root, "consume", "big"]),
                       ("library TopicReader iteration", [PY, "-c", LIB_READ, root, "big"])):
-        dt, mem = run_sampled(cmd, env)
+        dt, _cpu, mem, _out = run_sampled(cmd, env)
         out["cases"].append({"case": name, "records_per_s": round(records / dt), **mem})
         print(f"  {name}, {size / 1e9:.2f} GB topic: {records / dt:,.0f} records/s, peak RSS "
               f"{mem['VmRSS']} MB (anonymous {mem['RssAnon']} MB, file-backed {mem['RssFile']} MB)",

@@ -18,39 +18,16 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
+
+from peak_rss import run_sampled
 
 import fslog
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FSLOG = [sys.executable, "-m", "fslog.cli.main"]
-
-
-def sampled(cmd) -> tuple[float, dict, bytes]:
-    """Run ``cmd``, reading /proc/PID/status every 10 ms: (seconds, peak MB of VmRSS,
-    RssAnon, RssFile)."""
-    keys = ("VmRSS", "RssAnon", "RssFile")
-    peak = dict.fromkeys(keys, 0)
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    while p.poll() is None:
-        try:
-            with open(f"/proc/{p.pid}/status") as f:
-                for line in f:
-                    k, _, v = line.partition(":")
-                    if k in peak:
-                        peak[k] = max(peak[k], int(v.split()[0]))
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.01)
-    dt = time.perf_counter() - t0
-    out, err = p.communicate()
-    if p.returncode:
-        raise SystemExit(f"failed ({p.returncode}): {' '.join(cmd)}\n{err.decode(errors='replace')}")
-    return dt, {k: round(v / 1024, 1) for k, v in peak.items()}, out
 
 
 def main() -> None:
@@ -91,16 +68,19 @@ def main() -> None:
         print(f"produced {args.records:,} records over {args.keys:,} keys in {t1 - t0:.1f} s: "
               f"{part.size_bytes():,} bytes in {len(part.segment_bases())} segments "
               f"({sealed:,} records sealed)")
-        _, base, _ = sampled(FSLOG + ["--root", root, "clean", "empty", "--compact-now", "--quiet"])
-        dt, mem, out = sampled(FSLOG + ["--root", root, "clean", "s", "--compact-now", "--json"])
+        base = run_sampled(FSLOG + ["--root", root, "clean", "empty", "--compact-now", "--quiet"]).peak
+        dt, cpu, mem, out = run_sampled(FSLOG + ["--root", root, "clean", "s", "--compact-now", "--json"])
         buf = log.topic("s").config.get("log.cleaner.dedupe.buffer.size")
         import json
         doc = json.loads(out)
         c = doc["partitions"][0].get("compaction") or {}
         print(f"fslog clean --compact-now: {dt:.2f} s, {sealed / dt:,.0f} records/s "
-              f"(sealed records over the wall time of the process, startup included)")
+              f"(sealed records over the wall time of the process, startup included); "
+              f"CPU {cpu:.2f} s, {sealed / cpu:,.0f} records/s by CPU time; load average "
+              f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
         print(f"peak RSS {mem['VmRSS']:.0f} MB (anonymous {mem['RssAnon']:.0f} MB, file-backed "
-              f"{mem['RssFile']:.0f} MB) with a {buf / 2**20:.0f} MiB dedupe buffer; the same "
+              f"{mem['RssFile']:.0f} MB; with its helper process {mem['TreeRSS']:.0f} MB) with a "
+              f"{buf / 2**20:.0f} MiB dedupe buffer; the same "
               f"command on an empty topic: {base['VmRSS']:.0f} MB (anonymous "
               f"{base['RssAnon']:.0f} MB); anonymous growth {mem['RssAnon'] - base['RssAnon']:.0f} MB "
               f"for a {buf / 2**20:.0f} MiB buffer")

@@ -359,3 +359,22 @@ def test_a_failed_background_compaction_is_shown_until_a_clean_succeeds(cli):
     cli("status")
     assert b"background compaction" not in cli("produce", "t", "--key-separator", ":",
                                                   input=b"k1:again\n").stderr
+
+
+def test_top_shows_a_failed_background_compaction(cli):
+    cli.create("t", *TINY, "--config", "cleanup.policy=compact")
+    cli.produce("t", keyed_lines(50, 5), "--key-separator", ":")
+    part = cli.log().topic("t").partition(0)
+    cleaner.wait_for_background(part)
+    cli("top", "--once", "--interval", "0.05")  # nothing failed: exit 0
+    cleaner._record_failure(str(cli.partition_dir("t")), "position 42: CRC mismatch")
+    cp = cli("top", "--once", "--interval", "0.05", check=1)
+    assert "t/0: the background compaction failed at" in cp.stderr.decode()
+    assert "position 42: CRC mismatch" in cp.stderr.decode()
+    doc = json.loads(cli("top", "--once", "--json", "--interval", "0.05", check=1).stdout)
+    [failure] = doc["topics"][0]["compaction_failures"]
+    assert failure["partition"] == 0 and "CRC mismatch" in failure["error"]
+    assert any("background compaction failed" in p for p in doc["problems"])
+    cli("clean", "t", "--compact-now")  # a compaction that succeeds clears it
+    doc = json.loads(cli("top", "--once", "--json", "--interval", "0.05").stdout)
+    assert doc["topics"][0]["compaction_failures"] == [] and not doc["problems"]

@@ -13,7 +13,8 @@ connections, requests/s), per topic the log-end offsets and produce rate,
 per group the consume rate, lag, and live members with their partitions. Refreshes in
 place every --interval seconds until q, Ctrl-C or SIGTERM. A group that cannot be read
 (e.g. a damaged committed-offset file) is reported on stderr (with --once: exit 1) or,
-live, on the screen; the others are shown as usual.
+live, on the screen; the others are shown as usual. So is a partition whose background
+compaction failed (as in fslog status; --json: each topic's compaction_failures).
 
 Rates are measured between two samples, so --once waits one --interval before printing.
 --json prints the same as JSON: one document (with --once) or one line per refresh.

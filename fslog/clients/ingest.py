@@ -92,6 +92,11 @@ class LineIngester:
         self.max_value = self.max_line - rb.HEADER_SIZE
         while self.max_value > 0 and rb.value_batch_size(self.max_value) > self.max_line:
             self.max_value -= 1
+        # Bytes read at a time. With --key-field, half the room of a batch: key and value
+        # (a line, and a string in it) then stay within max.message.bytes by the chunk's
+        # size alone, with no pass over the records to find the longest.
+        self._chunk = CHUNK if key_field is None else \
+            max(1 << 12, min(CHUNK, (self.max_line - rb.HEADER_SIZE - 64) // 2))
         self._simple = (fmt == "raw" and key_separator is None and not self.headers
                         and null_marker is None)
         # Lines converted a chunk at a time, the records handed over in bulk
@@ -143,7 +148,7 @@ class LineIngester:
                 break
             self.waiting = True
             try:
-                data = os.read(fd, CHUNK)
+                data = os.read(fd, self._chunk)
             finally:
                 self.waiting = False
             if not data:
@@ -289,7 +294,7 @@ class LineIngester:
                 # than the string as written)
                 longest = total
                 if total is not None and self.key_separator is None:
-                    longest = total + max(map(len, keys))
+                    longest = 2 * total  # (within the limit for chunks of ``_chunk`` bytes)
                 self.producer.send_keyed(keys, values, self.partition, longest=longest)
         except RecordTooLargeError:  # (send_keyed refuses before it buffers anything)
             return False

@@ -55,7 +55,7 @@ def _reader(cls):
 _responses: dict[tuple[int, int], Any] = {}
 
 
-def _response_class(api_key: int, version: int) -> Any:
+def _response_class(api_key: int, version: int) -> type[Any]:
     """kio's response class of (api key, version): its ``__header_schema__`` says the
     response header's version."""
     cls = _responses.get((api_key, version))
