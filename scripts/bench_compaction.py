@@ -79,7 +79,8 @@ def main() -> None:
               f"CPU {cpu:.2f} s, {sealed / cpu:,.0f} records/s by CPU time; load average "
               f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
         print(f"peak RSS {mem['VmRSS']:.0f} MB (anonymous {mem['RssAnon']:.0f} MB, file-backed "
-              f"{mem['RssFile']:.0f} MB) with a {buf / 2**20:.0f} MiB dedupe buffer; the same "
+              f"{mem['RssFile']:.0f} MB; with its helper process {mem['TreeRSS']:.0f} MB) with a "
+              f"{buf / 2**20:.0f} MiB dedupe buffer; the same "
               f"command on an empty topic: {base['VmRSS']:.0f} MB (anonymous "
               f"{base['RssAnon']:.0f} MB); anonymous growth {mem['RssAnon'] - base['RssAnon']:.0f} MB "
               f"for a {buf / 2**20:.0f} MiB buffer")

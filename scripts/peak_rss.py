@@ -2,7 +2,9 @@
 scripts/bench_compaction.py: ``run_sampled`` runs one command, reads its
 /proc/PID/status every 10 ms, and reports the peaks of VmRSS (all resident memory),
 RssAnon (the process's own: heap, Python objects) and RssFile (pages of mapped files such
-as segments, which the kernel may drop at any time), with the wall and CPU seconds."""
+as segments, which the kernel may drop at any time), with the wall and CPU seconds; and
+TreeRSS, the peak of VmRSS summed over the process and its children (a compaction's
+helper process: pages they share are counted twice)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,24 @@ from typing import NamedTuple
 KEYS = ("VmRSS", "RssAnon", "RssFile")
 
 
+def _status(pid: int) -> dict:
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in KEYS:
+                out[k] = int(v.split()[0])
+    return out
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
 class Sampled(NamedTuple):
     seconds: float  # wall time, start-up included
     cpu: float  # user + system seconds of the process
@@ -25,7 +45,7 @@ class Sampled(NamedTuple):
 def run_sampled(cmd, env=None, stdin=None, interval: float = 0.01) -> Sampled:
     """Run ``cmd`` to its end, sampling its memory; a non-zero exit raises SystemExit with
     the command and its stderr. Its stdout is kept (through a file: a pipe could fill)."""
-    peak = dict.fromkeys(KEYS, 0)
+    peak = dict.fromkeys(KEYS + ("TreeRSS",), 0)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
         p = subprocess.Popen(cmd, stdin=stdin if stdin is not None else subprocess.DEVNULL,
@@ -35,11 +55,18 @@ def run_sampled(cmd, env=None, stdin=None, interval: float = 0.01) -> Sampled:
             if pid:
                 break
             try:
-                with open(f"/proc/{p.pid}/status") as f:
-                    for line in f:
-                        k, _, v = line.partition(":")
-                        if k in peak:
-                            peak[k] = max(peak[k], int(v.split()[0]))
+                now = _status(p.pid)
+                for k, v in now.items():
+                    peak[k] = max(peak[k], v)
+                tree, todo = now.get("VmRSS", 0), _children(p.pid)
+                while todo:
+                    c = todo.pop()
+                    try:
+                        tree += _status(c).get("VmRSS", 0)
+                    except OSError:
+                        continue
+                    todo.extend(_children(c))
+                peak["TreeRSS"] = max(peak["TreeRSS"], tree)
             except (OSError, ValueError):
                 pass
             time.sleep(interval)

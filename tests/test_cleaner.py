@@ -405,7 +405,34 @@ def _latest_per_key(records):
     return out
 
 
-def test_a_small_dedupe_buffer_takes_several_passes_to_the_same_result(tmp_path):
+@pytest.fixture
+def helpers(monkeypatch):
+    """Map builds split with a forked helper however small the partition; returns the
+    list of helpers started (their split points)."""
+    started: list[int] = []
+    start = cleaner._Helper.start.__func__  # type: ignore[attr-defined]
+
+    def counting(cls, *a):
+        h = start(cls, *a)
+        if h is not None:
+            started.append(h.split)
+        return h
+    monkeypatch.setattr(cleaner, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(cleaner, "HELPER_WITH_THREADS", True)  # (pytest-xdist has threads)
+    monkeypatch.setattr(cleaner._Helper, "start", classmethod(counting))
+    return started
+
+
+@pytest.mark.parametrize("how", ["alone", "helper", "helper fails"])
+def test_a_small_dedupe_buffer_takes_several_passes_to_the_same_result(tmp_path, request, how):
+    """The same records are left whatever the buffer (one pass or many) and whether a
+    helper process scanned half of each map's segments (or failed, and this process
+    scanned them itself)."""
+    if how != "alone":
+        started = request.getfixturevalue("helpers")
+    if how == "helper fails":
+        request.getfixturevalue("monkeypatch").setattr(
+            cleaner._Helper, "_run", classmethod(lambda cls, *a: 1))
     results = []
     for buf in (1 << 16, 128 << 20):
         log = fslog.Log(str(tmp_path / f"root{buf}"))
@@ -433,6 +460,8 @@ def test_a_small_dedupe_buffer_takes_several_passes_to_the_same_result(tmp_path)
     (passes_small, after_small), (passes_big, after_big) = results
     assert passes_small > 2 and passes_big == 1
     assert after_small == after_big
+    if how != "alone":
+        assert len(started) >= 2  # (helpers did start: in every pass over two segments or more)
 
 
 # ------------------------------------------------------------------ against a reference model
@@ -451,8 +480,8 @@ _op = st.one_of(
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(_op, min_size=1, max_size=25), st.sampled_from([None, 30_000]),
-       st.sampled_from([1024, 4096]))
-def test_compaction_is_the_reference_model(tmp_path_factory, ops, entry_bytes, segment):
+       st.sampled_from([1024, 4096]), st.booleans())
+def test_compaction_is_the_reference_model(tmp_path_factory, ops, entry_bytes, segment, helper):
     """Whatever mix of batch shapes, tombstones (old and young), segment sizes and dedupe
     buffers (several passes): the records left are exactly those of a simple model — of
     each key in the sealed segments its latest record, minus tombstones older than
@@ -489,13 +518,15 @@ def test_compaction_is_the_reference_model(tmp_path_factory, ops, entry_bytes, s
     before = read(log)
     assert [o for o, _k, _v in before] == list(range(off))
     active = pt.segment_bases()[-1]
-    saved = cleaner.MAP_ENTRY_BYTES
+    saved = cleaner.MAP_ENTRY_BYTES, cleaner.PARALLEL_MIN_BYTES, cleaner.HELPER_WITH_THREADS
     if entry_bytes:  # a map that holds two or three keys: a pass per few keys
         cleaner.MAP_ENTRY_BYTES = entry_bytes
+    if helper:  # each map's second half scanned by a forked helper
+        cleaner.PARALLEL_MIN_BYTES, cleaner.HELPER_WITH_THREADS = 0, True
     try:
         cleaner.clean_partition(pt, now=NOW, force_compaction=True)
     finally:
-        cleaner.MAP_ENTRY_BYTES = saved
+        cleaner.MAP_ENTRY_BYTES, cleaner.PARALLEL_MIN_BYTES, cleaner.HELPER_WITH_THREADS = saved
     latest = {}
     for o, k, _v in before:
         if o < active:

@@ -154,6 +154,71 @@ def test_split_paths_take_typical_batches():
     assert rb.decode_keyed(data, 0, h, with_keys=False) == (None, values)
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(_framing_bytes, _framing_bytes | st.binary(min_size=60, max_size=300),
+                          st.booleans()), min_size=1, max_size=90), st.integers(0, 1 << 40),
+       st.integers(0, 1 << 40), st.integers(0, 1000))
+def test_encode_keyed_compacted_is_encode_compacted(recs, base, ts, extra):
+    """What compaction keeps of a keyed batch, encoded by tables: byte for byte what the
+    general encoder writes for the same records, and kafka-python reads it."""
+    kept = [(i, k, v) for i, (k, v, keep) in enumerate(recs) if keep] or [(0, recs[0][0], recs[0][1])]
+    deltas = [i for i, _, _ in kept]
+    last = base + len(recs) - 1 + extra
+    got = rb.encode_keyed_compacted([k for _, k, _ in kept], [v for _, _, v in kept], deltas,
+                                    ts, base, last)
+    want = rb.encode_compacted([rb.Record(base + i, ts, k, v, ()) for i, k, v in kept], base, last)
+    assert got == want
+    assert [(r[0], r[2], r[3]) for r in kafka_records(bytes(got))] == \
+        [(base + i, k, v) for i, k, v in kept]
+
+
+def test_extend_range_changes_only_the_last_offset():
+    keys = [b"k%d" % i for i in range(10)]
+    data = bytes(rb.encode_keyed(keys, [b"v"] * 10, 7, base_offset=100))
+    out = rb.extend_range(data, 150)
+    h = rb.read_header(out, 0)
+    assert (h.base_offset, h.last_offset, h.record_count) == (100, 150, 10)
+    assert rb.crc_ok(out, 0, h) and out[61:] == data[61:]
+    assert [(r[0], r[2]) for r in kafka_records(bytes(out))] == [(100 + i, k) for i, k in enumerate(keys)]
+
+
+def _learn_only(keys):
+    """Reset what the split knows to these keys' lengths (module state: restored by the
+    next batch of other lengths, which are learned again)."""
+    rb._SPLIT_KEY_LENGTHS = frozenset()
+    rb._learn_key_lengths(keys)
+
+
+def test_split_with_one_key_length_takes_lengths_from_tables():
+    """One key length known: record lengths come from per-range tables (offset deltas
+    of 1, 2 and 3 bytes, values of 1- to 3-byte lengths), exactly as the general check."""
+    keys = [b"u-%05d" % (i % 977) for i in range(9000)]
+    values = [b"v" * ((i * 37) % 200) + (b"x" * 9000 if i in (5, 100, 8500) else b"")
+              for i in range(9000)]
+    data = bytes(rb.encode_keyed(keys, values, 9))
+    _learn_only(keys)
+    assert rb._SPLIT_HEADS is not None
+    assert rb._split_keyed(data, 0, len(data), len(keys)) == (keys, values)
+    assert rb.decode_keyed(data, 0, rb.read_header(data, 0), with_values=False) == (keys, None)
+    rnd = random.Random(7)
+    small = bytes(rb.encode_keyed(keys[:150], values[:150], 9))
+    for _ in range(1500):  # a byte changed anywhere: the general decoder's records, or None
+        buf = bytearray(small)
+        buf[rnd.randrange(rb.HEADER_SIZE, len(buf))] = rnd.choice([0, 1, 2, 14, 0x80, rnd.randrange(256)])
+        got = rb._split_keyed(bytes(buf), 0, len(buf), 150)
+        if got is None:
+            continue
+        try:
+            recs = rb.decode_records(bytes(buf), 0, rb.read_header(bytes(buf), 0))
+        except Exception:
+            raise AssertionError(f"accepted a batch the general decoder refuses: {got}") from None
+        assert all(r.headers == () and r.timestamp == 9 for r in recs)
+        assert [r.offset for r in recs] == list(range(150))
+        assert got == ([r.key for r in recs], [r.value for r in recs])
+    _learn_only([b"k", b"key"])  # two lengths: the general check
+    assert rb._SPLIT_HEADS is None
+
+
 def test_murmur2_is_kafkas():
     # values from Kafka's UtilsTest
     assert P.murmur2(b"21") == -973932308

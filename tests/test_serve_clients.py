@@ -6,11 +6,16 @@ For each client: metadata; keyed produce lands where murmur2 puts the key (as
 middle of a batch; idempotent produce (the batches carry a producer id and sequences).
 kcat and kafkajs: a test that cannot find them is skipped outside CI and fails in CI
 (``CI`` set: ``.ci/run`` installs both).
+
+The tests are about the records clients send and read, not the server's start: they
+share one root and one ``fslog serve`` per module (per pytest-xdist worker), each test
+on topics of its own (named after the client).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import shutil
@@ -19,7 +24,8 @@ import time
 from pathlib import Path
 
 import pytest
-from serve_fixtures import in_ci, serve  # noqa: F401
+from conftest import CLI
+from serve_fixtures import in_ci, start_serve
 
 from fslog.records.partitioner import partition_for_key
 
@@ -35,7 +41,20 @@ def _need(tool_ok: bool, what: str) -> None:
 
 
 # ---------------------------------------------------------------- one adapter per client
-class KafkaPython:
+class Client:
+    """One Kafka client. ``records(topic, partition, offset, count)``: what it reads from
+    ``offset`` on (at most ``count``), each record as (offset, key, value, headers,
+    timestamp): key None for a null key, headers a tuple of (str, bytes), timestamp in
+    ms. ``consume``: (offset, key, value) of the same."""
+
+    def records(self, topic, partition, offset, count) -> list[tuple]:
+        raise NotImplementedError
+
+    def consume(self, topic, partition, offset, count):
+        return [r[:3] for r in self.records(topic, partition, offset, count)]
+
+
+class KafkaPython(Client):
     name = "kafka-python"
 
     def __init__(self, bootstrap):
@@ -60,7 +79,7 @@ class KafkaPython:
         p.close()
         return out
 
-    def consume(self, topic, partition, offset, count):
+    def records(self, topic, partition, offset, count):
         tp = self.kafka.TopicPartition(topic, partition)
         c = self.kafka.KafkaConsumer(bootstrap_servers=self.bs, enable_auto_commit=False)
         try:
@@ -70,13 +89,14 @@ class KafkaPython:
             deadline = time.monotonic() + 30
             while len(got) < count and time.monotonic() < deadline:
                 for recs in c.poll(500).values():
-                    got += [(m.offset, m.key, m.value) for m in recs]
+                    got += [(m.offset, m.key, m.value, tuple(m.headers or ()), m.timestamp)
+                            for m in recs]
             return got[:count]
         finally:
             c.close()
 
 
-class Confluent:
+class Confluent(Client):
     name = "confluent-kafka"
 
     def __init__(self, bootstrap):
@@ -102,7 +122,7 @@ class Confluent:
         assert all(e is None for e, _p, _o in out.values()), out
         return [out[k.encode()][1:] for k, _v in pairs]
 
-    def consume(self, topic, partition, offset, count):
+    def records(self, topic, partition, offset, count):
         c = self.ck.Consumer({"bootstrap.servers": self.bs, "group.id": "unused",
                               "enable.auto.commit": False})
         try:
@@ -112,13 +132,14 @@ class Confluent:
             while len(got) < count and time.monotonic() < deadline:
                 m = c.poll(0.5)
                 if m is not None and not m.error():
-                    got.append((m.offset(), m.key(), m.value()))
+                    got.append((m.offset(), m.key(), m.value(), tuple(m.headers() or ()),
+                                m.timestamp()[1]))
             return got
         finally:
             c.close()
 
 
-class AioKafka:
+class AioKafka(Client):
     name = "aiokafka"
 
     def __init__(self, bootstrap):
@@ -150,7 +171,7 @@ class AioKafka:
                 await p.stop()
         return asyncio.run(go())
 
-    def consume(self, topic, partition, offset, count):
+    def records(self, topic, partition, offset, count):
         async def go():
             c = self.aio.AIOKafkaConsumer(bootstrap_servers=self.bs, enable_auto_commit=False)
             await c.start()
@@ -162,14 +183,15 @@ class AioKafka:
                 deadline = time.monotonic() + 30
                 while len(got) < count and time.monotonic() < deadline:
                     for recs in (await c.getmany(timeout_ms=500)).values():
-                        got += [(m.offset, m.key, m.value) for m in recs]
+                        got += [(m.offset, m.key, m.value, tuple(m.headers or ()),
+                                 m.timestamp) for m in recs]
                 return got[:count]
             finally:
                 await c.stop()
         return asyncio.run(go())
 
 
-class Kcat:
+class Kcat(Client):
     name = "kcat"
 
     def __init__(self, bootstrap):
@@ -196,17 +218,21 @@ class Kcat:
         self._run(args, data)
         return None  # kcat does not report offsets
 
-    def consume(self, topic, partition, offset, count):
+    def records(self, topic, partition, offset, count):
+        """(kcat prints a record a line: keys, values and headers here hold no tab, newline,
+        comma or equals sign; an empty key reads as a null one)"""
         out = self._run(["-C", "-t", topic, "-p", str(partition), "-o", str(offset),
-                         "-c", str(count), "-e", "-f", "%o\t%k\t%s\n"])
+                         "-c", str(count), "-e", "-f", "%o\t%k\t%s\t%T\t%h\n"])
         got = []
         for line in out.decode().splitlines():
-            o, k, v = line.split("\t")
-            got.append((int(o), k.encode() or None, v.encode()))
+            o, k, v, ts, hs = line.split("\t")
+            headers = tuple((hk, hv.encode()) for hk, _eq, hv in
+                            (h.partition("=") for h in hs.split(",") if h))
+            got.append((int(o), k.encode() or None, v.encode(), headers, int(ts)))
         return got
 
 
-class KafkaJS:
+class KafkaJS(Client):
     name = "kafkajs"
 
     def __init__(self, bootstrap):
@@ -219,7 +245,7 @@ class KafkaJS:
     def _run(self, cmd: dict):
         cp = subprocess.run([self.node, str(JS_DIR / "kafkajs_client.js"),
                              json.dumps(dict(cmd, bootstrap=self.bs))],
-                            capture_output=True, timeout=90)
+                            capture_output=True, timeout=120)
         assert cp.returncode == 0, cp.stderr.decode(errors="replace")
         return json.loads(cp.stdout)
 
@@ -231,36 +257,61 @@ class KafkaJS:
         self._run({"op": "produce", "topic": topic, "records": pairs, "idempotent": idempotent})
         return None
 
-    def consume(self, topic, partition, offset, count):
+    def records(self, topic, partition, offset, count):
+        """(kafkajs gives headers as an object: a key's values together, in order)"""
         from fslog.broker.versions import API_VERSIONS
         if 11 not in API_VERSIONS:  # kafkajs only consumes as a group member
             pytest.skip("kafkajs consumes through a consumer group: needs the group "
                         "coordinator (JoinGroup) in fslog serve")
         got = self._run({"op": "consume", "topic": topic, "partition": partition,
-                         "offset": offset, "count": count})
-        return [(r["offset"], r["key"] and r["key"].encode(), r["value"].encode())
+                         "offset": offset, "count": count, "timeout_ms": 60000})
+        return [(r["offset"], r["key"] and r["key"].encode(), r["value"].encode(),
+                 tuple((k, base64.b64decode(v)) for k, v in r["headers"]), int(r["timestamp"]))
                 for r in got if r["partition"] == partition and r["offset"] >= offset][:count]
 
 
 CLIENTS = [KafkaPython, Confluent, AioKafka, Kcat, KafkaJS]
 
 
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """The module's root and its ``fslog serve`` (killed at the module's end)."""
+    shared = CLI(tmp_path_factory.mktemp("serve-clients") / "root")
+    server = start_serve(shared)
+    yield shared, server
+    server.kill()
+    shared.cleanup()
+
+
+@pytest.fixture
+def cli(served):
+    """The module's root, in place of conftest's root per test."""
+    return served[0]
+
+
 @pytest.fixture(params=CLIENTS, ids=[c.name for c in CLIENTS])
-def client(request, serve):  # noqa: F811
-    return request.param(serve.bootstrap)
+def client(request, served):
+    return request.param(served[1].bootstrap)
+
+
+def topic(name: str, client) -> str:
+    """A topic of this test's own on the shared root."""
+    return f"{name}-{client.name}"
 
 
 # ---------------------------------------------------------------- the tests
 def test_metadata(cli, client):
-    cli.create("orders", "--partitions", "3")
-    assert client.metadata("orders") == [0, 1, 2]
+    orders = topic("orders", client)
+    cli.create(orders, "--partitions", "3")
+    assert client.metadata(orders) == [0, 1, 2]
 
 
 def test_keyed_produce_lands_where_murmur2_puts_it(cli, client):
-    cli.create("keyed", "--partitions", "4")
+    keyed = topic("keyed", client)
+    cli.create(keyed, "--partitions", "4")
     pairs = [(k, f"value-{k}") for k in KEYS]
-    acked = client.produce("keyed", pairs)
-    recs = cli.records("keyed")
+    acked = client.produce(keyed, pairs)
+    recs = cli.records(keyed)
     assert sorted(r.value for r in recs) == sorted(v.encode() for _k, v in pairs)
     for r in recs:
         assert r.partition == partition_for_key(r.key, 4), r
@@ -268,30 +319,32 @@ def test_keyed_produce_lands_where_murmur2_puts_it(cli, client):
         where = {(r.partition, r.offset): r.key.decode() for r in recs}
         assert [where[a] for a in acked] == [k for k, _v in pairs]
     # fslog produce -K : puts the same keys in the same partitions
-    cli.produce("keyed", "".join(f"{k}:cli\n" for k in KEYS).encode(), "--key-separator", ":")
+    cli.produce(keyed, "".join(f"{k}:cli\n" for k in KEYS).encode(), "--key-separator", ":")
     by_key: dict[bytes, set] = {}
-    for r in cli.records("keyed"):
+    for r in cli.records(keyed):
         by_key.setdefault(r.key, set()).add(r.partition)
     assert all(len(ps) == 1 for ps in by_key.values()), by_key
 
 
 def test_consume_from_the_beginning_and_from_the_middle_of_a_batch(cli, client):
-    cli.create("events")
-    cli.produce("events", b"".join(b"e%d\n" % i for i in range(10)))  # one batch: 0..9
-    cli.produce("events", b"".join(b"f%d\n" % i for i in range(5)))   # another: 10..14
-    got = client.consume("events", 0, 0, 15)
+    events = topic("events", client)
+    cli.create(events)
+    cli.produce(events, b"".join(b"e%d\n" % i for i in range(10)))  # one batch: 0..9
+    cli.produce(events, b"".join(b"f%d\n" % i for i in range(5)))   # another: 10..14
+    got = client.consume(events, 0, 0, 15)
     assert [(o, v) for o, _k, v in got] == \
         [(i, b"e%d" % i) for i in range(10)] + [(10 + i, b"f%d" % i) for i in range(5)]
-    got = client.consume("events", 0, 6, 6)
+    got = client.consume(events, 0, 6, 6)
     assert [(o, v) for o, _k, v in got] == \
         [(6, b"e6"), (7, b"e7"), (8, b"e8"), (9, b"e9"), (10, b"f0"), (11, b"f1")]
 
 
 def test_idempotent_produce_carries_producer_ids_and_sequences(cli, client):
-    cli.create("idem")
-    client.produce("idem", [("k", f"v{i}") for i in range(20)], idempotent=True)
+    idem = topic("idem", client)
+    cli.create(idem)
+    client.produce(idem, [("k", f"v{i}") for i in range(20)], idempotent=True)
     from fslog.records import batch as rb
-    seg = cli.segments("idem")[0].read_bytes()
+    seg = cli.segments(idem)[0].read_bytes()
     pos, heads = 0, []
     while pos < len(seg):
         h = rb.read_header(seg, pos)
@@ -303,24 +356,26 @@ def test_idempotent_produce_carries_producer_ids_and_sequences(cli, client):
     for h in heads:
         assert h.base_sequence == seq
         seq += h.record_count
-    assert [r.value for r in cli.records("idem")] == [f"v{i}".encode() for i in range(20)]
+    assert [r.value for r in cli.records(idem)] == [f"v{i}".encode() for i in range(20)]
     assert cli("verify").returncode == 0
 
 
 def test_records_produced_through_serve_read_byte_for_byte_by_fslog_consume(cli, client):
+    cross = topic("cross", client)
     values = [b"plain", b"with spaces and \xc3\xa9", b"{\"json\": [1, 2]}", b"x" * 3000]
     pairs = [(f"k{i}", v.decode()) for i, v in enumerate(values)]
-    cli.create("cross")
-    client.produce("cross", pairs)
-    out = cli("consume", "cross").stdout
+    cli.create(cross)
+    client.produce(cross, pairs)
+    out = cli("consume", cross).stdout
     assert out == b"".join(v + b"\n" for v in values)
 
 
 def test_records_produced_by_fslog_read_by_the_client(cli, client):
-    cli.create("fromcli")
+    fromcli = topic("fromcli", client)
+    cli.create(fromcli)
     lines = [b"alpha", b"beta \xc3\xa9", b"", b"gamma:delta"]
-    cli.produce("fromcli", b"".join(v + b"\n" for v in lines))
-    got = client.consume("fromcli", 0, 0, len(lines))
+    cli.produce(fromcli, b"".join(v + b"\n" for v in lines))
+    got = client.consume(fromcli, 0, 0, len(lines))
     assert [v for _o, _k, v in got] == lines
 
 

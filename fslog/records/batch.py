@@ -47,6 +47,7 @@ Pure functions; safe to call from any thread.
 from __future__ import annotations
 
 import struct
+from bisect import bisect_left
 from itertools import repeat
 from operator import add, getitem, itemgetter, sub
 from typing import Any, Iterable, NamedTuple, Sequence
@@ -341,6 +342,56 @@ def encode_compacted(records: Sequence[Record], base_offset: int, last_offset: i
     out = bytearray(_HEADER.pack(base_offset, HEADER_SIZE - LOG_OVERHEAD + len(body), 0, MAGIC,
                                  crc, 0, last_delta, base_ts, max_ts, -1, -1, -1, count))
     out += body
+    return out
+
+
+def encode_keyed_compacted(keys: Sequence[bytes], values: Sequence[bytes],
+                           deltas: Sequence[int], timestamp: int, base_offset: int,
+                           last_offset: int) -> bytearray | None:
+    """``encode_compacted`` for records of the keyed shape (a key and a value each, no
+    headers, all at ``timestamp``) at the offset deltas ``deltas`` (increasing, from
+    ``base_offset``): what compaction keeps of a keyed batch that loses some records. By
+    table lookups, as ``encode_keyed``: no Python loop per record; the same bytes as
+    ``encode_compacted``. None if a length or delta is outside the tables (then use that)."""
+    n = len(keys)
+    last_delta = last_offset - base_offset
+    if not n or n != len(values) or n != len(deltas) or not 0 <= last_delta < 1 << 31:
+        return None
+    _framing, zz, sized, _unzz, _vskip, _fixed, mid2 = _keyed_tables()
+    ln = _KEYED_LENGTHS[0]  # type: ignore[index]
+    try:
+        klens = list(map(len, keys))
+        vlens = list(map(len, values))
+        # attributes, timestampDelta, headerCount (3), offsetDelta, key and value with
+        # their length varints
+        sizes = list(map(add, map(add, _lookup(sized, klens), _lookup(sized, vlens)),
+                         _lookup(ln, list(deltas))))
+        parts = [b"\x00"] * (7 * n)  # every seventh item: headerCount 0
+        parts[0::7] = _lookup(zz, [s + 3 for s in sizes])
+        parts[1::7] = _lookup(mid2, list(deltas))
+        parts[2::7] = _lookup(zz, klens)
+        parts[4::7] = _lookup(zz, vlens)
+    except IndexError:
+        return None
+    parts[3::7] = keys
+    parts[5::7] = values
+    body = b"".join(parts)
+    after_crc = _AFTER_CRC.pack(0, last_delta, timestamp, timestamp, -1, -1, -1, n)
+    crc = crc32c(body, crc32c(after_crc))
+    out = bytearray(_HEADER.pack(base_offset, HEADER_SIZE - LOG_OVERHEAD + len(body), 0, MAGIC,
+                                 crc, 0, last_delta, timestamp, timestamp, -1, -1, -1, n))
+    out += body
+    return out
+
+
+def extend_range(batch: bytes, last_offset: int) -> bytearray:
+    """A copy of ``batch`` whose offset range ends at ``last_offset`` (at or after its own
+    last offset): lastOffsetDelta changed and the CRC recomputed, records untouched, so
+    compaction carries a batch that stays whole over the offsets removed after it."""
+    h = read_header(batch, 0)
+    out = bytearray(batch)
+    struct.pack_into(">i", out, 23, last_offset - h.base_offset)
+    struct.pack_into(">I", out, 17, crc32c_range(out, CRC_START, h.size))
     return out
 
 
@@ -934,6 +985,10 @@ _SPLIT_KEYED: Any = None
 _SPLIT_VALUES: Any = None
 _SPLIT_KEY_LENGTHS: frozenset = frozenset()
 _SPLIT_MAX_LENGTHS = 12  # branches tried one after another: a few key lengths only
+# With one key length k known: for an offsetDelta of w bytes (w = 1, 2, 3), the length
+# varint of a record with a value of m bytes (zz(4 + w + k + len(zz(m)) + m)), by m; so a
+# batch's record lengths come from its value lengths by one itemgetter call a range.
+_SPLIT_HEADS: tuple | None = None
 
 
 def _learn_key_lengths(keys: Sequence[bytes]) -> None:
@@ -948,7 +1003,7 @@ def _learn_key_lengths(keys: Sequence[bytes]) -> None:
     if not known:
         return
     import re
-    v = rb"[\x80-\xff]{0,2}[\x00-\x7f]"  # a varint of 1 to 3 bytes
+    v = rb"[\x80-\xff]{0,2}+[\x00-\x7f]"  # a varint of 1 to 3 bytes (possessive: they end at a byte < 0x80)
     kls = sorted(known)
     # the key length byte, then the key: as many bytes as that byte says (a lookbehind
     # at it picks the branch)
@@ -966,6 +1021,17 @@ def _learn_key_lengths(keys: Sequence[bytes]) -> None:
     _SPLIT_VALUES = re.compile(rb"\x00(" + v + rb"\x00\x00" + v + rb")(" + keyed + b")(" + v
                                + b")", re.DOTALL)
     _SPLIT_KEY_LENGTHS = frozenset(known)
+    global _SPLIT_HEADS
+    _SPLIT_HEADS = None
+    if len(known) == 1:
+        [k] = known
+        zz = _tables()[0]
+        sized = _keyed_tables()[2]  # m + the size of its varint: increasing
+        # (a record too long for the table: IndexError, the general path)
+        _SPLIT_HEADS = tuple(
+            list(map(zz.__getitem__, map(add, sized[:bisect_left(sized, _TABLE_SIZE - c)],
+                                         repeat(c))))
+            for c in (5 + k, 6 + k, 7 + k))
 
 
 def _split_keyed(buf: bytes, pos: int, end: int, n: int) -> tuple[list, list] | None:
@@ -990,6 +1056,23 @@ def _split_keyed(buf: bytes, pos: int, end: int, n: int) -> tuple[list, list] | 
     keys = parts[2::4]
     values = parts[4::4]
     vlens = list(map(len, values))
+    heads = _SPLIT_HEADS
+    if heads is not None:  # one key length (the regex's only branch): lengths by table
+        want = [b""] * (2 * n)
+        try:
+            if parts[3::4] != list(_lookup(zz, vlens)):
+                return None
+            want[0:128:2] = _lookup(heads[0], vlens[:64])
+            if n > 64:
+                want[128:16384:2] = _lookup(heads[1], vlens[64:8192])
+                if n > 8192:
+                    want[16384::2] = _lookup(heads[2], vlens[8192:])
+        except IndexError:  # a length outside the tables
+            return None
+        want[1::2] = mid2[:n]
+        if b"".join(parts[1::4]) != b"".join(want):
+            return None
+        return keys, values
     try:
         if parts[3::4] != list(map(zz.__getitem__, vlens)):
             return None

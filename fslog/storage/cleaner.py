@@ -24,10 +24,11 @@ never touched, so the latest value of a key written there is not yet compacted a
 offset at the last compaction); ``cleaner-error.json``, why the last background
 compaction failed, until one succeeds (``background_failure``).
 
-Cleaned batches keep Kafka's layout: each covers the range of offsets from the end of the
-previous one to the last offset of the batch it came from (its base offset and
-lastOffsetDelta may extend past its first and last record, as Kafka's cleaner writes
-them), so offsets stay contiguous from batch to batch and readers still check continuity.
+Cleaned batches keep Kafka's layout: each keeps the base offset of the batch it came from
+and covers the offsets up to the next one (its lastOffsetDelta may extend past its last
+record, as Kafka's cleaner writes them; offsets removed at the start of a group go into
+an empty batch), so offsets stay contiguous from batch to batch and readers still check
+continuity.
 A cleaned batch is compressed with the codec of the batch it came from, as Kafka's cleaner
 does (uncompressed if that codec does not make it smaller; an empty batch never is).
 A group of consecutive sealed segments, at most ``segment.bytes`` together, is rewritten
@@ -49,7 +50,9 @@ steps 3 and 4 readers see the new b1 overlapping b2..bk: they skip offsets they 
 have, so they neither repeat nor miss a record.
 
 Concurrency: one cleaner per partition at a time (``.cleaner.lock``, flock); producers
-append to the active segment and readers read, in any process, while a clean runs.
+append to the active segment and readers read, in any process, while a clean runs. A
+compaction of a large partition forks one helper process that reads the second half of
+the segments for the offset map (``_build_map``); it writes nothing but its pipe.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ import errno
 import json
 import os
 from bisect import bisect_left
-from operator import gt
+from operator import gt, itemgetter
 from typing import Any
 
 from ..clock import now_ms
@@ -411,6 +414,7 @@ class _OffsetMap:
         self.survivors: list[int] = []
         self.simple: set[int] = set()
         self.batches: dict[int, list[tuple[int, int, int, int]]] = {}
+        self.overflowed = False  # half the budget was not enough for half the segments
 
     def kept(self, base: int, nxt: int) -> tuple[int, int]:
         """(lo, hi): ``survivors[lo:hi]`` are the kept offsets of ``base..nxt - 1``."""
@@ -430,22 +434,66 @@ class _OffsetMap:
                 if hi == lo:
                     continue
                 total += size if hi - lo == count else size + 2 * (hi - lo) + rb.HEADER_SIZE
-            out[seg] = total
+            out[seg] = total + rb.HEADER_SIZE  # (an empty batch for offsets removed first)
         return out
 
 
-def _build_map(partition, bases: list[int], start: int, end: int, budget: int) -> _OffsetMap:
+# A map build over more than this many bytes of segments scans its second half in a
+# helper process (``_Helper``), on another core, while this process scans the first.
+PARALLEL_MIN_BYTES = 64 << 20
+HELPER_WITH_THREADS = False  # fork only a single-threaded process (tests set this)
+
+
+def _build_map(partition, bases: list[int], start: int, end: int, budget: int,
+               parallel: bool = True) -> _OffsetMap:
     """Kafka's offset map: the latest offset of each key in the records from ``start``
     to ``end`` (the active segment's base offset), until the map holds ``budget`` bytes.
     The map covers offsets below ``m.upto`` (a batch end; ``end`` if everything fit). A
     keys-only scan: values are not looked at, and a batch of the producer's keyed shape
-    costs one regex split and one dict update (no object per record)."""
+    costs one regex split and one dict update (no object per record).
+
+    With two cores or more and a range of more than ``PARALLEL_MIN_BYTES``, the segments
+    of its second half are scanned by a forked helper while this process scans the first,
+    each within half the budget (so both maps together stay within it); then the helper's
+    map is merged in (its offsets are the later ones). Should this process's half fill
+    its half of the budget, the helper is stopped and the scan goes on here alone, as
+    without it (``m.overflowed``: the next passes go without one); a helper that fails is
+    replaced the same way."""
     m = _OffsetMap(start)
+    segs = [(b, bases[i + 1]) for i, b in enumerate(bases[:-1]) if bases[i + 1] > start]
+    helper = _Helper.start(partition, segs, start, end, budget) if parallel else None
+    if helper is None:
+        stopped = _scan(m, partition, segs, start, end, budget, 0)[1]
+    else:
+        mine, theirs = segs[:helper.split], segs[helper.split:]
+        try:
+            def overflow() -> None:
+                m.overflowed = True
+                helper.cancel()
+            used, stopped = _scan(m, partition, mine, start, end, budget, 0,
+                                  budget // 2, overflow)
+            if not stopped:
+                merged = None if helper.cancelled else helper.merge_into(m)
+                if merged is not None:
+                    stopped = merged
+                else:
+                    stopped = _scan(m, partition, theirs, start, end, budget, used)[1]
+        finally:
+            helper.cancel()
+    if not stopped:
+        m.upto = end
+    m.survivors = sorted(m.latest.values())
+    return m
+
+
+def _scan(m: _OffsetMap, partition, segs: list[tuple[int, int]], start: int, end: int,
+          budget: int, used: int, soft: int | None = None, on_soft=None) -> tuple[int, bool]:
+    """Add the keys of the records from ``start`` on in segments ``segs`` ((base, next
+    base) each) to ``m``; stop after the batch with which the map holds ``budget`` bytes
+    (``m.upto`` is set there: (used, True)). ``on_soft()`` is called once it holds ``soft``
+    bytes. Returns (bytes the map holds, whether it stopped)."""
     latest = m.latest
-    used = 0
-    for i, b in enumerate(bases[:-1]):
-        if bases[i + 1] <= start:
-            continue
+    for b, _next in segs:
         # (a segment the map's range begins or ends within has no estimate: its batches
         # outside the range are not looked at)
         rows = m.batches.setdefault(b, []) if b >= start else []
@@ -465,14 +513,139 @@ def _build_map(partition, bases: list[int], start: int, end: int, budget: int) -
             new = len(latest) - before
             if new:
                 used += new * (MAP_ENTRY_BYTES + sum(map(len, keys)) // len(keys))
+                if soft is not None and used >= soft:
+                    soft = None
+                    on_soft()
             if used >= budget and h.next_offset < end:
                 m.batches.pop(b, None)
                 m.upto = h.next_offset
-                m.survivors = sorted(latest.values())
-                return m
-    m.upto = end
-    m.survivors = sorted(latest.values())
-    return m
+                return used, True
+    return used, False
+
+
+class _Helper:
+    """A forked process that scans the second half of a map build's segments (see
+    ``_build_map``) and sends its map back through a pipe, in chunks (so neither side
+    holds a second copy of it). It only reads; it exits if this process goes away."""
+
+    CHUNK = 1 << 16  # map entries a message
+
+    def __init__(self, pid: int, fd: int, split: int):
+        self.pid = pid
+        self.fd = fd
+        self.split = split
+        self.cancelled = False
+        self.reaped = False
+
+    @classmethod
+    def start(cls, partition, segs: list[tuple[int, int]], start: int, end: int,
+              budget: int) -> _Helper | None:
+        import threading
+        if len(segs) < 2 or (os.cpu_count() or 1) < 2 \
+                or (threading.active_count() > 1 and not HELPER_WITH_THREADS) \
+                or os.environ.get("FSLOG_CLEANER_PROCESSES") == "1":
+            return None
+        sizes = [_size(partition.path, b) for b, _ in segs]
+        total = sum(sizes)
+        if total <= PARALLEL_MIN_BYTES:
+            return None
+        split, acc = 1, sizes[0]
+        while split < len(segs) - 1 and acc + sizes[split] <= total // 2:
+            acc += sizes[split]
+            split += 1
+        r, w = os.pipe()
+        parent = os.getpid()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(r)
+            os.close(w)
+            return None
+        if pid == 0:  # the helper
+            code = 1
+            try:
+                os.close(r)
+                code = cls._run(partition, segs[split:], start, end, budget - budget // 2,
+                                w, parent)
+            finally:
+                os._exit(code)
+        os.close(w)
+        return cls(pid, r, split)
+
+    @classmethod
+    def _run(cls, partition, segs, start: int, end: int, budget: int, fd: int,
+             parent: int) -> int:
+        import marshal
+        m = _OffsetMap(segs[0][0])
+        used = 0
+        stopped = False
+        for seg in segs:
+            if os.getppid() != parent:
+                return 1  # the cleaner is gone: so is the need
+            used, stopped = _scan(m, partition, [seg], start, end, budget, used)
+            if stopped:
+                break
+        out = os.fdopen(fd, "wb")
+        latest = m.latest
+        head = marshal.dumps((m.upto if stopped else None, sorted(m.simple), m.batches, len(latest)))
+        out.write(len(head).to_bytes(8, "big") + head)
+        keys = list(latest)
+        for i in range(0, len(keys), cls.CHUNK):
+            chunk = keys[i:i + cls.CHUNK]
+            body = marshal.dumps((chunk, [latest[k] for k in chunk]))
+            out.write(len(body).to_bytes(8, "big") + body)
+        out.close()
+        return 0
+
+    def merge_into(self, m: _OffsetMap) -> bool | None:
+        """Add the helper's map to ``m`` (its offsets are later: they win); return
+        whether the helper stopped at the budget (``m.upto`` is then set), or None if it
+        failed (then nothing was added)."""
+        import marshal
+        with os.fdopen(self.fd, "rb") as f:
+            self.fd = -1
+
+            def message():
+                n = f.read(8)
+                if len(n) < 8:
+                    return None
+                try:
+                    return marshal.loads(f.read(int.from_bytes(n, "big")))
+                except (EOFError, ValueError, TypeError):  # cut short
+                    return None
+            head = message()
+            if head is None:
+                return None
+            upto, simple, batches, count = head
+            chunks = []  # (all of it read before any is merged: a failure adds nothing)
+            got = 0
+            while got < count:
+                chunk = message()
+                if chunk is None:
+                    return None
+                chunks.append(chunk)
+                got += len(chunk[0])
+        for keys, offsets in chunks:
+            m.latest.update(zip(keys, offsets))
+        m.simple.update(simple)
+        m.batches.update(batches)
+        if upto is not None:
+            m.upto = upto
+        return upto is not None
+
+    def cancel(self) -> None:
+        """Stop the helper (if it runs) and reap it."""
+        self.cancelled = self.cancelled or not self.reaped
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if not self.reaped:
+            try:
+                os.kill(self.pid, 9)
+            except ProcessLookupError:
+                pass
+            os.waitpid(self.pid, 0)
+            self.reaped = True
 
 
 def _segment_raw_batches(partition, base: int):
@@ -523,9 +696,11 @@ def compact(partition, config, now: int, force: bool = False) -> dict:
     if start >= end:
         start = bases[0]  # forced with nothing dirty: clean all of it again
     counted: set[int] = set()
+    parallel = True
     while True:
         result["passes"] += 1
-        omap = _build_map(partition, bases, start, end, budget)
+        omap = _build_map(partition, bases, start, end, budget, parallel)
+        parallel = parallel and not omap.overflowed  # (many keys: a helper would be stopped again)
         upto = omap.upto
         for group, group_end in _groups(partition, bases, config.get("segment.bytes"),
                                         omap.estimate()):
@@ -563,8 +738,14 @@ def _clean_group(partition, group: list[int], end: int, omap: _OffsetMap,
 
     A batch of the map's range in the producer's keyed shape is not decoded at all
     unless it loses some records but not all: the sorted survivors say how many of its
-    offsets stay (all: its bytes are copied; none: it goes). Other batches (before the
-    map's range, or of another shape) are decoded and looked up key by key."""
+    offsets stay (all: its bytes are copied; none: it goes; some: its kept records are
+    encoded again by table lookups, at their own offset deltas). Other batches (before
+    the map's range, or of another shape) are decoded and looked up key by key.
+
+    Each kept batch keeps its base offset; the offsets removed after it are carried by
+    its range (its lastOffsetDelta, changed in the header: the records' bytes stay), and
+    those removed before the first kept batch of the group by an empty batch, so that
+    offsets stay contiguous from batch to batch."""
     stats = {"records_removed": 0, "tombstones_removed": 0, "keyless_removed": 0, "bytes": 0}
     out = _SegmentBuilder(partition.path, group[0], interval)
     changed = len(group) > 1
@@ -572,27 +753,29 @@ def _clean_group(partition, group: list[int], end: int, omap: _OffsetMap,
     upto = omap.upto
     get = latest.get
     try:
-        # the batch waiting to be written: (range start, header, bytes, kept records or
-        # None for all of them as they are)
+        # the batch waiting to be written (its range ends where the next kept one begins):
+        # (header, bytes, what to write instead of its bytes, or None for them as they are)
         pending: tuple | None = None
-        start = group[0]
-        max_ts = rb.NO_TIMESTAMP
+        max_ts = dropped_ts = rb.NO_TIMESTAMP
 
         def emit(p, range_end: int) -> None:
             nonlocal changed
-            rstart, h, data, keep = p
-            if keep is None and rstart == h.base_offset and range_end == h.last_offset:
-                out.add(data)  # kept whole: the very same bytes
-                return
+            h, data, rewritten = p
+            if rewritten is None:
+                if range_end == h.last_offset:
+                    out.add(data)  # kept whole: the very same bytes
+                    return
+                rewritten = rb.extend_range(data, range_end)
+            elif range_end != h.last_offset:
+                rewritten = rb.extend_range(rewritten, range_end)
             changed = True
-            if keep is None:
-                keep = rb.decode_records(data, 0, h, partition.path)
-            out.add(_encode(keep, rstart, range_end, h.attributes & rb.COMPRESSION_MASK))
+            out.add(rewritten)
 
         for b in group:
             for h, data in _segment_raw_batches(partition, b):
                 max_ts = max(max_ts, h.max_timestamp)
                 keep: list | None = None
+                rewritten = None
                 if h.base_offset in omap.simple:  # (so within the map's range)
                     lo, hi = omap.kept(h.base_offset, h.next_offset)
                     if hi - lo != h.record_count:
@@ -600,10 +783,11 @@ def _clean_group(partition, group: list[int], end: int, omap: _OffsetMap,
                         keep = []
                         if hi > lo:  # some stay: decode it, keep those
                             kv: Any = rb.decode_keyed(data, 0, h)
-                            base, ts = h.base_offset, h.base_timestamp
-                            keys, values = kv
-                            keep = [rb.Record(o, ts, keys[o - base], values[o - base], ())
-                                    for o in omap.survivors[lo:hi]]
+                            rewritten = _encode_keyed(h, kv, omap.survivors[lo:hi])
+                            keep = None if rewritten is not None else [
+                                rb.Record(o, h.base_timestamp, kv[0][o - h.base_offset],
+                                          kv[1][o - h.base_offset], ())
+                                for o in omap.survivors[lo:hi]]
                 elif h.base_offset < upto:
                     offsets, keys, values, recs = _batch_keys(partition.path, h, data, False)
                     if recs is None:
@@ -614,10 +798,11 @@ def _clean_group(partition, group: list[int], end: int, omap: _OffsetMap,
                             stats["records_removed"] += n_gone
                             keep = []
                             if n_gone < len(gone):  # some stay: their values are needed
-                                values = rb.decode_keyed(data, 0, h, False)[1]  # type: ignore[index]
-                                ts = h.base_timestamp
-                                keep = [rb.Record(o, ts, k, v, ()) for o, k, v, g
-                                        in zip(offsets, keys, values, gone) if not g]
+                                kv = rb.decode_keyed(data, 0, h)
+                                rewritten = _encode_keyed(h, kv, [o for o, g in zip(offsets, gone) if not g])
+                                keep = None if rewritten is not None else [
+                                    rb.Record(o, h.base_timestamp, k, v, ()) for o, k, v, g
+                                    in zip(offsets, kv[0], kv[1], gone) if not g]
                     else:
                         kept = []
                         for r in recs:
@@ -628,15 +813,22 @@ def _clean_group(partition, group: list[int], end: int, omap: _OffsetMap,
                                 stats[why] += 1
                         if len(kept) != len(recs):
                             keep = kept
-                if keep is not None and not keep:
-                    changed = True
-                    continue  # every record of it goes
+                if keep is not None:
+                    if not keep and rewritten is None:
+                        changed = True
+                        dropped_ts = max(dropped_ts, h.max_timestamp)
+                        continue  # every record of it goes
+                    rewritten = _encode(keep, h.base_offset, h.last_offset,
+                                        h.attributes & rb.COMPRESSION_MASK)
                 if pending is not None:
-                    emit(pending, pending[1].last_offset)
-                    start = pending[1].last_offset + 1
-                pending = (start, h, data, keep)
-        if not changed and pending is not None and pending[3] is None \
-                and pending[0] == pending[1].base_offset and pending[1].last_offset == end - 1:
+                    emit(pending, h.base_offset - 1)
+                elif h.base_offset > group[0]:
+                    # the group's first records are gone: an empty batch carries their offsets
+                    changed = True
+                    out.add(rb.encode_compacted([], group[0], h.base_offset - 1, dropped_ts))
+                pending = (h, data, rewritten)
+        if not changed and pending is not None and pending[2] is None \
+                and pending[0].last_offset == end - 1:
             out.abort()  # a lone segment that loses nothing: left as it is
             stats["bytes"] = _size(partition.path, group[0])
             return stats
@@ -654,6 +846,22 @@ def _clean_group(partition, group: list[int], end: int, omap: _OffsetMap,
     files.write_atomic(marker_path, json.dumps(marker).encode() + b"\n")
     _finish_swap(partition.path, marker_path, marker)
     return stats
+
+
+def _encode_keyed(h: rb.BatchHeader, kv, offsets: list[int]) -> bytearray | None:
+    """The records at ``offsets`` of a keyed batch (``kv``: its keys and values), at their
+    own offset deltas, in a batch of ``h``'s range; None if the bulk encoder cannot."""
+    if h.attributes & rb.COMPRESSION_MASK:
+        return None  # (decode_keyed never takes those; the general path compresses)
+    base = h.base_offset
+    deltas = [o - base for o in offsets]
+    keys, values = kv
+    return rb.encode_keyed_compacted(_pick(keys, deltas), _pick(values, deltas), deltas,
+                                     h.base_timestamp, base, h.last_offset)
+
+
+def _pick(items: list, indexes: list[int]) -> list:
+    return [items[indexes[0]]] if len(indexes) == 1 else list(itemgetter(*indexes)(items))
 
 
 def _encode(records: list, base_offset: int, last_offset: int, codec: int) -> bytearray:
