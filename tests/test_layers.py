@@ -17,7 +17,7 @@ PKG = os.path.dirname(fslog.__file__)
 # rank of each top-level part of the package: a module may import only ranks <= its own
 # (and, within its own package, must not form a cycle)
 RANKS = {
-    "errors": 0, "config": 0, "clock": 0, "__init__": 99,
+    "errors": 0, "config": 0, "clock": 0, "kio_import": 0, "__init__": 99,
     "records": 1, "storage": 2, "groups": 3, "clients": 4,
     "log": 5, "monitor": 5,
     "broker": 6, "replication": 6,

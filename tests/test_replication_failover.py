@@ -15,7 +15,9 @@ is killed -9 at a random moment. Then, each trial:
 
 The roles then swap for the next trial: the two roots and their processes are reused, so a
 trial costs one server and one follower start. ``FSLOG_REPLICATION_TRIALS`` sets the
-count (default 20). Only safety is asserted; waits are bounded guards against hangs.
+count (default 20), run as ``SHARDS`` chains of their own (their own two roots, seeds
+``FSLOG_REPLICATION_SEED`` + shard) that pytest-xdist can spread over its workers. Only
+safety is asserted; waits are bounded guards against hangs.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from serve_fixtures import start_serve
 import fslog
 
 TOPIC = "t"
+SHARDS = 4  # chains of trials, each a test item of its own
 
 
 def _segments(root) -> dict[str, bytes]:
@@ -179,9 +182,14 @@ def _consume_group(bootstrap: str, group: str, upto: int) -> list[tuple[int, byt
 
 
 @pytest.mark.slow
-def test_leader_killed_9_during_acks_all_loses_nothing_and_the_old_leader_converges(cli, tmp_path):
-    trials = int(os.environ.get("FSLOG_REPLICATION_TRIALS", "20"))
-    rng = random.Random(int(os.environ.get("FSLOG_REPLICATION_SEED", "1313")))
+@pytest.mark.parametrize("shard", range(SHARDS))
+def test_leader_killed_9_during_acks_all_loses_nothing_and_the_old_leader_converges(
+        cli, tmp_path, shard):
+    total = int(os.environ.get("FSLOG_REPLICATION_TRIALS", "20"))
+    trials = (shard + 1) * total // SHARDS - shard * total // SHARDS  # 20 in all
+    if trials == 0:
+        pytest.skip(f"FSLOG_REPLICATION_TRIALS={total}: no trial for chain {shard}")
+    rng = random.Random(int(os.environ.get("FSLOG_REPLICATION_SEED", "1313")) + shard)
     x, y = tmp_path / "a", tmp_path / "b"
     cli("--root", x, "topic", "create", TOPIC, "--config", "min.insync.replicas=2",
         "--config", "segment.bytes=4096")

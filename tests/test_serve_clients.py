@@ -6,6 +6,10 @@ For each client: metadata; keyed produce lands where murmur2 puts the key (as
 middle of a batch; idempotent produce (the batches carry a producer id and sequences).
 kcat and kafkajs: a test that cannot find them is skipped outside CI and fails in CI
 (``CI`` set: ``.ci/run`` installs both).
+
+The tests are about the records clients send and read, not the server's start: they
+share one root and one ``fslog serve`` per module (per pytest-xdist worker), each test
+on topics of its own (named after the client).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ import time
 from pathlib import Path
 
 import pytest
-from serve_fixtures import in_ci, serve  # noqa: F401
+from conftest import CLI
+from serve_fixtures import in_ci, start_serve
 
 from fslog.records.partitioner import partition_for_key
 
@@ -245,22 +250,45 @@ class KafkaJS:
 CLIENTS = [KafkaPython, Confluent, AioKafka, Kcat, KafkaJS]
 
 
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """The module's root and its ``fslog serve`` (killed at the module's end)."""
+    shared = CLI(tmp_path_factory.mktemp("serve-clients") / "root")
+    server = start_serve(shared)
+    yield shared, server
+    server.kill()
+    shared.cleanup()
+
+
+@pytest.fixture
+def cli(served):
+    """The module's root, in place of conftest's root per test."""
+    return served[0]
+
+
 @pytest.fixture(params=CLIENTS, ids=[c.name for c in CLIENTS])
-def client(request, serve):  # noqa: F811
-    return request.param(serve.bootstrap)
+def client(request, served):
+    return request.param(served[1].bootstrap)
+
+
+def topic(name: str, client) -> str:
+    """A topic of this test's own on the shared root."""
+    return f"{name}-{client.name}"
 
 
 # ---------------------------------------------------------------- the tests
 def test_metadata(cli, client):
-    cli.create("orders", "--partitions", "3")
-    assert client.metadata("orders") == [0, 1, 2]
+    orders = topic("orders", client)
+    cli.create(orders, "--partitions", "3")
+    assert client.metadata(orders) == [0, 1, 2]
 
 
 def test_keyed_produce_lands_where_murmur2_puts_it(cli, client):
-    cli.create("keyed", "--partitions", "4")
+    keyed = topic("keyed", client)
+    cli.create(keyed, "--partitions", "4")
     pairs = [(k, f"value-{k}") for k in KEYS]
-    acked = client.produce("keyed", pairs)
-    recs = cli.records("keyed")
+    acked = client.produce(keyed, pairs)
+    recs = cli.records(keyed)
     assert sorted(r.value for r in recs) == sorted(v.encode() for _k, v in pairs)
     for r in recs:
         assert r.partition == partition_for_key(r.key, 4), r
@@ -268,30 +296,32 @@ def test_keyed_produce_lands_where_murmur2_puts_it(cli, client):
         where = {(r.partition, r.offset): r.key.decode() for r in recs}
         assert [where[a] for a in acked] == [k for k, _v in pairs]
     # fslog produce -K : puts the same keys in the same partitions
-    cli.produce("keyed", "".join(f"{k}:cli\n" for k in KEYS).encode(), "--key-separator", ":")
+    cli.produce(keyed, "".join(f"{k}:cli\n" for k in KEYS).encode(), "--key-separator", ":")
     by_key: dict[bytes, set] = {}
-    for r in cli.records("keyed"):
+    for r in cli.records(keyed):
         by_key.setdefault(r.key, set()).add(r.partition)
     assert all(len(ps) == 1 for ps in by_key.values()), by_key
 
 
 def test_consume_from_the_beginning_and_from_the_middle_of_a_batch(cli, client):
-    cli.create("events")
-    cli.produce("events", b"".join(b"e%d\n" % i for i in range(10)))  # one batch: 0..9
-    cli.produce("events", b"".join(b"f%d\n" % i for i in range(5)))   # another: 10..14
-    got = client.consume("events", 0, 0, 15)
+    events = topic("events", client)
+    cli.create(events)
+    cli.produce(events, b"".join(b"e%d\n" % i for i in range(10)))  # one batch: 0..9
+    cli.produce(events, b"".join(b"f%d\n" % i for i in range(5)))   # another: 10..14
+    got = client.consume(events, 0, 0, 15)
     assert [(o, v) for o, _k, v in got] == \
         [(i, b"e%d" % i) for i in range(10)] + [(10 + i, b"f%d" % i) for i in range(5)]
-    got = client.consume("events", 0, 6, 6)
+    got = client.consume(events, 0, 6, 6)
     assert [(o, v) for o, _k, v in got] == \
         [(6, b"e6"), (7, b"e7"), (8, b"e8"), (9, b"e9"), (10, b"f0"), (11, b"f1")]
 
 
 def test_idempotent_produce_carries_producer_ids_and_sequences(cli, client):
-    cli.create("idem")
-    client.produce("idem", [("k", f"v{i}") for i in range(20)], idempotent=True)
+    idem = topic("idem", client)
+    cli.create(idem)
+    client.produce(idem, [("k", f"v{i}") for i in range(20)], idempotent=True)
     from fslog.records import batch as rb
-    seg = cli.segments("idem")[0].read_bytes()
+    seg = cli.segments(idem)[0].read_bytes()
     pos, heads = 0, []
     while pos < len(seg):
         h = rb.read_header(seg, pos)
@@ -303,24 +333,26 @@ def test_idempotent_produce_carries_producer_ids_and_sequences(cli, client):
     for h in heads:
         assert h.base_sequence == seq
         seq += h.record_count
-    assert [r.value for r in cli.records("idem")] == [f"v{i}".encode() for i in range(20)]
+    assert [r.value for r in cli.records(idem)] == [f"v{i}".encode() for i in range(20)]
     assert cli("verify").returncode == 0
 
 
 def test_records_produced_through_serve_read_byte_for_byte_by_fslog_consume(cli, client):
+    cross = topic("cross", client)
     values = [b"plain", b"with spaces and \xc3\xa9", b"{\"json\": [1, 2]}", b"x" * 3000]
     pairs = [(f"k{i}", v.decode()) for i, v in enumerate(values)]
-    cli.create("cross")
-    client.produce("cross", pairs)
-    out = cli("consume", "cross").stdout
+    cli.create(cross)
+    client.produce(cross, pairs)
+    out = cli("consume", cross).stdout
     assert out == b"".join(v + b"\n" for v in values)
 
 
 def test_records_produced_by_fslog_read_by_the_client(cli, client):
-    cli.create("fromcli")
+    fromcli = topic("fromcli", client)
+    cli.create(fromcli)
     lines = [b"alpha", b"beta \xc3\xa9", b"", b"gamma:delta"]
-    cli.produce("fromcli", b"".join(v + b"\n" for v in lines))
-    got = client.consume("fromcli", 0, 0, len(lines))
+    cli.produce(fromcli, b"".join(v + b"\n" for v in lines))
+    got = client.consume(fromcli, 0, 0, len(lines))
     assert [v for _o, _k, v in got] == lines
 
 

@@ -41,10 +41,10 @@ class Member:
     """A member process and the JSON lines it printed so far."""
 
     def __init__(self, client: str, bootstrap: str, topic: str, group: str,
-                 max_idle: float | None = None):
+                 records: int | None = None):
         args = [sys.executable, MEMBER, client, bootstrap, topic, group]
-        if max_idle is not None:
-            args.append(str(max_idle))
+        if records is not None:  # it leaves the group once it committed that many
+            args += ["--records", str(records)]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.events: list[dict] = []
         self.err = bytearray()
@@ -99,7 +99,7 @@ def test_group_continues_from_cli_commits_and_back(cli, serve, client):  # noqa:
     cli.create("t")
     cli.produce("t", b"".join(b"r%d\n" % i for i in range(10)))
     assert cli.run("consume", "t", "--group", "g", "-m", "4").stdout == b"r0\nr1\nr2\nr3\n"
-    m = Member(client, serve.bootstrap, "t", "g", max_idle=4)
+    m = Member(client, serve.bootstrap, "t", "g", records=6)
     try:
         assert m.wait() == 0, bytes(m.err).decode(errors="replace")
     finally:

@@ -400,29 +400,47 @@ def _sasl_conf(mechanism, password=PASSWORD, cafile=None) -> dict:
     return conf
 
 
+def _at_once(*calls):
+    """Run ``calls`` (each with a client of its own, mostly waiting on the network; a
+    refused client waits out its timeout) in threads; their results, in order."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(len(calls)) as ex:
+        futures = [ex.submit(c) for c in calls]
+        return [f.result() for f in futures]
+
+
+def _refused(result) -> list:
+    """A ``_confluent_topics`` result that listed no topics: its errors."""
+    got, errors = result
+    assert isinstance(got, confluent_kafka.KafkaException), got
+    return errors
+
+
 @pytest.mark.slow
 def test_confluent_scram_and_wrong_password(cli):
     add_user(cli)
     cli.create("orders")
     server = start_serve(cli, "--sasl")
+    port = server.port
     try:
-        for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
-            topics, _ = _confluent_topics(server.port, _sasl_conf(mechanism))
-            assert "orders" in topics
+        sha256, sha512, wrong, no_sasl, plain = _at_once(
+            lambda: _confluent_topics(port, _sasl_conf("SCRAM-SHA-256")),
+            lambda: _confluent_topics(port, _sasl_conf("SCRAM-SHA-512")),
+            lambda: _confluent_topics(port, _sasl_conf("SCRAM-SHA-256", "wrong"), timeout=10),
+            # a client without SASL: its first request past ApiVersions closes the connection
+            lambda: _confluent_topics(port, {}, timeout=10),
+            # PLAIN without TLS is not offered (no --insecure)
+            lambda: _confluent_topics(port, _sasl_conf("PLAIN"), timeout=10))
+        for mechanism, (topics, _) in (("SCRAM-SHA-256", sha256), ("SCRAM-SHA-512", sha512)):
+            assert "orders" in topics, (mechanism, topics)
             server.wait_until(f"authenticated as alice ({mechanism})")
-        got, errors = _confluent_topics(server.port, _sasl_conf("SCRAM-SHA-256", "wrong"),
-                                        timeout=10)
-        assert isinstance(got, confluent_kafka.KafkaException)
+        errors = _refused(wrong)
         assert any(e.code() == confluent_kafka.KafkaError._AUTHENTICATION for e in errors), errors
         server.wait_until("Authentication failed: invalid credentials for user 'alice' "
                           "(SCRAM-SHA-256)")
-        # a client without SASL: its first request past ApiVersions closes the connection
-        got, errors = _confluent_topics(server.port, {}, timeout=10)
-        assert isinstance(got, confluent_kafka.KafkaException)
+        _refused(no_sasl)
         server.wait_until("Metadata before SASL authentication completed")
-        # PLAIN without TLS is not offered (no --insecure)
-        got, errors = _confluent_topics(server.port, _sasl_conf("PLAIN"), timeout=10)
-        assert isinstance(got, confluent_kafka.KafkaException)
+        _refused(plain)
         server.wait_until("mechanism 'PLAIN' is not enabled (PLAIN needs TLS, or --insecure)")
     finally:
         assert server.stop() == 0
@@ -437,19 +455,21 @@ def test_tls_with_sasl_for_every_client(cli, tls_files):
     server = start_serve(cli, "--sasl", "--tls-cert", cert, "--tls-key", key)
     try:
         assert "SASL_SSL SCRAM-SHA-256/SCRAM-SHA-512/PLAIN" in server.stderr_text()
-        for mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
-            topics, _ = _confluent_topics(server.port, _sasl_conf(mechanism, cafile=cert))
+        mechanisms = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+        # every mechanism through both clients, and a wrong PLAIN password, all at once
+        *listed, wrong = _at_once(
+            *[lambda m=m: _confluent_topics(server.port, _sasl_conf(m, cafile=cert))[0]
+              for m in mechanisms],
+            *[lambda m=m: _kafka_python_topics(
+                server.port, security_protocol="SASL_SSL", ssl_cafile=cert, sasl_mechanism=m,
+                sasl_plain_username="alice", sasl_plain_password=PASSWORD) for m in mechanisms],
+            lambda: _confluent_topics(server.port, _sasl_conf("PLAIN", "wrong", cert),
+                                      timeout=10))
+        for mechanism, topics in zip(mechanisms * 2, listed):
             assert "orders" in topics, (mechanism, topics)
-            topics = _kafka_python_topics(
-                server.port, security_protocol="SASL_SSL", ssl_cafile=cert,
-                sasl_mechanism=mechanism, sasl_plain_username="alice",
-                sasl_plain_password=PASSWORD)
-            assert "orders" in topics
-        assert len(_server_lines(server, "authenticated as alice (PLAIN)")) >= 2
-        # a wrong PLAIN password
-        got, errors = _confluent_topics(server.port, _sasl_conf("PLAIN", "wrong", cert),
-                                        timeout=10)
-        assert isinstance(got, confluent_kafka.KafkaException)
+        wait_for(lambda: len(_server_lines(server, "authenticated as alice (PLAIN)")) >= 2,
+                 timeout=30, what="both PLAIN clients in the server's log")
+        _refused(wrong)
         server.wait_until("Authentication failed: invalid credentials for user 'alice' (PLAIN)")
         # a client that does not speak TLS: one line, and the server goes on
         s = _connect(server.port)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import socket
 import struct
+from typing import Any
 
 from kio.index import load_response_schema
 from kio.schema.request_header.v1.header import RequestHeader as RequestHeaderV1
@@ -54,7 +55,7 @@ def _reader(cls):
 _responses: dict[tuple[int, int], type] = {}
 
 
-def _response_class(api_key: int, version: int) -> type:
+def _response_class(api_key: int, version: int) -> type[Any]:
     cls = _responses.get((api_key, version))
     if cls is None:
         cls = _responses[(api_key, version)] = load_response_schema(api_key, version)
