@@ -123,14 +123,19 @@ def lag_line(kind: str, leader_root: str, follower_root: str, source: str, topic
                         lags.append(now - pending.pop(0)[1])
                 time.sleep(0.0005)
 
-        w = threading.Thread(target=watch, daemon=True)
-        w.start()
         per_batch = max(1, args.rate // 100)
         value = b'{"id":000000000,"user":"u-0000","pad":"' + PAD.encode() + b'"}'
         with la.producer(topic) as p:
+            # measured from when the follower follows: a first record it has copied
+            p.send(value)
+            p.flush()
+            while pb.end_offset() < 1 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            w = threading.Thread(target=watch, daemon=True)
+            w.start()
             t_end = time.perf_counter() + args.seconds
             nxt = time.perf_counter()
-            sent = 0
+            sent = 1
             while time.perf_counter() < t_end:
                 for _ in range(per_batch):
                     p.send(value)

@@ -5,10 +5,11 @@ tail is "not yet written" for readers and is cut by --repair or the next writer.
 from __future__ import annotations
 
 import json
+import shutil
 import struct
 
 import pytest
-from conftest import stderr_lines
+from conftest import CLI, stderr_lines
 
 HEADER = 61
 
@@ -35,11 +36,27 @@ def flip(path, position: int, mask: int = 0x01) -> None:
 LINES = [b"record-%05d-%s" % (i, b"v" * (i % 23)) for i in range(3000)]
 
 
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """``built(name, *create_args)``: the root of a topic t made with ``fslog topic create
+    t ARGS`` and ``fslog produce t`` of LINES, built once per module (and worker) and
+    copied for each test that asks: the tests damage their copy, never the original."""
+    roots: dict[str, object] = {}
+
+    def root(name: str, *create_args: str):
+        if name not in roots:
+            c = CLI(tmp_path_factory.mktemp(name) / "root")
+            c.create("t", *create_args)
+            c.produce("t", b"\n".join(LINES) + b"\n")
+            roots[name] = c.root
+        return roots[name]
+    return root
+
+
 @pytest.fixture
-def one_segment(cli):
+def one_segment(cli, built):
     """Topic t: one segment of many small batches (max.message.bytes bounds the batches)."""
-    cli.create("t", "--config", "max.message.bytes=2048")
-    cli.produce("t", b"\n".join(LINES) + b"\n")
+    shutil.copytree(built("one-segment", "--config", "max.message.bytes=2048"), cli.root)
     segs = cli.segments("t")
     assert len(segs) == 1
     assert len(batches_of(segs[0])) > 20
@@ -47,9 +64,8 @@ def one_segment(cli):
 
 
 @pytest.fixture
-def tiny_segments(cli):
-    cli.create("t", "--config", "segment.bytes=4096")
-    cli.produce("t", b"\n".join(LINES) + b"\n")
+def tiny_segments(cli, built):
+    shutil.copytree(built("tiny-segments", "--config", "segment.bytes=4096"), cli.root)
     segs = cli.segments("t")
     assert len(segs) > 10
     return segs

@@ -773,10 +773,19 @@ def test_group_registry_files_honour_umask(cli):
 INDEX_LINES = [b"record-%05d-%s" % (i, b"v" * (i % 23)) for i in range(3000)]
 
 
+@pytest.fixture(scope="module")
+def three_segments_root(tmp_path_factory):
+    """Topic t in three segments, made through the CLI once per module (and worker)."""
+    c = CLI(tmp_path_factory.mktemp("three-segments") / "root")
+    c.create("t", "--config", "max.message.bytes=2048", "--config", "segment.bytes=40000")
+    c.produce("t", b"\n".join(INDEX_LINES) + b"\n")
+    return c.root
+
+
 @pytest.fixture
-def three_segments(cli):
-    cli.create("t", "--config", "max.message.bytes=2048", "--config", "segment.bytes=40000")
-    cli.produce("t", b"\n".join(INDEX_LINES) + b"\n")
+def three_segments(cli, three_segments_root):
+    """A copy of that root for the test (which damages it)."""
+    shutil.copytree(three_segments_root, cli.root)
     segs = cli.segments("t")
     assert len(segs) == 3
     for s in segs:

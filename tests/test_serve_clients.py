@@ -15,6 +15,7 @@ on topics of its own (named after the client).
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import shutil
@@ -40,7 +41,20 @@ def _need(tool_ok: bool, what: str) -> None:
 
 
 # ---------------------------------------------------------------- one adapter per client
-class KafkaPython:
+class Client:
+    """One Kafka client. ``records(topic, partition, offset, count)``: what it reads from
+    ``offset`` on (at most ``count``), each record as (offset, key, value, headers,
+    timestamp): key None for a null key, headers a tuple of (str, bytes), timestamp in
+    ms. ``consume``: (offset, key, value) of the same."""
+
+    def records(self, topic, partition, offset, count) -> list[tuple]:
+        raise NotImplementedError
+
+    def consume(self, topic, partition, offset, count):
+        return [r[:3] for r in self.records(topic, partition, offset, count)]
+
+
+class KafkaPython(Client):
     name = "kafka-python"
 
     def __init__(self, bootstrap):
@@ -65,7 +79,7 @@ class KafkaPython:
         p.close()
         return out
 
-    def consume(self, topic, partition, offset, count):
+    def records(self, topic, partition, offset, count):
         tp = self.kafka.TopicPartition(topic, partition)
         c = self.kafka.KafkaConsumer(bootstrap_servers=self.bs, enable_auto_commit=False)
         try:
@@ -75,13 +89,14 @@ class KafkaPython:
             deadline = time.monotonic() + 30
             while len(got) < count and time.monotonic() < deadline:
                 for recs in c.poll(500).values():
-                    got += [(m.offset, m.key, m.value) for m in recs]
+                    got += [(m.offset, m.key, m.value, tuple(m.headers or ()), m.timestamp)
+                            for m in recs]
             return got[:count]
         finally:
             c.close()
 
 
-class Confluent:
+class Confluent(Client):
     name = "confluent-kafka"
 
     def __init__(self, bootstrap):
@@ -107,7 +122,7 @@ class Confluent:
         assert all(e is None for e, _p, _o in out.values()), out
         return [out[k.encode()][1:] for k, _v in pairs]
 
-    def consume(self, topic, partition, offset, count):
+    def records(self, topic, partition, offset, count):
         c = self.ck.Consumer({"bootstrap.servers": self.bs, "group.id": "unused",
                               "enable.auto.commit": False})
         try:
@@ -117,13 +132,14 @@ class Confluent:
             while len(got) < count and time.monotonic() < deadline:
                 m = c.poll(0.5)
                 if m is not None and not m.error():
-                    got.append((m.offset(), m.key(), m.value()))
+                    got.append((m.offset(), m.key(), m.value(), tuple(m.headers() or ()),
+                                m.timestamp()[1]))
             return got
         finally:
             c.close()
 
 
-class AioKafka:
+class AioKafka(Client):
     name = "aiokafka"
 
     def __init__(self, bootstrap):
@@ -155,7 +171,7 @@ class AioKafka:
                 await p.stop()
         return asyncio.run(go())
 
-    def consume(self, topic, partition, offset, count):
+    def records(self, topic, partition, offset, count):
         async def go():
             c = self.aio.AIOKafkaConsumer(bootstrap_servers=self.bs, enable_auto_commit=False)
             await c.start()
@@ -167,14 +183,15 @@ class AioKafka:
                 deadline = time.monotonic() + 30
                 while len(got) < count and time.monotonic() < deadline:
                     for recs in (await c.getmany(timeout_ms=500)).values():
-                        got += [(m.offset, m.key, m.value) for m in recs]
+                        got += [(m.offset, m.key, m.value, tuple(m.headers or ()),
+                                 m.timestamp) for m in recs]
                 return got[:count]
             finally:
                 await c.stop()
         return asyncio.run(go())
 
 
-class Kcat:
+class Kcat(Client):
     name = "kcat"
 
     def __init__(self, bootstrap):
@@ -201,17 +218,21 @@ class Kcat:
         self._run(args, data)
         return None  # kcat does not report offsets
 
-    def consume(self, topic, partition, offset, count):
+    def records(self, topic, partition, offset, count):
+        """(kcat prints a record a line: keys, values and headers here hold no tab, newline,
+        comma or equals sign; an empty key reads as a null one)"""
         out = self._run(["-C", "-t", topic, "-p", str(partition), "-o", str(offset),
-                         "-c", str(count), "-e", "-f", "%o\t%k\t%s\n"])
+                         "-c", str(count), "-e", "-f", "%o\t%k\t%s\t%T\t%h\n"])
         got = []
         for line in out.decode().splitlines():
-            o, k, v = line.split("\t")
-            got.append((int(o), k.encode() or None, v.encode()))
+            o, k, v, ts, hs = line.split("\t")
+            headers = tuple((hk, hv.encode()) for hk, _eq, hv in
+                            (h.partition("=") for h in hs.split(",") if h))
+            got.append((int(o), k.encode() or None, v.encode(), headers, int(ts)))
         return got
 
 
-class KafkaJS:
+class KafkaJS(Client):
     name = "kafkajs"
 
     def __init__(self, bootstrap):
@@ -224,7 +245,7 @@ class KafkaJS:
     def _run(self, cmd: dict):
         cp = subprocess.run([self.node, str(JS_DIR / "kafkajs_client.js"),
                              json.dumps(dict(cmd, bootstrap=self.bs))],
-                            capture_output=True, timeout=90)
+                            capture_output=True, timeout=120)
         assert cp.returncode == 0, cp.stderr.decode(errors="replace")
         return json.loads(cp.stdout)
 
@@ -236,14 +257,16 @@ class KafkaJS:
         self._run({"op": "produce", "topic": topic, "records": pairs, "idempotent": idempotent})
         return None
 
-    def consume(self, topic, partition, offset, count):
+    def records(self, topic, partition, offset, count):
+        """(kafkajs gives headers as an object: a key's values together, in order)"""
         from fslog.broker.versions import API_VERSIONS
         if 11 not in API_VERSIONS:  # kafkajs only consumes as a group member
             pytest.skip("kafkajs consumes through a consumer group: needs the group "
                         "coordinator (JoinGroup) in fslog serve")
         got = self._run({"op": "consume", "topic": topic, "partition": partition,
-                         "offset": offset, "count": count})
-        return [(r["offset"], r["key"] and r["key"].encode(), r["value"].encode())
+                         "offset": offset, "count": count, "timeout_ms": 60000})
+        return [(r["offset"], r["key"] and r["key"].encode(), r["value"].encode(),
+                 tuple((k, base64.b64decode(v)) for k, v in r["headers"]), int(r["timestamp"]))
                 for r in got if r["partition"] == partition and r["offset"] >= offset][:count]
 
 

@@ -107,34 +107,48 @@ class Replicas:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
+            left = deadline - loop.time()
             with self._lock:
                 isr = self._in_sync(key, self.clock())
                 if 1 + len(isr) < min_isr:
                     return "not_enough_replicas_after_append"
                 if all(f.offset >= offset for f in isr):
                     return None
+                if left <= 0:
+                    return "request_timed_out"
                 fut = loop.create_future()
                 self._waiters.setdefault(key, []).append((offset, fut))
-            left = deadline - loop.time()
-            if left <= 0:
-                return "request_timed_out"
+            # woken by the next follower fetch (``_wake``), and at least every second:
+            # a follower can fall out of sync by time alone
+            timer = loop.call_later(min(left, 1.0), _set, fut)
             try:
-                # re-check at least every second: a follower can fall out of sync by time alone
-                await asyncio.wait_for(asyncio.shield(fut), min(left, 1.0))
-            except asyncio.TimeoutError:
-                pass
+                await fut
             finally:
+                timer.cancel()
                 with self._lock:
                     ws = self._waiters.get(key)
                     if ws is not None:
                         ws[:] = [w for w in ws if w[1] is not fut]
+                        if not ws:
+                            del self._waiters[key]
 
     def _wake(self, key) -> None:
         with self._lock:
             ws = self._waiters.pop(key, [])
+        if not ws:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
         for _off, fut in ws:
-            if not fut.done():
-                fut.get_loop().call_soon_threadsafe(_set, fut)
+            if fut.done():
+                continue
+            loop = fut.get_loop()
+            if loop is running:
+                fut.set_result(None)  # on the loop (a Fetch handler): no hand-over
+            else:
+                loop.call_soon_threadsafe(_set, fut)
 
     # ------------------------------------------------------------ what status shows
     def tracked(self) -> list[tuple[str, int]]:

@@ -24,7 +24,9 @@ One pass (``run_pass``) brings every wanted topic in line with the leader:
    offset of the partition: a group never points past what this root holds).
 
 ``follow`` repeats passes, woken by the leader's appends (inotify) and at least twice a
-second (group offsets). Events (dicts with an "event" key) go to ``on_event``; the library
+second (group offsets); from a network leader, between passes, Fetch-append-fsync rounds
+copy the data, and what a pass asks the leader is asked by a thread of its own
+(``_MetadataThread``), so that those rounds never wait behind it. Events (dicts with an "event" key) go to ``on_event``; the library
 never prints. One follower per root: ``start`` takes ``ROOT/replicate.lock`` and writes
 ``ROOT/follower.json`` (local producers then refuse to write; ``fslog promote`` ends it).
 """
@@ -50,6 +52,7 @@ from ..storage.replica import (
 from ..storage.segment import SegmentReader
 
 MAX_FETCH_BYTES = 8 << 20
+FETCH_WAIT = 0.25  # the longest a Fetch waits for data (a long poll), seconds
 REPLICATED_MEMBER = "replicated"  # the member name on committed offsets copied from the leader
 
 
@@ -98,6 +101,7 @@ class Follower:
         self.topics_deleted: list[str] = []
         self.groups_copied: set[str] = set()
         self.passes = 0
+        self._ask = source  # what run_pass asks for topics, partition states and groups
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -135,9 +139,14 @@ class Follower:
         return self.pattern is None or self.pattern.fullmatch(topic) is not None
 
     # ------------------------------------------------------------ passes
-    def run_pass(self) -> None:
+    def run_pass(self, asked: _Asked | None = None) -> None:
+        """A full pass; ``asked``: what the leader answered to a metadata thread (topics,
+        partition states, groups), else the leader is asked now."""
         self.passes += 1
-        leader_topics = {n: m for n, m in self.source.topics().items() if self.wanted(n)}
+        self._ask = self.source if asked is None else asked
+        if asked is not None:
+            self.source.adopt(asked.metadata)
+        leader_topics = {n: m for n, m in self._ask.topics().items() if self.wanted(n)}
         self._leader_topics = leader_topics
         self._sync_topics(leader_topics)
         for name, meta in leader_topics.items():
@@ -164,68 +173,94 @@ class Follower:
         ``fetch_many``) is followed as Kafka's replica fetcher does: between two full
         passes (every ``interval``: topics, configs, log start, groups) each Fetch waits
         for new batches and they are appended and fsynced at once, so the next Fetch
-        reports the new durable position (what acks=all waits for)."""
+        reports the new durable position (what acks=all waits for). A leader that has a
+        ``twin`` (a network leader) is asked what a full pass needs by a metadata thread
+        on connections of its own; the pass applies its answers (after a failure of that
+        thread, or while the leader is unreachable, the pass asks itself)."""
         down = False
         fetcher = getattr(self.source, "fetch_many", None)
-        while not stop.is_set():
-            try:
-                self.run_pass()
-                if fetcher is not None and not down:
-                    self._fetch_until(fetcher, time.monotonic() + interval, stop)
-            except LeaderUnavailableError as e:
-                if not down:
-                    self.on_event({"event": "unavailable", "message":
-                                   f"{e}; retrying every second"})
-                down = True
-                self.source.close()
-                stop.wait(1.0)
-                continue
-            if down:
-                self.on_event({"event": "reconnected", "message":
-                               f"{self.source.describe()}: reachable again; following"})
-                for ps in self._pstate.values():
-                    ps.checked = False  # a restarted leader may have a new epoch
-                down = False
-                continue
-            if stop.is_set():
-                break
-            if fetcher is None:
-                self.source.wait(interval, self._leader_topics,
-                                 {k: ps.end for k, ps in self._pstate.items()}, stop=stop)
+        asker = _MetadataThread(self, interval) if hasattr(self.source, "twin") else None
+        try:
+            while not stop.is_set():
+                try:
+                    if asker is None or down or not self.passes:
+                        self.run_pass()
+                    else:
+                        asked = asker.take()
+                        if asked is not None and asked.error is not None:
+                            self.run_pass()  # the leader as this thread sees it now
+                        elif asked is not None:
+                            self.run_pass(asked)
+                    if asker is not None:
+                        asker.start()  # (once: from the first pass on)
+                    if fetcher is not None and not down:
+                        self._fetch_until(fetcher, time.monotonic() + interval, stop,
+                                          asker.fresh if asker is not None else None)
+                except LeaderUnavailableError as e:
+                    if not down:
+                        self.on_event({"event": "unavailable", "message":
+                                       f"{e}; retrying every second"})
+                    down = True
+                    self.source.close()
+                    stop.wait(1.0)
+                    continue
+                if down:
+                    self.on_event({"event": "reconnected", "message":
+                                   f"{self.source.describe()}: reachable again; following"})
+                    for ps in self._pstate.values():
+                        ps.checked = False  # a restarted leader may have a new epoch
+                    down = False
+                    continue
+                if stop.is_set():
+                    break
+                if fetcher is None:
+                    self.source.wait(interval, self._leader_topics,
+                                     {k: ps.end for k, ps in self._pstate.items()}, stop=stop)
+        finally:
+            if asker is not None:
+                asker.close()
 
-    def _fetch_until(self, fetcher, deadline: float, stop: threading.Event) -> None:
-        """Fetch-append-fsync rounds until ``deadline``; anything unusual (a leader moved,
-        a batch not at this log's end) ends them early: the full pass sorts it out."""
+    def _fetch_until(self, fetcher, deadline: float, stop: threading.Event,
+                     fresh: threading.Event | None = None) -> None:
+        """Fetch-append-fsync rounds until ``deadline`` or ``fresh`` (a metadata thread has
+        news for a full pass); anything unusual (a leader moved, a batch not at this log's
+        end) ends them early: the full pass sorts it out."""
         while not stop.is_set():
             left = deadline - time.monotonic()
-            if left <= 0:
+            if left <= 0 or (fresh is not None and fresh.is_set()):
                 return
             positions = {k: ps.end for k, ps in self._pstate.items()
                          if ps.checked and k[0] in self._state["topics"] and k in self._parts}
             if not positions:
                 stop.wait(left)
                 return
-            got = fetcher(positions, self.max_fetch_bytes, min(left, 0.5))
+            got = fetcher(positions, self.max_fetch_bytes, min(left, FETCH_WAIT))
             wrote = []
             odd = False
-            for key, data in got.items():
-                if data is None:
-                    odd = True
-                    continue
-                if not data:
-                    continue
-                rp, ps = self._parts[key], self._pstate[key]
-                off = rp.end_offset()
-                if rb.read_header(data, 0).base_offset != off or off != ps.end:
-                    odd = True
-                    continue
-                end = rp.follower_append(data, None)
-                ps.bytes += len(data)
-                ps.records += end - off
-                ps.end = end
-                wrote.append(rp)
-            for rp in wrote:
-                rp.sync()
+            try:
+                for key, data in got.items():
+                    if data is None:
+                        odd = True
+                        continue
+                    if not data:
+                        continue
+                    rp, ps = self._parts[key], self._pstate[key]
+                    off = ps.end  # this log's end (the writer checks it again)
+                    if rb.read_header(data, 0).base_offset != off:
+                        odd = True
+                        continue
+                    wrote.append(rp)
+                    try:
+                        end = rp.follower_append(data, None)
+                    except ReplicationError:
+                        odd = True  # changed under us: the full pass looks at it
+                        continue
+                    ps.bytes += len(data)
+                    ps.records += end - off
+                    ps.end = end
+            finally:
+                for rp in wrote:
+                    rp.sync()  # before the next fetch reports the position (acks=all)
             if odd:
                 return
 
@@ -279,6 +314,7 @@ class Follower:
         if rp is None:
             t = self.log.topic(topic)
             rp = self._parts[key] = ReplicaPartition(self.log.root, topic, p, t.config)
+            rp.sync_found()  # a previous follower's unsynced tail: durable before reported
         return rp
 
     # ------------------------------------------------------------ partitions
@@ -287,7 +323,7 @@ class Follower:
         ps = self._pstate.setdefault(key, _PartState())
         rp = self._partition(topic, p)
         try:
-            lp = self.source.partition_state(topic, p)
+            lp = self._ask.partition_state(topic, p)
         except (FslogError, OSError):
             return  # deleted or changed on the leader meanwhile: the next pass sees it
         if not ps.checked or lp.epochs[-1][0] != ps.leader_epoch:
@@ -462,7 +498,7 @@ class Follower:
     def _sync_groups(self) -> None:
         from ..groups.admin import delete_group
         from ..groups.registry import Registry
-        offsets = self.source.committed_offsets()
+        offsets = self._ask.committed_offsets()
         ends = {k: ps.end for k, ps in self._pstate.items()}
         copied = set()
         for g, offs in offsets.items():
@@ -510,3 +546,99 @@ class Follower:
                 "offsets_copied": sum(x["offsets_copied"] for x in parts),
                 "bytes_copied": sum(x["bytes_copied"] for x in parts),
                 "records_truncated": sum(x["records_truncated"] for x in parts)}
+
+
+class _Asked:
+    """What a metadata thread's leader answered, for one full pass: the same calls as a
+    leader's (``topics``, ``partition_state``, ``committed_offsets``), answered from
+    memory; ``error``: the exception that stopped it asking (the pass asks itself)."""
+
+    def __init__(self):
+        self.error: BaseException | None = None
+        self.metadata: tuple = ()
+        self._topics: dict[str, dict] = {}
+        self._states: dict[tuple[str, int], object] = {}
+        self._groups: dict = {}
+
+    def topics(self) -> dict[str, dict]:
+        return self._topics
+
+    def partition_state(self, topic: str, p: int):
+        got = self._states.get((topic, p))
+        if got is None:
+            raise FslogError(f"{topic}/{p}: not known to the metadata thread yet")
+        if isinstance(got, BaseException):
+            raise got
+        return got
+
+    def committed_offsets(self) -> dict:
+        return self._groups
+
+
+class _MetadataThread:
+    """What a full pass asks a network leader — topics and their configs, each
+    partition's log start and end, the groups' committed offsets: about six round trips,
+    a good part of a second on a busy machine — asked every ``interval`` by a thread of
+    its own, on connections of its own (``NetworkLeader.twin``). The follower's fetches,
+    which copy the data, never wait behind them (Kafka's replica fetcher does not wait
+    for metadata either); the full pass then only applies the answers (``take``)."""
+
+    def __init__(self, follower: Follower, interval: float):
+        self.leader = follower.source.twin()
+        self.wanted = follower.wanted
+        self.interval = interval
+        self.fresh = threading.Event()  # an answer not taken yet
+        self._latest: _Asked | None = None
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="fslog-replicate-metadata",
+                                            daemon=True)
+            self._thread.start()
+
+    def take(self) -> _Asked | None:
+        with self._lock:
+            got, self._latest = self._latest, None
+            self.fresh.clear()
+        return got
+
+    def close(self) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self.leader.interrupt()  # a request to a leader that stopped answering
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        try:
+            while not self._done.is_set():
+                t0 = time.monotonic()
+                asked = self._ask()
+                with self._lock:
+                    self._latest = asked
+                    self.fresh.set()
+                pause = self.interval if asked.error is None else 1.0
+                self._done.wait(max(0.0, pause - (time.monotonic() - t0)))
+        finally:
+            self.leader.close()
+
+    def _ask(self) -> _Asked:
+        asked = _Asked()
+        try:
+            topics = {n: m for n, m in self.leader.topics().items() if self.wanted(n)}
+            states: dict[tuple[str, int], object] = {}
+            for name, meta in topics.items():
+                for p in range(meta["partitions"]):
+                    try:
+                        states[(name, p)] = self.leader.partition_state(name, p)
+                    except (FslogError, OSError) as e:  # the pass skips it, as it would
+                        states[(name, p)] = e
+            asked._groups = self.leader.committed_offsets()
+            asked._topics, asked._states = topics, states
+            asked.metadata = self.leader.metadata()
+        except Exception as e:  # noqa: BLE001 - the pass asks again itself and reports it
+            asked.error = e
+            self.leader.close()
+        return asked

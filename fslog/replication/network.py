@@ -26,7 +26,9 @@ cluster (its bootstrap servers, HOST:PORT[,HOST:PORT...]). The source interface 
 - security: TLS and SASL as ``wire.ClientSecurity`` says, on every connection.
 
 A connection lost is ``LeaderUnavailableError`` (the follower retries); it is never taken
-for an API the server lacks. Not thread-safe; one per follower.
+for an API the server lacks. Not thread-safe: one per thread (``twin`` makes another on
+connections of its own, ``adopt`` takes the leaders its ``topics()`` found; ``interrupt``
+may be called from another thread).
 """
 
 from __future__ import annotations
@@ -350,6 +352,37 @@ class NetworkLeader:
     def close(self) -> None:
         for node in list(self._conns):
             self._drop(node)
+
+    def interrupt(self) -> None:
+        """Unblock the request another thread waits on (its connections are shut down;
+        it gets ``LeaderUnavailableError``)."""
+        for c in list(self._conns.values()):
+            c.shutdown()
+
+    # ------------------------------------------------------------ a second view
+    def twin(self) -> NetworkLeader:
+        """Another leader object on connections of its own (for another thread)."""
+        t = NetworkLeader.__new__(NetworkLeader)
+        t.bootstrap = list(self.bootstrap)
+        t.security = self.security
+        t._given_replica_id = self._given_replica_id
+        t.replica_id = self.replica_id
+        t.cluster_id = None
+        t._conns, t._brokers, t._leaders, t._parts = {}, {}, {}, {}
+        return t
+
+    def metadata(self) -> tuple:
+        """The cluster as the last ``topics()`` saw it, for ``adopt`` by a twin."""
+        return (self.cluster_id, self.replica_id, dict(self._brokers), dict(self._leaders))
+
+    def adopt(self, metadata: tuple) -> None:
+        """Take the cluster as a twin's ``topics()`` saw it (``metadata()``): the brokers,
+        each partition's leader, the cluster id and so who we are."""
+        self.cluster_id, self.replica_id, brokers, leaders = metadata
+        for n in [n for n in self._conns if n != _BOOTSTRAP and brokers.get(n) != self._brokers.get(n)]:
+            self._drop(n)  # a broker gone or moved
+        self._brokers = dict(brokers)
+        self._leaders = dict(leaders)
 
 
 ServeLeader = NetworkLeader  # the name it had while it only spoke to fslog serve

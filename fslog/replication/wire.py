@@ -52,10 +52,12 @@ def _reader(cls):
     return r
 
 
-_responses: dict[tuple[int, int], type] = {}
+_responses: dict[tuple[int, int], Any] = {}
 
 
 def _response_class(api_key: int, version: int) -> type[Any]:
+    """kio's response class of (api key, version): its ``__header_schema__`` says the
+    response header's version."""
     cls = _responses.get((api_key, version))
     if cls is None:
         cls = _responses[(api_key, version)] = load_response_schema(api_key, version)
@@ -245,6 +247,13 @@ class Connection:
                 raise ConnectionResetError(0, "closed by the server")
             got += k
         return view.toreadonly()
+
+    def shutdown(self) -> None:
+        """End the connection under a request another thread waits on (it fails)."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def close(self) -> None:
         try:

@@ -66,9 +66,8 @@ class ReplicaPartition(Partition):
             raise self._io_error("append to", e) from None
 
     def _follower_append_locked(self, view, n: int, leader_bases) -> int:
-        bases = self.segment_bases()
         first = rb.read_header(view, 0) if n >= rb.HEADER_SIZE else None
-        if not bases:
+        if self._writer is None and not self.segment_bases():
             if first is None:
                 return 0
             self.start_at(first.base_offset)  # an empty follower starts at the leader's offsets
@@ -112,12 +111,47 @@ class ReplicaPartition(Partition):
         latest: int | None = None
         for epoch, start in epochs:
             if latest is None:
-                entries = leader_epoch.read_entries(leader_epoch.checkpoint_path(self))
-                latest = entries[-1][0] if entries else -1
+                latest = self._latest_epoch()
             if epoch > latest:
                 leader_epoch.assign(self, epoch, start)
                 latest = epoch
         return nxt
+
+    _epoch_seen: tuple[tuple[int, int, int], int] | None = None
+
+    def _latest_epoch(self) -> int:
+        """The latest epoch in the leader-epoch checkpoint (-1: none). The file is read
+        again only when a stat says it changed (every write of it is a new file renamed
+        over the old one: a new inode), not on every append."""
+        path = leader_epoch.checkpoint_path(self)
+        try:
+            st = os.stat(path)
+            key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            key = (0, 0, -1)
+        seen = self._epoch_seen
+        if seen is not None and seen[0] == key:
+            return seen[1]
+        entries = leader_epoch.read_entries(path)
+        latest = entries[-1][0] if entries else -1
+        self._epoch_seen = (key, latest)
+        return latest
+
+    def sync_found(self, segments: int = 2) -> None:
+        """fsync the newest ``segments`` segments as found on disk. A follower killed -9
+        may have left appended bytes that were never fsynced (in the page cache, read back
+        by the next process); its first fetch reports its log end as durable, so they are
+        made durable first."""
+        for base in self.segment_bases()[-segments:]:
+            try:
+                fd = os.open(os.path.join(self.path, files.segment_name(base)),
+                             os.O_RDONLY | os.O_NOFOLLOW)
+            except FileNotFoundError:
+                continue
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     # ------------------------------------------------------------ truncation
     def truncate_to(self, offset: int) -> dict:

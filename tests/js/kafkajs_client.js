@@ -1,7 +1,18 @@
 // A kafkajs client for tests/test_serve_clients.py: one JSON command in argv, one JSON
-// result on stdout. Commands: metadata, produce (keyed, idempotent), consume (from an
-// offset, until N records or a timeout), group (a group member from committed offsets).
+// result on stdout. Commands: metadata, produce (keyed, idempotent), consume (one
+// partition from an offset, until N records or a timeout; with headers and timestamps),
+// group (a group member from committed offsets).
 const { Kafka, logLevel } = require("kafkajs");
+
+// A record's headers as [key, base64 value] pairs (kafkajs groups a repeated key's values
+// in an array, in order).
+function headerPairs(headers) {
+  const out = [];
+  for (const [k, v] of Object.entries(headers || {})) {
+    for (const one of Array.isArray(v) ? v : [v]) out.push([k, Buffer.from(one || []).toString("base64")]);
+  }
+  return out;
+}
 
 async function main() {
   const cmd = JSON.parse(process.argv[2]);
@@ -31,8 +42,10 @@ async function main() {
     await new Promise(async (resolve) => {
       const timer = setTimeout(resolve, cmd.timeout_ms || 15000);
       await consumer.run({ eachMessage: async ({ partition, message }) => {
+        if (cmd.partition !== undefined && partition !== cmd.partition) return;
         got.push({ partition, offset: Number(message.offset), key: message.key && message.key.toString(),
-                   value: message.value && message.value.toString() });
+                   value: message.value && message.value.toString(), timestamp: message.timestamp,
+                   headers: headerPairs(message.headers) });
         if (got.length >= cmd.count) { clearTimeout(timer); resolve(); }
       } });
       if (cmd.offset !== undefined) consumer.seek({ topic: cmd.topic, partition: cmd.partition || 0, offset: String(cmd.offset) });
