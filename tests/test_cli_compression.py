@@ -9,6 +9,7 @@ import json
 import struct
 
 import pytest
+from conftest import CLI
 from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka_judge import kafka_batches, kafka_records
 
@@ -69,14 +70,32 @@ def without_timestamps(out: bytes) -> list[dict]:
     return rows
 
 
+KEYED_ARGS = ["--key-separator", ":", "--header", "src=web"]
+TEMPLATE = ["--format", "%p@%o %k=%s %h"]
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    """The uncompressed reference, made once per module (and worker) through the CLI:
+    topic plain (2 partitions, small segments) holding ``lines(6000, keyed=True)``, its
+    size on disk, and what ``fslog consume`` prints of it in each format compared below."""
+    ref = CLI(tmp_path_factory.mktemp("plain") / "root")
+    ref.create("plain", "--partitions", "2", *SMALL)
+    ref.produce("plain", lines(6000, keyed=True), *KEYED_ARGS)
+    return {
+        "size": sum(s.stat().st_size for p in (0, 1) for s in ref.segments("plain", p)),
+        "default": ref("consume", "plain").stdout,
+        "json": without_timestamps(ref("consume", "plain", "--format", "json").stdout),
+        "template": ref("consume", "plain", *TEMPLATE).stdout,
+        "last": ref("consume", "plain", "--last", "3", *TEMPLATE).stdout,
+    }
+
+
 @pytest.mark.parametrize("codec", CODECS)
-def test_produce_compressed_consume_every_format(cli, codec):
-    cli.create("plain", "--partitions", "2", *SMALL)
+def test_produce_compressed_consume_every_format(cli, codec, plain):
     cli.create("z", "--partitions", "2", *SMALL)
     data = lines(6000, keyed=True)
-    args = ["--key-separator", ":", "--header", "src=web"]
-    cli.produce("plain", data, *args)
-    cp = cli("produce", "z", "--compression", codec, "--json", *args, input=data)
+    cp = cli("produce", "z", "--compression", codec, "--json", *KEYED_ARGS, input=data)
     summary = json.loads(cp.stdout)
     assert summary["records"] == 6000
     # (a batch of a record or two that compression does not shrink stays uncompressed)
@@ -84,19 +103,15 @@ def test_produce_compressed_consume_every_format(cli, codec):
     assert set(by_codec) <= {c.CODECS[codec], 0} and by_codec[c.CODECS[codec]] > 5900
     assert len(cli.segments("z", 0)) > 1 or len(cli.segments("z", 1)) > 1
     on_disk = sum(s.stat().st_size for p in (0, 1) for s in cli.segments("z", p))
-    plain_size = sum(s.stat().st_size for p in (0, 1) for s in cli.segments("plain", p))
-    assert summary["bytes"] == on_disk < plain_size / 2
+    assert summary["bytes"] == on_disk < plain["size"] / 2
     # every format reads the same as from the uncompressed topic
-    assert cli("consume", "z").stdout == cli("consume", "plain").stdout
-    assert without_timestamps(cli("consume", "z", "--format", "json").stdout) == \
-        without_timestamps(cli("consume", "plain", "--format", "json").stdout)
-    tpl = ["--format", "%p@%o %k=%s %h"]
-    assert cli("consume", "z", *tpl).stdout == cli("consume", "plain", *tpl).stdout
+    assert cli("consume", "z").stdout == plain["default"]
+    assert without_timestamps(cli("consume", "z", "--format", "json").stdout) == plain["json"]
+    assert cli("consume", "z", *TEMPLATE).stdout == plain["template"]
     # from an offset in the middle of a compressed batch, and the last N
-    mid = cli("consume", "z", "--partition", "0", "--offset", "7", *tpl).stdout.splitlines()
+    mid = cli("consume", "z", "--partition", "0", "--offset", "7", *TEMPLATE).stdout.splitlines()
     assert mid[0].startswith(b"0@7 ")
-    assert cli("consume", "z", "--last", "3", *tpl).stdout == \
-        cli("consume", "plain", "--last", "3", *tpl).stdout
+    assert cli("consume", "z", "--last", "3", *TEMPLATE).stdout == plain["last"]
     # kafka-python reads every segment and agrees record for record
     for p in (0, 1):
         ours = [(r.offset, r.timestamp, r.key, r.value, r.headers)

@@ -989,6 +989,7 @@ _SPLIT_MAX_LENGTHS = 12  # branches tried one after another: a few key lengths o
 # varint of a record with a value of m bytes (zz(4 + w + k + len(zz(m)) + m)), by m; so a
 # batch's record lengths come from its value lengths by one itemgetter call a range.
 _SPLIT_HEADS: tuple | None = None
+_SPLIT_SHIFTED: tuple | None = None  # zz shifted by 5, 6 and 7 (any key lengths)
 
 
 def _learn_key_lengths(keys: Sequence[bytes]) -> None:
@@ -1052,7 +1053,6 @@ def _split_keyed(buf: bytes, pos: int, end: int, n: int) -> tuple[list, list] | 
     parts[0:1] = first
     zz, _mid, _ln = _tables()
     _f, _zz, sized, _u, _vs, _fx, mid2 = _keyed_tables()
-    fixed1 = _KEYED_LENGTHS[1]  # type: ignore[index]
     keys = parts[2::4]
     values = parts[4::4]
     vlens = list(map(len, values))
@@ -1074,13 +1074,21 @@ def _split_keyed(buf: bytes, pos: int, end: int, n: int) -> tuple[list, list] | 
             return None
         return keys, values
     try:
-        if parts[3::4] != list(map(zz.__getitem__, vlens)):
+        if parts[3::4] != list(_lookup(zz, vlens)):
             return None
-        # each record's length: attributes, timestampDelta, offsetDelta, keyLength (one
-        # byte: keys are shorter than 64), key, valueLength, value, headerCount
+        # each record's length: attributes, timestampDelta, headerCount, keyLength (one
+        # byte: keys are shorter than 64: 4), offsetDelta (w bytes), key, valueLength,
+        # value: zz shifted by 4 + w, at the key's length + the value's with its varint
         want = [b""] * (2 * n)
-        want[0::2] = map(zz.__getitem__, map(add, map(add, map(len, keys), fixed1[:n]),
-                                             map(sized.__getitem__, vlens)))
+        sizes = list(map(add, map(len, keys), _lookup(sized, vlens)))
+        global _SPLIT_SHIFTED
+        if _SPLIT_SHIFTED is None:
+            _SPLIT_SHIFTED = (zz[5:], zz[6:], zz[7:])
+        want[0:128:2] = _lookup(_SPLIT_SHIFTED[0], sizes[:64])
+        if n > 64:
+            want[128:16384:2] = _lookup(_SPLIT_SHIFTED[1], sizes[64:8192])
+            if n > 8192:
+                want[16384::2] = _lookup(_SPLIT_SHIFTED[2], sizes[8192:])
     except IndexError:  # a length outside the tables
         return None
     want[1::2] = mid2[:n]
