@@ -267,9 +267,12 @@ def big_topic(work: str, records: int, env) -> dict:
     return out
 
 
-def keyed(work: str, data: str, n: int, repeat: int, env, compaction_keys: int) -> list[dict]:
+def keyed(work: str, data: str, n: int, repeat: int, env, compaction_keys: int,
+          compaction_only: bool = False) -> list[dict]:
     """The paths people use beside the fast one (issue 14): keyed, JSON and compacted
-    produce and consume, each printed beside its reference from this same run."""
+    produce and consume, each printed beside its reference from this same run
+    (``compaction_only``: only keyed produce into a compacted topic beside a delete-policy
+    one, and compaction itself)."""
     rows: list[dict] = []
     rate: dict[str, float] = {}
     root = os.path.join(work, "kroot")
@@ -319,31 +322,9 @@ def keyed(work: str, data: str, n: int, repeat: int, env, compaction_keys: int) 
         dt, rss, _ = min(results)
         return dt, rss, min(r[2] for r in results)
 
-    raw_p = "fslog produce (raw, unkeyed, 4 partitions)"
-    add(raw_p, *best_of(repeat, produce("t", data)))
-    add("fslog produce -K : (10,000 keys, 4 partitions)",
-        *best_of(repeat, produce("t", kdata, "-K", ":")), ref=raw_p, target=0.6)
-    loop = "python loop: orjson parse, take key, write line + fsync"
-    out = os.path.join(work, "loop.out")
-    add(loop, *best_of(repeat, lambda: run([PY, "-c", JSON_LOOP, data, out, "user_id"])))
-    os.unlink(out)
-    add("fslog produce --format json (1 partition)",
-        *best_of(repeat, produce("t", data, "--format", "json", partitions=1)), ref=loop, target=0.6)
-    add("fslog produce --format json --key-field user_id (4 p.)",
-        *best_of(repeat, produce("t", data, "--format", "json", "--key-field", "user_id")),
-        ref=loop, target=0.6)
-    # consume: the same lines unkeyed and keyed, 4 partitions each
-    produce("t", data)()
-    raw_c = "fslog consume (unkeyed, raw)"
-    add(raw_c, *best_of(repeat, consume("t")))
-    subprocess.run(FSLOG + ["--root", root, "topic", "create", "k", "--partitions", "4"],
-                   check=True, capture_output=True)
-    with open(kdata, "rb") as f:
-        run(FSLOG + ["--root", root, "produce", "k", "-K", ":"], stdin=f, env=env)
-    keyed_c = "fslog consume (keyed, raw)"
-    add(keyed_c, *best_of(repeat, consume("k")), ref=raw_c, target=0.8)
-    add("fslog consume --format json (keyed)", *best_of(repeat, consume("k", "--format", "json")),
-        ref=keyed_c, target=0.5)
+    print(f"  load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}", file=sys.stderr)
+    if not compaction_only:
+        others(add, produce, consume, best_of, work, data, kdata, repeat, env, root)
     # compacted topics: the same keyed lines, 8 MiB segments, compact vs delete
     seg = "segment.bytes=8388608"
     delete_p = "fslog produce -K : into delete-policy topic (8 MiB seg.)"
@@ -371,13 +352,44 @@ def keyed(work: str, data: str, n: int, repeat: int, env, compaction_keys: int) 
             print(f"  compaction of {keys:,} keys failed: {str(e)[:300]}", file=sys.stderr)
             continue
         name = f"fslog clean --compact-now ({count:,} records, {keys:,} keys)"
-        note = f"peak RSS {rss:.0f} MB" + (f" with a {buf >> 20} MiB dedupe buffer" if buf else "")
+        note = f"peak RSS {rss:.0f} MB" + (f" with a {buf >> 20} MiB dedupe buffer" if buf else "") \
+            + f"; {count / cpu:,.0f} records/s by CPU time"
         add(name, dt, rss, cpu, records=count, note=note, target="1,000,000 records/s")
         print(f"    {note}", file=sys.stderr)
     if os.path.exists(cdata):
         os.unlink(cdata)
     shutil.rmtree(root, ignore_errors=True)
+    print(f"  load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}", file=sys.stderr)
     return rows
+
+
+def others(add, produce, consume, best_of, work, data, kdata, repeat, env, root) -> None:
+    """The keyed and JSON produce and consume rows of ``keyed``."""
+    raw_p = "fslog produce (raw, unkeyed, 4 partitions)"
+    add(raw_p, *best_of(repeat, produce("t", data)))
+    add("fslog produce -K : (10,000 keys, 4 partitions)",
+        *best_of(repeat, produce("t", kdata, "-K", ":")), ref=raw_p, target=0.6)
+    loop = "python loop: orjson parse, take key, write line + fsync"
+    out = os.path.join(work, "loop.out")
+    add(loop, *best_of(repeat, lambda: run([PY, "-c", JSON_LOOP, data, out, "user_id"])))
+    os.unlink(out)
+    add("fslog produce --format json (1 partition)",
+        *best_of(repeat, produce("t", data, "--format", "json", partitions=1)), ref=loop, target=0.6)
+    add("fslog produce --format json --key-field user_id (4 p.)",
+        *best_of(repeat, produce("t", data, "--format", "json", "--key-field", "user_id")),
+        ref=loop, target=0.6)
+    # consume: the same lines unkeyed and keyed, 4 partitions each
+    produce("t", data)()
+    raw_c = "fslog consume (unkeyed, raw)"
+    add(raw_c, *best_of(repeat, consume("t")))
+    subprocess.run(FSLOG + ["--root", root, "topic", "create", "k", "--partitions", "4"],
+                   check=True, capture_output=True)
+    with open(kdata, "rb") as f:
+        run(FSLOG + ["--root", root, "produce", "k", "-K", ":"], stdin=f, env=env)
+    keyed_c = "fslog consume (keyed, raw)"
+    add(keyed_c, *best_of(repeat, consume("k")), ref=raw_c, target=0.8)
+    add("fslog consume --format json (keyed)", *best_of(repeat, consume("k", "--format", "json")),
+        ref=keyed_c, target=0.5)
 
 
 def best_of(k, fn):
@@ -397,6 +409,9 @@ def main() -> None:
                          "file-backed (mapped segment pages); off by default")
     ap.add_argument("--keyed-only", action="store_true",
                     help="run only the keyed, JSON and compacted cases beside their references")
+    ap.add_argument("--compaction-only", action="store_true",
+                    help="of those, only keyed produce into a compacted topic beside a "
+                         "delete-policy one, and compaction itself")
     ap.add_argument("--compaction-keys", type=int, default=1_000_000, metavar="N",
                     help="distinct keys of the compaction memory case (default 1,000,000)")
     ap.add_argument("--out", default=os.path.join(REPO, "bench-results", "latest.json"))
@@ -422,8 +437,9 @@ def main() -> None:
 
         print(f"benchmark: {n:,} records, {size / 1e6:.1f} MB, best of {args.repeat}", file=sys.stderr)
         env = dict(os.environ)
-        if args.keyed_only:
-            krows = keyed(work, data, n, args.repeat, env, args.compaction_keys)
+        if args.keyed_only or args.compaction_only:
+            krows = keyed(work, data, n, args.repeat, env, args.compaction_keys,
+                          args.compaction_only)
             print(markdown_keyed(krows))
             return
         # references

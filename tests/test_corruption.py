@@ -11,17 +11,28 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import struct
 
 import pytest
+from conftest import CLI
 
 VALUES = [b"v-%05d-%s" % (i, b"x" * (i % 37)) for i in range(1500)]
 
 
-def _fill(cli) -> list[str]:
-    cli("topic", "create", "t", "--config", "segment.bytes=6000", "--config", "index.interval.bytes=512")
-    cli("produce", "t", "--linger-ms", "0", input=b"".join(v + b"\n" for v in VALUES[:700]))
-    cli("produce", "t", input=b"".join(v + b"\n" for v in VALUES[700:]))
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory):
+    """A root with topic t holding VALUES in several segments, made through the CLI once
+    per module (and worker); each test damages a copy of it (``_fill``)."""
+    ref = CLI(tmp_path_factory.mktemp("filled") / "root")
+    ref("topic", "create", "t", "--config", "segment.bytes=6000", "--config", "index.interval.bytes=512")
+    ref("produce", "t", "--linger-ms", "0", input=b"".join(v + b"\n" for v in VALUES[:700]))
+    ref("produce", "t", input=b"".join(v + b"\n" for v in VALUES[700:]))
+    return ref.root
+
+
+def _fill(cli, filled) -> list[str]:
+    shutil.copytree(filled, cli.root)
     d = cli.root / "topics" / "t" / "t-0"
     return sorted(str(d / f) for f in os.listdir(d) if f.endswith(".log"))
 
@@ -43,9 +54,9 @@ def _is_subsequence(got: list[bytes], want: list[bytes]) -> bool:
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_flipped_byte_is_reported_and_never_printed(cli, seed):
+def test_flipped_byte_is_reported_and_never_printed(cli, filled, seed):
     rnd = random.Random(seed)
-    segs = _fill(cli)
+    segs = _fill(cli, filled)
     path = rnd.choice(segs[:-1])  # a sealed segment: damage, not a torn tail
     batches = _batches(path)
     pos_b, size_b, base_b = rnd.choice(batches)
@@ -82,9 +93,9 @@ def test_flipped_byte_is_reported_and_never_printed(cli, seed):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_sealed_segment_cut_short_is_damage_not_a_torn_tail(cli, seed):
+def test_sealed_segment_cut_short_is_damage_not_a_torn_tail(cli, filled, seed):
     rnd = random.Random(100 + seed)
-    segs = _fill(cli)
+    segs = _fill(cli, filled)
     path = rnd.choice(segs[:-1])
     size = os.path.getsize(path)
     cut = rnd.randrange(1, size)
@@ -104,10 +115,10 @@ def test_sealed_segment_cut_short_is_damage_not_a_torn_tail(cli, seed):
     assert _is_subsequence(got, VALUES) and got[-1] == VALUES[-1]
 
 
-def test_producer_refuses_to_truncate_damage_in_the_active_segment(cli):
+def test_producer_refuses_to_truncate_damage_in_the_active_segment(cli, filled):
     """Bad bytes with valid batches after them in the active segment are damage: the next
     writer must not truncate them (and the records after them) away as a torn tail."""
-    segs = _fill(cli)
+    segs = _fill(cli, filled)
     for i in range(3):  # a few more batches in the active segment
         cli("produce", "t", input=b"tail-%d\n" % i)
     path = segs[-1]

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import struct
 
 import pytest
+from conftest import CLI
 
 
 def _three(cli, topic: str = "t", keyed: bool = False) -> tuple:
@@ -195,10 +197,19 @@ def test_a_removed_partition_directory_is_reported_and_not_silently_restarted(cl
     cli("verify")
 
 
+@pytest.fixture(scope="module")
+def two_topics(tmp_path_factory):
+    """A root where ``fslog produce`` made topics a and b, once per module (and worker)."""
+    ref = CLI(tmp_path_factory.mktemp("two-topics") / "root")
+    ref("produce", "a", input=b"x\n")
+    ref("produce", "b", input=b"y\n")
+    return ref.root
+
+
 @pytest.mark.parametrize("partitions", ["1e9", "-1", "true", "0", '"2"', "100001"])
-def test_an_absurd_topic_json_is_reported_and_the_other_topics_still_work(cli, partitions):
-    cli("produce", "a", input=b"x\n")
-    cli("produce", "b", input=b"y\n")
+def test_an_absurd_topic_json_is_reported_and_the_other_topics_still_work(cli, two_topics,
+                                                                          partitions):
+    shutil.copytree(two_topics, cli.root)
     meta = cli.root / "topics" / "b" / "topic.json"
     doc = json.loads(meta.read_text())
     doc["partitions"] = json.loads(partitions)
@@ -209,7 +220,8 @@ def test_an_absurd_topic_json_is_reported_and_the_other_topics_still_work(cli, p
         assert want in out.stderr.decode() or want[7:] in out.stdout.decode(), (args, out)
         if args != ["verify"]:
             assert b"a" in out.stdout
-    assert "1 topic(s)" not in cli("verify", check=1).stderr.decode()
+        else:
+            assert "1 topic(s)" not in out.stderr.decode()
     assert cli("consume", "b", check=1).stderr.decode().startswith(want)
 
 

@@ -108,6 +108,41 @@ def test_split_paths_never_wrong_on_damaged_bytes(recs, where, byte):
                        [r.value for r in recs2] if with_values else None)
 
 
+def test_split_values_checks_each_record_length_not_their_sum():
+    """Two records' length varints changed in opposite directions (their sum kept, CRC
+    fixed up as a faulty producer would write it): the values-only split gives None or
+    the general decoder's values, never a cut of its own."""
+    keys = [b"k%d" % (i % 50) for i in range(200)]  # keys of 2 and 3 bytes
+    values = [b"v%03d" % i for i in range(200)]
+    good = bytes(rb.encode_keyed(keys, values, 3))
+    rb._learn_key_lengths(keys)
+    assert rb._split_values(good, 0, len(good), len(keys)) == values
+    starts = []  # where each record's length varint is
+    p = rb.HEADER_SIZE
+    for _ in keys:
+        starts.append(p)
+        length, q = rb.read_varint(good, p)
+        p = q + length
+    rnd = random.Random(7)
+    for _ in range(400):
+        i, j = rnd.sample(range(len(keys)), 2)
+        buf = bytearray(good)
+        buf[starts[i]] += 2  # zigzag: length + 1
+        buf[starts[j]] -= 2  # length - 1
+        struct_crc = rb.crc32c_range(buf, rb.CRC_START, len(buf))
+        buf[17:21] = struct_crc.to_bytes(4, "big")
+        data = bytes(buf)
+        got = rb._split_values(data, 0, len(data), len(keys))
+        if got is None:
+            continue
+        try:
+            recs = rb.decode_records(data, 0, rb.read_header(data, 0))
+        except Exception:
+            raise AssertionError(f"records {i} and {j}: accepted what the general decoder "
+                                 f"refuses") from None
+        assert got == [r.value for r in recs]
+
+
 def test_split_paths_take_typical_batches():
     keys = [b"k%d" % (i % 1000) for i in range(3000)]
     values = [b'{"n":%d}' % i for i in range(3000)]

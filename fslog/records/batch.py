@@ -876,6 +876,17 @@ def _keyed_tables() -> tuple:
 _KEYED_ENCODE: tuple | None = None  # the zigzag table shifted by 4, 5 and 6 (encode_keyed)
 
 
+def _by_offset_size() -> tuple:
+    """The zigzag table shifted by 4, 5 and 6: by its size less attributes,
+    timestampDelta, headerCount and an offsetDelta of 1, 2 or 3 bytes, a keyed record's
+    length varint (``encode_keyed``, ``_split_values``)."""
+    global _KEYED_ENCODE
+    if _KEYED_ENCODE is None:
+        zz = _tables()[0]
+        _KEYED_ENCODE = (zz[4:], zz[5:], zz[6:])
+    return _KEYED_ENCODE
+
+
 def _lookup(table: list, indexes: list[int]) -> tuple:
     """(table[i] for i in indexes) as a tuple, by one itemgetter call (cheaper in C than a
     map over table.__getitem__); ``indexes`` not empty."""
@@ -905,10 +916,7 @@ def encode_keyed(keys: Sequence[bytes], values: Sequence[bytes], timestamp: int,
         vlens = list(map(len, values))
     if n < _TABLE_SIZE:
         _framing, zz, sized, _unzz, _vskip, _fixed, mid2 = _keyed_tables()
-        global _KEYED_ENCODE
-        if _KEYED_ENCODE is None:
-            _KEYED_ENCODE = (zz[4:], zz[5:], zz[6:])
-        by1, by2, by3 = _KEYED_ENCODE
+        by1, by2, by3 = _by_offset_size()
         try:  # (a key or value too long for the tables: IndexError, the general path)
             sizes = list(map(add, _lookup(sized, klens), _lookup(sized, vlens)))
             parts = [b"\x00"] * (7 * n)  # every seventh item: headerCount 0
@@ -977,17 +985,16 @@ _SPLIT_KEYED: Any = None
 _SPLIT_VALUES: Any = None
 _SPLIT_KEY_LENGTHS: frozenset = frozenset()
 _SPLIT_MAX_LENGTHS = 12  # branches tried one after another: a few key lengths only
-_SPLIT_T: Any = None
-_SPLIT_T1: Any = None
 # With one key length k known: for an offsetDelta of w bytes (w = 1, 2, 3), the length
 # varint of a record with a value of m bytes (zz(4 + w + k + len(zz(m)) + m)), by m; so a
 # batch's record lengths come from its value lengths by one itemgetter call a range.
 _SPLIT_HEADS: tuple | None = None
+_SPLIT_SHIFTED: tuple | None = None  # zz shifted by 5, 6 and 7 (any key lengths)
 
 
 def _learn_key_lengths(keys: Sequence[bytes]) -> None:
     """Add the lengths of these keys (below 64 bytes) to what ``_split_keyed`` knows."""
-    global _SPLIT_KEYED, _SPLIT_VALUES, _SPLIT_KEY_LENGTHS, _SPLIT_T, _SPLIT_T1
+    global _SPLIT_KEYED, _SPLIT_VALUES, _SPLIT_KEY_LENGTHS
     lengths = set(map(len, keys))
     if lengths <= _SPLIT_KEY_LENGTHS or max(lengths) >= 64:
         return
@@ -997,14 +1004,6 @@ def _learn_key_lengths(keys: Sequence[bytes]) -> None:
     if not known:
         return
     import re
-    if _SPLIT_T is None:
-        zz, _mid, ln = _tables()
-        # by the record's whole size (length varint + length) less 2: its length varint
-        t: list = [None] * (_TABLE_SIZE + 4)
-        for m in range(2, _TABLE_SIZE):
-            t[m + ln[m] - 2] = zz[m]
-        _SPLIT_T = t
-        _SPLIT_T1 = [None] + t
     v = rb"[\x80-\xff]{0,2}+[\x00-\x7f]"  # a varint of 1 to 3 bytes (possessive: they end at a byte < 0x80)
     kls = sorted(known)
     # the key length byte, then the key: as many bytes as that byte says (a lookbehind
@@ -1016,9 +1015,12 @@ def _learn_key_lengths(keys: Sequence[bytes]) -> None:
     # 0, offsetDelta), keyLength, (key), (valueLength)
     _SPLIT_KEYED = re.compile(rb"\x00(" + v + rb"\x00\x00" + v + rb")" + klb + b"(" + branches
                               + b")(" + v + b")", re.DOTALL)
-    # the same with the key inside the first group: values only, a part less a record
-    _SPLIT_VALUES = re.compile(rb"\x00(" + v + rb"\x00\x00" + v + klb + b"(?:" + branches
-                               + b"))(" + v + b")", re.DOTALL)
+    # values only: (length, 0, 0, offsetDelta), (keyLength and key: one branch a length,
+    # each starting with its key length byte, which the regex engine tells apart before
+    # trying the branch), (valueLength)
+    keyed = b"|".join(re.escape(bytes((2 * k,))) + b".{%d}" % k for k in kls)
+    _SPLIT_VALUES = re.compile(rb"\x00(" + v + rb"\x00\x00" + v + rb")(" + keyed + b")(" + v
+                               + b")", re.DOTALL)
     _SPLIT_KEY_LENGTHS = frozenset(known)
     global _SPLIT_HEADS
     _SPLIT_HEADS = None
@@ -1051,7 +1053,6 @@ def _split_keyed(buf: bytes, pos: int, end: int, n: int) -> tuple[list, list] | 
     parts[0:1] = first
     zz, _mid, _ln = _tables()
     _f, _zz, sized, _u, _vs, _fx, mid2 = _keyed_tables()
-    fixed1 = _KEYED_LENGTHS[1]  # type: ignore[index]
     keys = parts[2::4]
     values = parts[4::4]
     vlens = list(map(len, values))
@@ -1073,13 +1074,21 @@ def _split_keyed(buf: bytes, pos: int, end: int, n: int) -> tuple[list, list] | 
             return None
         return keys, values
     try:
-        if parts[3::4] != list(map(zz.__getitem__, vlens)):
+        if parts[3::4] != list(_lookup(zz, vlens)):
             return None
-        # each record's length: attributes, timestampDelta, offsetDelta, keyLength (one
-        # byte: keys are shorter than 64), key, valueLength, value, headerCount
+        # each record's length: attributes, timestampDelta, headerCount, keyLength (one
+        # byte: keys are shorter than 64: 4), offsetDelta (w bytes), key, valueLength,
+        # value: zz shifted by 4 + w, at the key's length + the value's with its varint
         want = [b""] * (2 * n)
-        want[0::2] = map(zz.__getitem__, map(add, map(add, map(len, keys), fixed1[:n]),
-                                             map(sized.__getitem__, vlens)))
+        sizes = list(map(add, map(len, keys), _lookup(sized, vlens)))
+        global _SPLIT_SHIFTED
+        if _SPLIT_SHIFTED is None:
+            _SPLIT_SHIFTED = (zz[5:], zz[6:], zz[7:])
+        want[0:128:2] = _lookup(_SPLIT_SHIFTED[0], sizes[:64])
+        if n > 64:
+            want[128:16384:2] = _lookup(_SPLIT_SHIFTED[1], sizes[64:8192])
+            if n > 8192:
+                want[16384::2] = _lookup(_SPLIT_SHIFTED[2], sizes[8192:])
     except IndexError:  # a length outside the tables
         return None
     want[1::2] = mid2[:n]
@@ -1091,31 +1100,46 @@ def _split_keyed(buf: bytes, pos: int, end: int, n: int) -> tuple[list, list] | 
 
 
 def _split_values(buf: bytes, pos: int, end: int, n: int) -> list | None:
-    """``_split_keyed`` for the values only: the key stays in the first part (length,
-    0, 0, offsetDelta, keyLength, key), whose start is checked with ``startswith``."""
+    """``_split_keyed`` for the values only. The split gives, per record, (length, 0,
+    0, offsetDelta), keyLength with the key, valueLength and value; accepted only if each
+    record's length varint, offset delta and value length are the canonical encodings of
+    what was found (the key length byte is the regex's own branch), so the batch is byte
+    for byte the encoding of the values found and keys of those lengths."""
     split = _SPLIT_VALUES.split
     parts = split(memoryview(buf)[pos + HEADER_SIZE:end - 1])
-    if len(parts) != 3 * n - 2:
+    if len(parts) != 4 * n - 3:
         return None
     first = split(b"\x00" + parts[0])
-    if len(first) != 4 or first[0]:
+    if len(first) != 5 or first[0]:
         return None
     parts[0:1] = first
     zz, _mid, _ln = _tables()
     _f, _zz, sized, _u, _vs, _fx, mid2 = _keyed_tables()
-    values = parts[3::3]
-    heads = parts[1::3]
+    by1, by2, by3 = _by_offset_size()
+    values = parts[4::4]
     vlens = list(map(len, values))
+    # heads (length, 0, 0, offsetDelta) and valueLengths as found, one after the other
+    found = [b""] * (2 * n)
+    found[0::2] = parts[1::4]
+    found[1::2] = parts[3::4]
+    want = [b""] * (3 * n)
     try:
-        if parts[2::3] != list(map(zz.__getitem__, vlens)):
-            return None
-        # the size of each record with its length varint, less 1: head with the key,
-        # value length and value, headerCount; so its length varint is _SPLIT_T[size - 1]
-        sizes = map(add, map(len, heads), map(sized.__getitem__, vlens))
-        if not all(map(bytes.startswith, heads,
-                       map(add, map(_SPLIT_T1.__getitem__, sizes), mid2[:n]))):
-            return None
-    except (IndexError, TypeError):  # a length outside the tables
+        # each record's length less attributes, timestampDelta, offsetDelta and
+        # headerCount: keyLength and key, valueLength and value; its varint from the
+        # table for the offsetDelta's size (by1..by3, as in encode_keyed)
+        sizes = list(map(add, map(len, parts[2::4]), _lookup(sized, vlens)))
+        want[0:192:3] = _lookup(by1, sizes[:64])
+        if n > 64:
+            want[192:24576:3] = _lookup(by2, sizes[64:8192])
+            if n > 8192:
+                want[24576::3] = _lookup(by3, sizes[8192:])
+        want[2::3] = _lookup(zz, vlens)
+    except IndexError:  # a length outside the tables
+        return None
+    want[1::3] = mid2[:n]
+    # varints and zeros in the same pattern on both sides, each self-delimiting: joined
+    # equal, each equals its own
+    if b"".join(found) != b"".join(want):
         return None
     return values
 

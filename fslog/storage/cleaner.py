@@ -673,13 +673,14 @@ def compaction_due(partition, config, bases: list[int] | None = None) -> bool:
         dirty_ratio(partition, bases) > config.get("min.cleanable.dirty.ratio")  # as Kafka: >
 
 
-def compact(partition, config, now: int, force: bool = False) -> dict:
+def compact(partition, config, now: int, force: bool = False, helper: bool = True) -> dict:
     """Compact the sealed segments if the dirty ratio calls for it (or ``force``).
 
     As Kafka's cleaner: the offset map is built from the first dirty offset on, within
     ``log.cleaner.dedupe.buffer.size`` bytes; the sealed segments from the log start to
     where the map ends are rewritten against it, and the first dirty offset moves there.
-    More keys than fit: several passes, each going on where the last one's map ended."""
+    More keys than fit: several passes, each going on where the last one's map ended.
+    ``helper`` False: no helper process for the map (see ``_build_map``)."""
     bases = partition.segment_bases()
     ratio = dirty_ratio(partition, bases)
     result = {"dirty_ratio": round(ratio, 4), "ran": False, "records_removed": 0,
@@ -696,7 +697,7 @@ def compact(partition, config, now: int, force: bool = False) -> dict:
     if start >= end:
         start = bases[0]  # forced with nothing dirty: clean all of it again
     counted: set[int] = set()
-    parallel = True
+    parallel = helper
     while True:
         result["passes"] += 1
         omap = _build_map(partition, bases, start, end, budget, parallel)
@@ -964,7 +965,7 @@ def clean_after_roll(partition) -> None:
         if config.compacted and compaction_due(partition, config):
             handed = _spawn_compaction(partition, plock.fd)
             if not handed:
-                compact(partition, config, now_ms())
+                compact(partition, config, now_ms(), helper=False)
     finally:
         if handed:
             os.close(plock.fd)  # (no unlock: the child's copy of the descriptor holds it)
@@ -1033,7 +1034,8 @@ def _main(argv: list[str]) -> int:
         directory = partition.path
         config = _current_config(partition)
         if config.compacted:
-            compact(partition, config, now_ms())
+            # alone: the producer that started it has the other core
+            compact(partition, config, now_ms(), helper=False)
         return 0
     except Exception as e:  # noqa: BLE001 (whatever it was, it must not vanish)
         import sys
