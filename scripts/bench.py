@@ -8,6 +8,8 @@ peak memory is the child's max RSS. Every case is run --repeat times; the best i
 from __future__ import annotations
 
 import argparse
+import fcntl
+import glob
 import json
 import os
 import platform
@@ -267,6 +269,22 @@ def big_topic(work: str, records: int, env) -> dict:
     return out
 
 
+def wait_for_cleaners(root: str) -> None:
+    """Block until no background compaction runs under ``root``: a producer that rolls a
+    segment of a compacted topic hands its partition's cleaner lock to a detached process
+    that outlives it, so the next case must not delete the root under it (nor share the
+    CPU with it)."""
+    for path in glob.glob(os.path.join(root, "**", ".cleaner.lock"), recursive=True):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        finally:
+            os.close(fd)
+
+
 def keyed(work: str, data: str, n: int, repeat: int, env, compaction_keys: int,
           compaction_only: bool = False) -> list[dict]:
     """The paths people use beside the fast one (issue 14): keyed, JSON and compacted
@@ -300,6 +318,7 @@ def keyed(work: str, data: str, n: int, repeat: int, env, compaction_keys: int,
 
     def produce(topic, src, *opts, config=(), partitions=4):
         def go():
+            wait_for_cleaners(root)
             shutil.rmtree(root, ignore_errors=True)
             cfg = [x for c in config for x in ("--config", c)]
             subprocess.run(FSLOG + ["--root", root, "topic", "create", topic, "--partitions",
@@ -332,6 +351,7 @@ def keyed(work: str, data: str, n: int, repeat: int, env, compaction_keys: int,
     add("fslog produce -K : into compacted topic (8 MiB seg.)",
         *best_of(repeat, produce("c", kdata, "-K", ":", config=[seg, "cleanup.policy=compact"],
                                  partitions=1)), ref=delete_p, target="1/1.2=0.83")
+    wait_for_cleaners(root)
     shutil.rmtree(root, ignore_errors=True)
     os.unlink(kdata)
     # compaction itself: N keyed records over 10,000 keys, then over N distinct keys
