@@ -286,7 +286,9 @@ def test_a_process_stopped_in_the_middle_of_a_registry_change_stalls_nobody(cli)
 
     from conftest import wait_for
     cli("topic", "create", "t", "--partitions", "2")
-    b = cli.popen("consume", "t", "--group", "g", "--follow", "--session-timeout", "2")
+    # (a session long enough that no member is evicted on a loaded machine: nothing here
+    # waits for an eviction)
+    b = cli.popen("consume", "t", "--group", "g", "--follow", "--session-timeout", "15")
     wait_for(lambda: _describe(cli)["members"],
              timeout=30, what="member b")
     stuck = subprocess.Popen([sys.executable, "-c", _STOP_INSIDE_UPDATE, str(cli.root)],
@@ -295,7 +297,7 @@ def test_a_process_stopped_in_the_middle_of_a_registry_change_stalls_nobody(cli)
     wait_for(lambda: _stopped(stuck.pid), timeout=30, what="the stopped registry change")
     try:
         # a new member joins, and the two split the partitions
-        c = cli.popen("consume", "t", "--group", "g", "--follow", "--session-timeout", "2")
+        c = cli.popen("consume", "t", "--group", "g", "--follow", "--session-timeout", "15")
         wait_for(lambda: len(_describe(cli)["members"]) == 2,
                  timeout=30, what="member c to join")
         # records produced now are all delivered
@@ -312,8 +314,9 @@ def test_a_process_stopped_in_the_middle_of_a_registry_change_stalls_nobody(cli)
     assert stuck.wait(timeout=30) == 0 and stuck.stdout.read() == b"updated\n"
     from fslog.groups.registry import Registry
     state = Registry(str(cli.root), "g", create=False).read()
-    # (computed again: others wrote newer versions while it was stopped)
-    assert state["touched"] == 2 and len(state["members"]) == 2
+    # (computed again, at least once: others wrote newer versions while it was stopped, and
+    # the members' heartbeats may win the next version too)
+    assert state["touched"] >= 2 and len(state["members"]) == 2
     for p in (b, c):
         p.send_signal(signal.SIGTERM)
         assert p.wait(timeout=30) == 0
