@@ -23,7 +23,8 @@ import time
 from kio.schema.errors import ErrorCode
 
 from ..errors import FslogError
-from .handlers import Deferred, RawFrame, RequestContext, handles, uvarint
+from ..records.batch import uvarint
+from .handlers import Deferred, RawFrame, RequestContext, handles
 from .metadata import name_error
 from .replicas import on_fetch
 from .storage import OutOfRange

@@ -69,17 +69,6 @@ class Deferred:
         self.awaitable = awaitable
 
 
-def uvarint(n: int) -> bytes:
-    """``n`` >= 0 as an unsigned varint: the lengths of flexible versions' arrays, strings
-    and bytes (length + 1; 0 for null) in the responses encoded by hand."""
-    out = bytearray()
-    while n >= 0x80:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 class RawFrame:
     """A response a handler encoded itself: the whole frame (size prefix included) as
     buffers the connection writes one after another, never joined (the Fetch path:

@@ -32,7 +32,8 @@ from kio.schema.errors import ErrorCode
 from ..errors import FslogError, InvalidNameError, RecordTooLargeError
 from ..records import batch as rb
 from ..records import compression
-from .handlers import Deferred, RawFrame, RequestContext, handles, uvarint
+from ..records.batch import uvarint
+from .handlers import Deferred, RawFrame, RequestContext, handles
 from .metadata import ensure_topic
 from .producer_state import DUPLICATE, NONE, last_sequence
 from .replicas import min_insync

@@ -132,14 +132,20 @@ class Record(NamedTuple):
 
 # ---------------------------------------------------------------- varints
 
-def _zigzag_varint(n: int) -> bytes:
-    z = (n << 1) ^ (n >> 63)
+def uvarint(n: int) -> bytes:
+    """``n`` >= 0 as an unsigned varint, 7 bits per byte, least significant first (the
+    protocol's flexible versions write array, string and bytes lengths + 1 so, 0 for
+    null)."""
     out = bytearray()
-    while z >= 0x80:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
     return bytes(out)
+
+
+def _zigzag_varint(n: int) -> bytes:
+    return uvarint((n << 1) ^ (n >> 63))
 
 
 # Precomputed encodings of small non-negative numbers: the hot path of encoding is

@@ -28,6 +28,7 @@ from kio.schema.response_header.v1.header import ResponseHeader as ResponseHeade
 from kio.serial import entity_reader, entity_writer
 
 from ..errors import FslogError, LeaderUnavailableError
+from ..records.batch import uvarint
 from .security import PLAINTEXT, ClientSecurity
 
 _SIZE = struct.Struct(">i")
@@ -62,16 +63,6 @@ def _response_class(api_key: int, version: int) -> type[Any]:
     if cls is None:
         cls = _responses[(api_key, version)] = load_response_schema(api_key, version)
     return cls
-
-
-def uvarint(n: int) -> bytes:
-    """``n`` >= 0 as an unsigned varint (flexible versions' lengths, + 1; 0 for null)."""
-    out = bytearray()
-    while n >= 0x80:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 _FETCH = 1
