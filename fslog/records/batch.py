@@ -922,18 +922,14 @@ def encode_keyed(keys: Sequence[bytes], values: Sequence[bytes], timestamp: int,
         vlens = list(map(len, values))
     if n < _TABLE_SIZE:
         _framing, zz, sized, _unzz, _vskip, _fixed, mid2 = _keyed_tables()
-        by1, by2, by3 = _by_offset_size()
+        by_width = _by_offset_size()
         try:  # (a key or value too long for the tables: IndexError, the general path)
             sizes = list(map(add, _lookup(sized, klens), _lookup(sized, vlens)))
             parts = [b"\x00"] * (7 * n)  # every seventh item: headerCount 0
             # the record's length: key and value with their length varints, attributes,
             # timestampDelta and headerCount (3), and the offsetDelta varint, of 1 byte
-            # below 64, 2 below 8192, then 3 (by1..by3: zz shifted by 3 + that)
-            parts[0:448:7] = _lookup(by1, sizes[:64])
-            if n > 64:
-                parts[448:57344:7] = _lookup(by2, sizes[64:8192])
-                if n > 8192:
-                    parts[57344::7] = _lookup(by3, sizes[8192:])
+            # below 64, 2 below 8192, then 3 (by_width: zz shifted by 3 + that)
+            _by_delta_width(parts, 7, by_width, sizes)
         except IndexError:
             parts = None
         if parts is not None:
@@ -1041,6 +1037,19 @@ def _learn_key_lengths(keys: Sequence[bytes]) -> None:
             for c in (5 + k, 6 + k, 7 + k))
 
 
+def _by_delta_width(want: list, step: int, tables, lens: list) -> None:
+    """Put into every ``step``-th slot of ``want``, from the first, the varint of each of
+    ``lens`` looked up in ``tables[0]``, ``[1]`` or ``[2]``: the tables for records whose
+    offsetDelta takes 1, 2 or 3 bytes (records 0-63, 64-8191, 8192 on). IndexError: a
+    length beyond the tables."""
+    n = len(lens)
+    want[0:64 * step:step] = _lookup(tables[0], lens[:64])
+    if n > 64:
+        want[64 * step:8192 * step:step] = _lookup(tables[1], lens[64:8192])
+        if n > 8192:
+            want[8192 * step::step] = _lookup(tables[2], lens[8192:])
+
+
 def _split_keyed(buf: bytes, pos: int, end: int, n: int) -> tuple[list, list] | None:
     """(keys, values) of a keyed batch whose keys all have lengths ``_SPLIT_KEYED``
     knows, or None. The split gives, per record, (length, 0, 0, offsetDelta), key,
@@ -1062,39 +1071,22 @@ def _split_keyed(buf: bytes, pos: int, end: int, n: int) -> tuple[list, list] | 
     keys = parts[2::4]
     values = parts[4::4]
     vlens = list(map(len, values))
-    heads = _SPLIT_HEADS
-    if heads is not None:  # one key length (the regex's only branch): lengths by table
-        want = [b""] * (2 * n)
-        try:
-            if parts[3::4] != list(_lookup(zz, vlens)):
-                return None
-            want[0:128:2] = _lookup(heads[0], vlens[:64])
-            if n > 64:
-                want[128:16384:2] = _lookup(heads[1], vlens[64:8192])
-                if n > 8192:
-                    want[16384::2] = _lookup(heads[2], vlens[8192:])
-        except IndexError:  # a length outside the tables
-            return None
-        want[1::2] = mid2[:n]
-        if b"".join(parts[1::4]) != b"".join(want):
-            return None
-        return keys, values
+    want = [b""] * (2 * n)
     try:
         if parts[3::4] != list(_lookup(zz, vlens)):
             return None
-        # each record's length: attributes, timestampDelta, headerCount, keyLength (one
-        # byte: keys are shorter than 64: 4), offsetDelta (w bytes), key, valueLength,
-        # value: zz shifted by 4 + w, at the key's length + the value's with its varint
-        want = [b""] * (2 * n)
-        sizes = list(map(add, map(len, keys), _lookup(sized, vlens)))
-        global _SPLIT_SHIFTED
-        if _SPLIT_SHIFTED is None:
-            _SPLIT_SHIFTED = (zz[5:], zz[6:], zz[7:])
-        want[0:128:2] = _lookup(_SPLIT_SHIFTED[0], sizes[:64])
-        if n > 64:
-            want[128:16384:2] = _lookup(_SPLIT_SHIFTED[1], sizes[64:8192])
-            if n > 8192:
-                want[16384::2] = _lookup(_SPLIT_SHIFTED[2], sizes[8192:])
+        heads = _SPLIT_HEADS
+        if heads is not None:  # one key length (the regex's only branch): lengths by table
+            _by_delta_width(want, 2, heads, vlens)
+        else:
+            # each record's length: attributes, timestampDelta, headerCount, keyLength (one
+            # byte: keys are shorter than 64: 4), offsetDelta (w bytes), key, valueLength,
+            # value: zz shifted by 4 + w, at the key's length + the value's with its varint
+            global _SPLIT_SHIFTED
+            if _SPLIT_SHIFTED is None:
+                _SPLIT_SHIFTED = (zz[5:], zz[6:], zz[7:])
+            _by_delta_width(want, 2, _SPLIT_SHIFTED,
+                            list(map(add, map(len, keys), _lookup(sized, vlens))))
     except IndexError:  # a length outside the tables
         return None
     want[1::2] = mid2[:n]
@@ -1121,7 +1113,6 @@ def _split_values(buf: bytes, pos: int, end: int, n: int) -> list | None:
     parts[0:1] = first
     zz, _mid, _ln = _tables()
     _f, _zz, sized, _u, _vs, _fx, mid2 = _keyed_tables()
-    by1, by2, by3 = _by_offset_size()
     values = parts[4::4]
     vlens = list(map(len, values))
     # heads (length, 0, 0, offsetDelta) and valueLengths as found, one after the other
@@ -1132,13 +1123,9 @@ def _split_values(buf: bytes, pos: int, end: int, n: int) -> list | None:
     try:
         # each record's length less attributes, timestampDelta, offsetDelta and
         # headerCount: keyLength and key, valueLength and value; its varint from the
-        # table for the offsetDelta's size (by1..by3, as in encode_keyed)
-        sizes = list(map(add, map(len, parts[2::4]), _lookup(sized, vlens)))
-        want[0:192:3] = _lookup(by1, sizes[:64])
-        if n > 64:
-            want[192:24576:3] = _lookup(by2, sizes[64:8192])
-            if n > 8192:
-                want[24576::3] = _lookup(by3, sizes[8192:])
+        # table for the offsetDelta's size (as in encode_keyed)
+        _by_delta_width(want, 3, _by_offset_size(),
+                        list(map(add, map(len, parts[2::4]), _lookup(sized, vlens))))
         want[2::3] = _lookup(zz, vlens)
     except IndexError:  # a length outside the tables
         return None
