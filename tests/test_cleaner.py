@@ -562,3 +562,58 @@ def test_a_background_cleaner_killed_by_a_signal_is_recorded(tmp_path):
     assert "fslog verify t" in cleaner.describe_failure("t", 0, f)
     cleaner.clean_partition(p, now=NOW, force_compaction=True)  # a compaction that succeeds
     assert cleaner.background_failure(p) is None
+
+
+def test_a_forked_background_compaction_keeps_only_the_cleaner_lock(tmp_path, monkeypatch):
+    # The forked child (what a single-threaded producer starts at a roll) is detached and
+    # holds none of the producer's descriptors but the cleaner lock: not its stdin/stdout
+    # pipes (a pipeline's reader would wait for the compaction), not its lock files (a
+    # producer killed by -9 would keep its append lock held while the compaction runs).
+    import json
+    log = make(tmp_path, **{"cleanup.policy": "compact"})
+    produce(log, keyed(3, 2))
+    p = part(log)
+    report = str(tmp_path / "child.json")
+    r, w = os.pipe()  # (a descriptor of the "producer" that the child must not keep)
+
+    def fake_background(root, topic, number, lock_fd, say=False):
+        fds = sorted(int(n) for n in os.listdir("/proc/self/fd"))
+        doc = {"fds": fds, "lock_fd": lock_fd, "session": os.getsid(0) == os.getpid(),
+               "std": [os.readlink(f"/proc/self/fd/{i}") for i in (0, 1, 2)],
+               "lock_held": False}
+        import fcntl
+        probe = os.open(os.path.join(p.path, F.CLEANER_LOCK_FILE), os.O_RDONLY)
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            doc["lock_held"] = True  # (by the descriptor inherited: another open file)
+        os.close(probe)
+        fd = os.open(report, os.O_WRONLY | os.O_CREAT, 0o644)
+        os.write(fd, json.dumps(doc).encode())
+        os.close(fd)
+        os.close(lock_fd)
+        return 0
+
+    monkeypatch.setattr(cleaner, "_background", fake_background)
+    from fslog.storage.locks import ProcessLock
+    plock = ProcessLock(os.path.join(p.path, F.CLEANER_LOCK_FILE))
+    assert plock.try_acquire()
+    child = cleaner._fork_compaction(p, plock.fd)
+    assert child is not None
+    os.close(plock.fd)
+    plock.fd = -1
+    os.close(w)
+    for _ in range(3000):  # (bounded: the child exits at once)
+        if child.poll() is not None:
+            break
+        import time
+        time.sleep(0.01)
+    assert child.returncode == 0
+    os.close(r)
+    with open(report) as f:
+        doc = json.load(f)
+    others = set(doc["fds"]) - {0, 1, 2, doc["lock_fd"]}
+    assert len(others) == 1 and doc["lock_fd"] in doc["fds"]  # (the other: the listing's own)
+    assert doc["std"] == [os.devnull] * 3 and doc["session"] and doc["lock_held"]
+    with cleaner.clean_lock(p):  # released with the child's descriptor
+        pass
