@@ -953,7 +953,10 @@ def clean_after_roll(partition) -> None:
     (the append is done and acknowledged) for the caller to report. A failure of the
     background compaction is kept in ``cleaner-error.json`` (``background_failure``),
     which ``fslog status``, ``fslog verify`` and ``fslog produce`` report until a
-    compaction of the partition succeeds."""
+    compaction of the partition succeeds. Within ``log.cleaner.backoff.ms`` of the
+    partition's last compaction a roll puts it off (``partition.clean_deferred``): the
+    partition's ``close`` calls this once more, with ``partition.closing`` set, and then
+    it runs whatever the backoff."""
     plock = ProcessLock(os.path.join(partition.path, files.CLEANER_LOCK_FILE))
     if not plock.try_acquire():
         return
@@ -964,15 +967,31 @@ def clean_after_roll(partition) -> None:
         if "delete" in str(config.get("cleanup.policy")):
             apply_retention(partition, config, now_ms())
         if config.compacted and compaction_due(partition, config):
-            handed = _spawn_compaction(partition, plock.fd)
-            if not handed:
-                compact(partition, config, now_ms(), helper=False)
+            partition.clean_deferred = not partition.closing and _backing_off(partition, config)
+            if not partition.clean_deferred:
+                handed = _spawn_compaction(partition, plock.fd)
+                if not handed:
+                    compact(partition, config, now_ms(), helper=False)
     finally:
         if handed:
             os.close(plock.fd)  # (no unlock: the child's copy of the descriptor holds it)
             plock.fd = -1
         else:
             plock.release()
+
+
+def _backing_off(partition, config) -> bool:
+    """Did the partition's last compaction end less than ``log.cleaner.backoff.ms`` ago
+    (the time its checkpoint was written)? Then a roll puts the next one off."""
+    backoff = config.get("log.cleaner.backoff.ms")
+    if backoff <= 0:
+        return False
+    try:
+        written = os.stat(os.path.join(partition.path, files.CLEANER_CHECKPOINT_FILE)).st_mtime_ns
+    except OSError:
+        return False  # never compacted (or unreadable: compaction rewrites it)
+    import time
+    return 0 <= time.time_ns() - written < backoff * 1_000_000
 
 
 def _spawn_compaction(partition, lock_fd: int) -> bool:
