@@ -3,7 +3,8 @@
 - ``serve``: a running ``fslog serve`` on a free 127.0.0.1 port over the test's root
   (``cli.root``): ``serve.bootstrap`` ("127.0.0.1:PORT"), ``serve.port``,
   ``serve.proc``, ``serve.stderr_text()``, ``serve.stop()`` (SIGTERM, wait, return the
-  exit code), ``serve.kill()`` (SIGKILL), ``serve.restart()``. Killed at teardown.
+  exit code), ``serve.kill()`` (SIGKILL), ``serve.restart(same_port=False)``. Killed at
+  teardown.
 - ``start_serve(cli, *args)``: the same for a server with extra arguments.
 
 The port is chosen by the server (``--listen 127.0.0.1:0``) and read from its first
@@ -35,9 +36,10 @@ class ServeProcess:
         self.port = 0
         self.start()
 
-    def start(self, timeout: float = 30) -> None:
+    def start(self, timeout: float = 30, port: int = 0) -> None:
+        """Start the server; ``port``: the one to listen on (0: a free one)."""
         self._err = bytearray()
-        self.proc = self.cli.popen("serve", "--listen", "127.0.0.1:0", *self.args,
+        self.proc = self.cli.popen("serve", "--listen", f"127.0.0.1:{port}", *self.args,
                                    env=self.env, stdout=subprocess.DEVNULL)
         got = threading.Event()
 
@@ -75,9 +77,12 @@ class ServeProcess:
             self.proc.kill()
             self.proc.wait(timeout=30)
 
-    def restart(self) -> None:
+    def restart(self, same_port: bool = False) -> None:
+        """Kill and start again (``same_port``: on the port it had, so that clients
+        reconnect to the same address)."""
+        port = self.port if same_port else 0
         self.kill()
-        self.start()
+        self.start(port=port)
 
     def wait_until(self, text: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout

@@ -4,44 +4,23 @@ and group offsets, and a deposed leader that truncates its unreplicated tail."""
 
 from __future__ import annotations
 
-import filecmp
 import json
 import os
-import random
 import signal
-import subprocess
 
 import pytest
 from conftest import stderr_lines, wait_for
+from replication_helpers import (
+    TINY,
+    assert_identical,
+    end_offset,
+    kill_follower_mid_copy_and_resume,
+    lines,
+    logs_of,
+    two_partitions_of_tiny_segments,
+)
 
 import fslog
-
-TINY = ["--config", "segment.bytes=4096", "--config", "index.interval.bytes=512"]
-
-
-def lines(prefix: str, n: int, start: int = 0) -> bytes:
-    return b"".join(b"%s-%06d\n" % (prefix.encode(), i) for i in range(start, start + n))
-
-
-def logs_of(root, topic: str, partition: int = 0) -> dict[str, str]:
-    d = os.path.join(root, "topics", topic, f"{topic}-{partition}")
-    return {n: os.path.join(d, n) for n in sorted(os.listdir(d)) if n.endswith(".log")}
-
-
-def end_offset(root, topic: str, partition: int = 0) -> int | None:
-    try:
-        return fslog.Log(str(root)).topic(topic).partition(partition).end_offset()
-    except fslog.FslogError:
-        return None
-
-
-def assert_identical(a, b, topic: str, partitions: int = 1) -> None:
-    """The same segment files with the same bytes on both sides."""
-    for p in range(partitions):
-        la, lb = logs_of(a, topic, p), logs_of(b, topic, p)
-        assert list(la) == list(lb), f"{topic}/{p}: segments {list(la)} vs {list(lb)}"
-        for name in la:
-            assert filecmp.cmp(la[name], lb[name], shallow=False), f"{topic}/{p}: {name} differs"
 
 
 @pytest.mark.slow
@@ -79,29 +58,9 @@ def test_once_copies_byte_for_byte_and_the_copy_is_a_full_root(cli, tmp_path):
 @pytest.mark.slow
 def test_follower_killed_mid_copy_resumes_with_no_gap_and_no_duplicate(cli, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    cli("--root", a, "topic", "create", "t", "--partitions", "2", *TINY)
-    cli("--root", a, "produce", "t", input=lines("r", 60000))
-    rng = random.Random(13)
-    for trial in range(3):
-        # a producer keeps appending on the leader while the follower copies and dies
-        prod = cli.popen("--root", a, "produce", "t", stdin=subprocess.PIPE)
-        prod.stdin.write(lines(f"live{trial}", 3000))
-        prod.stdin.flush()
-        f = cli.popen("--root", b, "replicate", "--from", a)
-        parts = [b / "topics" / "t" / f"t-{p}" for p in range(2)]
-        wait_for(lambda: all(p.is_dir() for p in parts), timeout=60, what="the copy to start")
-        wait_for(lambda: sum(len(os.listdir(p)) for p in parts) > rng.randint(3, 60),
-                 timeout=60, interval=0.001, what="some segments")
-        f.send_signal(signal.SIGKILL)
-        f.wait(timeout=10)
-        prod.stdin.close()
-        assert prod.wait(timeout=60) == 0
-    cli("--root", b, "replicate", "--from", a, "--once")
-    assert_identical(a, b, "t", 2)
-    cli("--root", b, "verify")
-    got = cli("--root", b, "consume", "t", "--format", "%p %o %s").stdout.splitlines()
-    want = cli("--root", a, "consume", "t", "--format", "%p %o %s").stdout.splitlines()
-    assert got == want and len(got) == 69000
+    two_partitions_of_tiny_segments(a, 60000)
+    kill_follower_mid_copy_and_resume(cli, a, b, str(a), records=60000, live=3000,
+                                      most_segments=60, seed=13)
 
 
 @pytest.mark.slow

@@ -12,15 +12,19 @@ leader map for one partition at the second one, as a multi-broker Metadata would
 from __future__ import annotations
 
 import json
-import os
-import random
 import signal
 import subprocess
 import sys
 
 from conftest import wait_for
+from replication_helpers import (
+    TINY,
+    end_offset,
+    kill_follower_mid_copy_and_resume,
+    lines,
+    two_partitions_of_tiny_segments,
+)
 from serve_fixtures import start_serve
-from test_cli_replicate import TINY, assert_identical, end_offset, lines
 
 import fslog
 from fslog.replication.network import NetworkLeader
@@ -87,31 +91,11 @@ def test_a_plain_consumer_copies_to_the_high_watermark_and_is_no_follower(cli, t
 
 
 def test_a_network_follower_killed_mid_fetch_resumes_with_no_gap_and_no_duplicate(cli, tmp_path):
-    cli("topic", "create", "t", "--partitions", "2", *TINY)
-    cli("produce", "t", input=lines("r", 40000))
+    two_partitions_of_tiny_segments(cli.root, 40000)
     srv = start_serve(cli)
-    b = tmp_path / "b"
-    rng = random.Random(11)
     try:
-        for trial in range(3):
-            prod = cli.popen("produce", "t", stdin=subprocess.PIPE)
-            prod.stdin.write(lines(f"live{trial}", 2000))
-            prod.stdin.flush()
-            f = cli.popen("--root", b, "replicate", "--from", srv.bootstrap)
-            parts = [b / "topics" / "t" / f"t-{p}" for p in range(2)]
-            wait_for(lambda: all(p.is_dir() for p in parts), timeout=60, what="the copy")
-            wait_for(lambda: sum(len(os.listdir(p)) for p in parts) > rng.randint(3, 40),
-                     timeout=60, interval=0.001, what="some segments")
-            f.send_signal(signal.SIGKILL)
-            f.wait(timeout=10)
-            prod.stdin.close()
-            assert prod.wait(timeout=60) == 0
-        cli("--root", b, "replicate", "--from", srv.bootstrap, "--once")
-        assert_identical(cli.root, b, "t", 2)
-        cli("--root", b, "verify")
-        got = cli("--root", b, "consume", "t", "--format", "%p %o %s").stdout.splitlines()
-        want = cli("consume", "t", "--format", "%p %o %s").stdout.splitlines()
-        assert got == want and len(got) == 46000
+        kill_follower_mid_copy_and_resume(cli, cli.root, tmp_path / "b", srv.bootstrap,
+                                          records=40000, live=2000, most_segments=40, seed=11)
     finally:
         srv.stop()
 

@@ -111,8 +111,12 @@ class Server:
         try:
             # On a follower root (fslog replicate): take over as leader, with a new leader
             # epoch, as Kafka's leader election would (refuses while a follower runs).
-            from ..storage.replica import promote
+            # On a leader root: a new leader epoch as well (every start is an election): a
+            # follower that copied records this root lost in a crash truncates them.
+            from ..storage.replica import begin_leader_epochs, promote
             promoted = await self.run_blocking(promote, self.log.root)
+            if not promoted:
+                await self.run_blocking(begin_leader_epochs, self.log.root)
         except BaseException:
             self._registration.close()
             raise

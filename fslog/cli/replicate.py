@@ -73,7 +73,7 @@ def replicate(
 ) -> None:
     import signal
 
-    from ..errors import FslogError
+    from ..errors import FslogError, LeaderUnavailableError
     from ..replication.follower import Follower
     from .common import open_log
     from .output import err, print_json
@@ -98,11 +98,17 @@ def replicate(
     try:
         if follow:
             say(f"following {leader.describe()} into {log.root} (SIGTERM or Ctrl-C stops)")
-            follower.run_pass()
-            s = follower.summary()
-            say(f"caught up: {s['offsets_copied']} offsets in {len(s['partitions'])} "
-                f"partitions copied; following")
-            follower.follow(stop)
+            down = False
+            try:
+                follower.run_pass()
+            except LeaderUnavailableError as e:  # gone meanwhile: retried, as later on
+                follower.leader_lost(e)
+                down = True
+            else:
+                s = follower.summary()
+                say(f"caught up: {s['offsets_copied']} offsets in {len(s['partitions'])} "
+                    f"partitions copied; following")
+            follower.follow(stop, down=down)
         else:
             follower.run_pass()
     except FslogError:

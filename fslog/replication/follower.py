@@ -165,7 +165,18 @@ class Follower:
             write_follower_state(self.log.root, self._state)
             self._written = now
 
-    def follow(self, stop: threading.Event, interval: float = 0.5) -> None:
+    def leader_lost(self, error: LeaderUnavailableError) -> None:
+        """The leader could not be reached (``error``): an "unavailable" event says so,
+        and every partition is checked against the leader's epochs again before anything
+        more is appended to it — the leader may come back restarted, having lost records
+        this log copied (appended there, not yet fsynced). ``follow`` calls it; call it
+        when a pass of your own failed so, then ``follow(stop, down=True)``."""
+        self.on_event({"event": "unavailable", "message": f"{error}; retrying every second"})
+        for ps in self._pstate.values():
+            ps.checked = False
+        self.source.close()
+
+    def follow(self, stop: threading.Event, interval: float = 0.5, down: bool = False) -> None:
         """Passes until ``stop``; a leader that cannot be reached is retried every second
         (an "unavailable" event says so once, a "reconnected" event when it is back).
 
@@ -176,8 +187,8 @@ class Follower:
         reports the new durable position (what acks=all waits for). A leader that has a
         ``twin`` (a network leader) is asked what a full pass needs by a metadata thread
         on connections of its own; the pass applies its answers (after a failure of that
-        thread, or while the leader is unreachable, the pass asks itself)."""
-        down = False
+        thread, or while the leader is unreachable, the pass asks itself). ``down``: the
+        leader was found unreachable already (``leader_lost``)."""
         fetcher = getattr(self.source, "fetch_many", None)
         asker = _MetadataThread(self, interval) if hasattr(self.source, "twin") else None
         try:
@@ -198,17 +209,15 @@ class Follower:
                                           asker.fresh if asker is not None else None)
                 except LeaderUnavailableError as e:
                     if not down:
-                        self.on_event({"event": "unavailable", "message":
-                                       f"{e}; retrying every second"})
+                        self.leader_lost(e)
+                    else:
+                        self.source.close()
                     down = True
-                    self.source.close()
                     stop.wait(1.0)
                     continue
                 if down:
                     self.on_event({"event": "reconnected", "message":
                                    f"{self.source.describe()}: reachable again; following"})
-                    for ps in self._pstate.values():
-                        ps.checked = False  # a restarted leader may have a new epoch
                     down = False
                     continue
                 if stop.is_set():

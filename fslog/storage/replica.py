@@ -373,7 +373,6 @@ def promote(root: str) -> list[dict]:
     ``fslog promote`` calls it; ``fslog serve`` calls it when it starts on a follower root
     (Kafka's leader election, made explicit). Returns one {"topic", "partition",
     "epoch", "start_offset"} per partition."""
-    from .topic import Topic
     if read_follower_state(root) is None:
         return []
     lock = replicate_lock(root)
@@ -382,25 +381,39 @@ def promote(root: str) -> list[dict]:
         raise FslogError(f"{root}: 'fslog replicate' is still running on this root ({who}): "
                          f"stop it first, then promote")
     try:
-        out = []
-        tdir = files.topics_dir(root)
-        names = sorted(os.listdir(tdir)) if os.path.isdir(tdir) else []
-        for name in names:
-            try:
-                topic = Topic(root, name)
-            except FslogError:
-                continue
-            for p in topic.partitions():
-                if not os.path.isdir(p.path):
-                    continue
-                epoch = leader_epoch.begin_leadership(p)
-                out.append({"topic": name, "partition": p.number, "epoch": epoch,
-                            "start_offset": p.end_offset()})
+        out = begin_leader_epochs(root)
         os.unlink(follower_marker_path(root))
         files.fsync_dir(root)
         return out
     finally:
         lock.release()
+
+
+def begin_leader_epochs(root: str) -> list[dict]:
+    """A new leader epoch on every partition of the root, from its log-end offset
+    (``leader_epoch.begin_leadership``). ``promote`` calls it, and ``fslog serve`` on
+    every start as a leader: a leader restarted after a crash may have lost records a
+    follower had already copied (appended, not yet fsynced here); what it writes from now
+    on carries the new epoch, so that follower, asking where its epoch ended here
+    (OffsetForLeaderEpoch), truncates exactly what this log lost and never keeps a tail
+    that differs from the leader's. Returns one {"topic", "partition", "epoch",
+    "start_offset"} per partition."""
+    from .topic import Topic
+    out = []
+    tdir = files.topics_dir(root)
+    names = sorted(os.listdir(tdir)) if os.path.isdir(tdir) else []
+    for name in names:
+        try:
+            topic = Topic(root, name)
+        except FslogError:
+            continue
+        for p in topic.partitions():
+            if not os.path.isdir(p.path):
+                continue
+            epoch = leader_epoch.begin_leadership(p)
+            out.append({"topic": name, "partition": p.number, "epoch": epoch,
+                        "start_offset": p.end_offset()})
+    return out
 
 
 def now_ms() -> int:
