@@ -101,6 +101,9 @@ KEYS: dict[str, ConfigKey] = {k.name: k for k in [
               "hold a batch before it is acknowledged"),
     ConfigKey("log.cleaner.dedupe.buffer.size", 128 << 20, _int(1 << 16),
               "memory for compaction's offset map (more keys: several passes)"),
+    ConfigKey("log.cleaner.backoff.ms", 15000, _int(0),
+              "a roll within this many ms of a partition's last compaction puts the next "
+              "one off to the producer's close or a later roll (0: never)"),
 ]}
 
 

@@ -13,8 +13,9 @@ through the library (``fslog.Log(root)``).
   process started this way is killed at teardown if still running.
 - ``cli``: the object behind both, with helpers (``log()``, ``records()``, ``values()``).
 
-The suite starts ``fslog`` thousands of times: ``pytest_configure`` byte-compiles the
-package once (``PYTHONDONTWRITEBYTECODE`` in the environment would otherwise make every
+Hypothesis runs without its deadline and too-slow health check (the ``fslog`` profile):
+they fail on a busy machine. The suite starts ``fslog`` thousands of times:
+``pytest_configure`` byte-compiles the package once (``PYTHONDONTWRITEBYTECODE`` in the environment would otherwise make every
 child process compile every module it imports, ~0.1 s of CPU each), and the slowest
 tests (``@pytest.mark.slow``) run first so that pytest-xdist does not end on one of them.
 """
@@ -29,6 +30,14 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+
+# Hypothesis's deadline (200 ms an example) and its too-slow health check are timing
+# asserts: a busy machine fails them (seen at load 10). No test here depends on speed.
+hypothesis_settings.register_profile("fslog", deadline=None,
+                                     suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings.load_profile("fslog")
 
 
 def _fslog_command() -> list[str]:

@@ -278,6 +278,76 @@ def test_dirty_ratio_decides_when_compaction_runs(tmp_path):
     assert res["compaction"]["ran"] == (ratio > 0.5)
 
 
+def _produce_until_rolls(p, producer, key_base, rolls):
+    """Send keyed records through an open producer until the partition rolled ``rolls``
+    more times."""
+    want = len(p.segment_bases()) + rolls
+    i = 0
+    while len(p.segment_bases()) < want:
+        producer.send(b"v%d" % i + b"-" * 40, key=b"k%02d" % ((key_base + i) % 7), timestamp=NOW)
+        producer.flush()
+        i += 1
+
+
+def test_rolls_within_the_backoff_put_compaction_off_to_the_close(tmp_path, monkeypatch):
+    # log.cleaner.backoff.ms: the first due roll compacts; later rolls within the backoff
+    # of that compaction leave the dirty part (a burst costs one compaction, not one a
+    # roll), and the producer's close compacts what it put off
+    monkeypatch.setenv("FSLOG_CLEANER", "inline")  # (the compactions in this process)
+    log = make(tmp_path, **{"cleanup.policy": "compact", "log.cleaner.backoff.ms": 600_000})
+    with log.producer("t", background=False) as producer:
+        p = producer.topic.partition(0)
+        _produce_until_rolls(p, producer, 0, 2)
+        first = cleaner.read_checkpoint(p)
+        assert first > 0  # the first roll that found compaction due ran it
+        _produce_until_rolls(p, producer, 3, 6)
+        assert cleaner.read_checkpoint(p) == first and p.clean_deferred
+        assert cleaner.dirty_ratio(p) > 0.5
+        active = p.segment_bases()[-1]
+    assert cleaner.read_checkpoint(part(log)) == active  # compacted at the close
+    assert cleaner.dirty_ratio(part(log)) == 0
+    sealed = [k for o, k, _v in read(log) if o < active]
+    assert sealed and len(sealed) == len(set(sealed))  # each key once in the sealed part
+    verify_clean(log)
+
+
+def test_with_no_backoff_every_due_roll_compacts(tmp_path, monkeypatch):
+    monkeypatch.setenv("FSLOG_CLEANER", "inline")
+    log = make(tmp_path, **{"cleanup.policy": "compact", "log.cleaner.backoff.ms": 0})
+    with log.producer("t", background=False) as producer:
+        p = producer.topic.partition(0)
+        seen = set()
+        for _ in range(4):
+            _produce_until_rolls(p, producer, 0, 2)
+            seen.add(cleaner.read_checkpoint(p))
+            assert not p.clean_deferred
+        assert len(seen) == 4  # each round's rolls compacted again
+
+
+def test_a_compaction_after_the_checkpoint_removes_older_records_of_the_clean_part(tmp_path):
+    # The offset map covers the dirty part only (from the checkpoint on); the clean part
+    # is filtered against it: a key updated after the checkpoint loses its older record
+    # there too
+    log = make(tmp_path, **{"cleanup.policy": "compact", "min.cleanable.dirty.ratio": 1.0})
+    produce(log, keyed(5, 3), flush_every=2)
+    p = part(log)
+    cleaner.clean_partition(p, now=NOW, force_compaction=True)
+    checkpoint = cleaner.read_checkpoint(p)
+    clean_part = [r for r in read(log) if r[0] < checkpoint]
+    assert any(k == b"k01" for _o, k, _v in clean_part)
+    filler = [(b"x%02d" % i, b"x" * 40, NOW) for i in range(40)]  # (other keys: rolls)
+    produce(log, [(b"k01", b"k01=new" + b"-" * 30, NOW)] * 2 + filler, flush_every=1)
+    assert cleaner.read_checkpoint(p) == checkpoint  # (no compaction in between: ratio 1.0)
+    res = cleaner.clean_partition(p, now=NOW, force_compaction=True)
+    assert res["compaction"]["ran"]
+    after = read(log)
+    active = p.segment_bases()[-1]
+    sealed_k01 = [(o, v) for o, k, v in after if k == b"k01" and o < active]
+    assert len(sealed_k01) <= 1 and all(v.startswith(b"k01=new") for _o, v in sealed_k01)
+    assert not [o for o, k, _v in after if k == b"k01" and o < checkpoint]
+    verify_clean(log)
+
+
 # ------------------------------------------------------------------ crash-safe swap
 
 def _swap_steps(tmp_path, monkeypatch, fail_at):
@@ -562,3 +632,58 @@ def test_a_background_cleaner_killed_by_a_signal_is_recorded(tmp_path):
     assert "fslog verify t" in cleaner.describe_failure("t", 0, f)
     cleaner.clean_partition(p, now=NOW, force_compaction=True)  # a compaction that succeeds
     assert cleaner.background_failure(p) is None
+
+
+def test_a_forked_background_compaction_keeps_only_the_cleaner_lock(tmp_path, monkeypatch):
+    # The forked child (what a single-threaded producer starts at a roll) is detached and
+    # holds none of the producer's descriptors but the cleaner lock: not its stdin/stdout
+    # pipes (a pipeline's reader would wait for the compaction), not its lock files (a
+    # producer killed by -9 would keep its append lock held while the compaction runs).
+    import json
+    log = make(tmp_path, **{"cleanup.policy": "compact"})
+    produce(log, keyed(3, 2))
+    p = part(log)
+    report = str(tmp_path / "child.json")
+    r, w = os.pipe()  # (a descriptor of the "producer" that the child must not keep)
+
+    def fake_background(root, topic, number, lock_fd, say=False):
+        fds = sorted(int(n) for n in os.listdir("/proc/self/fd"))
+        doc = {"fds": fds, "lock_fd": lock_fd, "session": os.getsid(0) == os.getpid(),
+               "std": [os.readlink(f"/proc/self/fd/{i}") for i in (0, 1, 2)],
+               "lock_held": False}
+        import fcntl
+        probe = os.open(os.path.join(p.path, F.CLEANER_LOCK_FILE), os.O_RDONLY)
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            doc["lock_held"] = True  # (by the descriptor inherited: another open file)
+        os.close(probe)
+        fd = os.open(report, os.O_WRONLY | os.O_CREAT, 0o644)
+        os.write(fd, json.dumps(doc).encode())
+        os.close(fd)
+        os.close(lock_fd)
+        return 0
+
+    monkeypatch.setattr(cleaner, "_background", fake_background)
+    from fslog.storage.locks import ProcessLock
+    plock = ProcessLock(os.path.join(p.path, F.CLEANER_LOCK_FILE))
+    assert plock.try_acquire()
+    child = cleaner._fork_compaction(p, plock.fd)
+    assert child is not None
+    os.close(plock.fd)
+    plock.fd = -1
+    os.close(w)
+    for _ in range(3000):  # (bounded: the child exits at once)
+        if child.poll() is not None:
+            break
+        import time
+        time.sleep(0.01)
+    assert child.returncode == 0
+    os.close(r)
+    with open(report) as f:
+        doc = json.load(f)
+    others = set(doc["fds"]) - {0, 1, 2, doc["lock_fd"]}
+    assert len(others) == 1 and doc["lock_fd"] in doc["fds"]  # (the other: the listing's own)
+    assert doc["std"] == [os.devnull] * 3 and doc["session"] and doc["lock_held"]
+    with cleaner.clean_lock(p):  # released with the child's descriptor
+        pass

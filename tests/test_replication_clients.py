@@ -17,7 +17,7 @@ import json
 import pytest
 from conftest import CLI
 from serve_fixtures import start_serve
-from test_serve_clients import CLIENTS
+from test_serve_clients import CLIENTS, KafkaJS
 
 TOPIC = "copied"
 PARTITIONS = 2
@@ -78,14 +78,16 @@ def copies(tmp_path_factory):
 
         follower("replicate", "--from", src.bootstrap, "--once", "--topics", TOPIC)
         remote("topic", "create", TOPIC, "--partitions", str(PARTITIONS))
-        to = start_serve(remote)
+        # kafkajs reads through a group of its own: no wait for more members at its join
+        to = start_serve(remote, "--group-initial-rebalance-delay-ms", "0")
         servers.append(to)
         sent = json.loads(leader("mirror", TOPIC, "--to", to.bootstrap, "--json").stdout)
         assert sent["records_sent"] == 50
         assert _expected(follower.root) == want  # the files, before any client looks
-        servers.append(start_serve(follower))
+        servers.append(start_serve(follower, "--group-initial-rebalance-delay-ms", "0"))
         yield {"leader": want, "follower": servers[-1].bootstrap, "mirror": to.bootstrap}
     finally:
+        KafkaJS.close_all()
         for s in servers:
             s.kill()
         for c in (leader, follower, remote):

@@ -18,9 +18,12 @@ import asyncio
 import base64
 import json
 import os
+import select
 import shutil
 import subprocess
+import tempfile
 import time
+import typing
 from pathlib import Path
 
 import pytest
@@ -233,7 +236,11 @@ class Kcat(Client):
 
 
 class KafkaJS(Client):
+    """kafkajs through one ``node kafkajs_client.js --lines`` process per bootstrap
+    address (node and kafkajs start once for a module's commands); ``close_all()`` at the
+    module's end."""
     name = "kafkajs"
+    _procs: dict[str, tuple[subprocess.Popen, typing.IO[bytes]]] = {}
 
     def __init__(self, bootstrap):
         node = shutil.which("node")
@@ -242,12 +249,44 @@ class KafkaJS(Client):
         self.node = node
         self.bs = bootstrap
 
-    def _run(self, cmd: dict):
-        cp = subprocess.run([self.node, str(JS_DIR / "kafkajs_client.js"),
-                             json.dumps(dict(cmd, bootstrap=self.bs))],
-                            capture_output=True, timeout=120)
-        assert cp.returncode == 0, cp.stderr.decode(errors="replace")
-        return json.loads(cp.stdout)
+    def _proc(self) -> tuple[subprocess.Popen, typing.IO[bytes]]:
+        got = self._procs.get(self.bs)
+        if got is None or got[0].poll() is not None:
+            err = tempfile.TemporaryFile()
+            p = subprocess.Popen([self.node, str(JS_DIR / "kafkajs_client.js"), "--lines"],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
+            got = self._procs[self.bs] = (p, err)
+        return got
+
+    def _run(self, cmd: dict, timeout: float = 120):
+        p, err = self._proc()
+        p.stdin.write(json.dumps(dict(cmd, bootstrap=self.bs)).encode() + b"\n")
+        p.stdin.flush()
+        ready, _, _ = select.select([p.stdout], [], [], timeout)  # a guard against a hang
+        if not ready:
+            p.kill()
+            raise AssertionError(f"kafkajs gave no answer to {cmd['op']} in {timeout} s")
+        line = p.stdout.readline()
+        if not line:
+            err.seek(0)
+            raise AssertionError(f"kafkajs ended (exit {p.wait()}) during {cmd['op']}: "
+                                 f"{err.read().decode(errors='replace')}")
+        out = json.loads(line)
+        assert "error" not in out, out["error"]
+        return out["ok"]
+
+    @classmethod
+    def close_all(cls) -> None:
+        for p, err in cls._procs.values():
+            err.close()
+            if p.poll() is None:
+                p.stdin.close()  # end of input: it exits
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(timeout=10)
+        cls._procs.clear()
 
     def metadata(self, topic):
         (t,) = self._run({"op": "metadata", "topics": [topic]})
@@ -277,8 +316,11 @@ CLIENTS = [KafkaPython, Confluent, AioKafka, Kcat, KafkaJS]
 def served(tmp_path_factory):
     """The module's root and its ``fslog serve`` (killed at the module's end)."""
     shared = CLI(tmp_path_factory.mktemp("serve-clients") / "root")
-    server = start_serve(shared)
+    # no group here is about its first join's wait for more members (kafkajs reads
+    # through a group of its own)
+    server = start_serve(shared, "--group-initial-rebalance-delay-ms", "0")
     yield shared, server
+    KafkaJS.close_all()
     server.kill()
     shared.cleanup()
 

@@ -17,7 +17,7 @@ import threading
 import time
 
 import pytest
-from serve_fixtures import in_ci, serve  # noqa: F401
+from serve_fixtures import in_ci, start_serve
 
 CLIENTS = ["kafka-python", "confluent-kafka", "aiokafka"]
 MEMBER = os.path.join(os.path.dirname(__file__), "group_member.py")
@@ -31,6 +31,16 @@ def _fetch_served() -> bool:
 
 
 pytestmark = pytest.mark.skipif(not _fetch_served(), reason="fslog serve has no Fetch yet")
+
+
+@pytest.fixture
+def serve(cli):
+    """``fslog serve`` over the test's root; an empty group's first JoinGroup does not wait
+    for more members (``--group-initial-rebalance-delay-ms 0``): no test here is about that
+    wait (test_serve_groups.py runs with it)."""
+    s = start_serve(cli, "--group-initial-rebalance-delay-ms", "0")
+    yield s
+    s.kill()
 
 
 def need(client: str) -> None:
@@ -94,7 +104,7 @@ def wait_for(predicate, what: str, timeout: float = 90, members=()):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("client", CLIENTS)
-def test_group_continues_from_cli_commits_and_back(cli, serve, client):  # noqa: F811
+def test_group_continues_from_cli_commits_and_back(cli, serve, client):
     need(client)
     cli.create("t")
     cli.produce("t", b"".join(b"r%d\n" % i for i in range(10)))
@@ -114,7 +124,7 @@ def test_group_continues_from_cli_commits_and_back(cli, serve, client):  # noqa:
 @pytest.mark.slow
 @pytest.mark.parametrize("client", CLIENTS)
 def test_two_members_split_four_partitions_and_one_takes_over_after_kill_9(
-        cli, serve, client):  # noqa: F811
+        cli, serve, client):
     need(client)
     cli.create("t4", "--partitions", "4")
     for p in range(4):
@@ -148,7 +158,7 @@ def test_two_members_split_four_partitions_and_one_takes_over_after_kill_9(
             b.kill()
 
 
-def test_kcat_balanced_consumer_continues_from_cli_commits(cli, serve):  # noqa: F811
+def test_kcat_balanced_consumer_continues_from_cli_commits(cli, serve):
     kcat = shutil.which("kcat") or shutil.which("kafkacat")
     if kcat is None:
         if in_ci():
@@ -167,7 +177,7 @@ def test_kcat_balanced_consumer_continues_from_cli_commits(cli, serve):  # noqa:
     assert d["partitions"][0]["committed"] == 6
 
 
-def test_kafkajs_group_continues_from_cli_commits_and_back(cli, serve):  # noqa: F811
+def test_kafkajs_group_continues_from_cli_commits_and_back(cli, serve):
     node = shutil.which("node")
     js = os.path.join(os.path.dirname(__file__), "js")
     if node is None or not os.path.isdir(os.path.join(js, "node_modules", "kafkajs")):
@@ -178,7 +188,7 @@ def test_kafkajs_group_continues_from_cli_commits_and_back(cli, serve):  # noqa:
     cli.produce("t", b"".join(b"j%d\n" % i for i in range(8)))
     cli.run("consume", "t", "--group", "jg", "-m", "3")
     cmd = {"op": "group", "bootstrap": serve.bootstrap, "topic": "t", "group": "jg",
-           "idle_ms": 3000}
+           "records": 5, "idle_ms": 3000}  # it leaves once it committed 5
     cp = subprocess.run([node, os.path.join(js, "kafkajs_client.js"), json.dumps(cmd)],
                         check=False, capture_output=True, timeout=120)
     assert cp.returncode == 0, cp.stderr.decode(errors="replace")

@@ -55,6 +55,7 @@ class ServeConfig:
     tls_cert: str | None = None  # PEM certificate chain; with tls_key, TLS on every connection
     tls_key: str | None = None
     sasl: bool = False  # require SASL on loopback too (always required elsewhere, unless insecure)
+    group_initial_rebalance_delay_ms: int = 3000  # Kafka's group.initial.rebalance.delay.ms
 
 
 class Server:

@@ -85,6 +85,7 @@ def serve(
     max_request_bytes: int = Option(100 << 20, "--max-request-bytes", min=1024, metavar="N", help="Close connections that send a larger request."),
     max_connections: int = Option(1000, "--max-connections", min=1, metavar="N", help="Refuse connections beyond this many (one log line each)."),
     idle_ms: int = Option(10 * 60 * 1000, "--connections-max-idle-ms", min=1, metavar="MS", help="Close connections idle for longer (Kafka's connections.max.idle.ms)."),
+    initial_delay_ms: int = Option(3000, "--group-initial-rebalance-delay-ms", min=0, metavar="MS", help="How long the first JoinGroup of an empty group waits for more members, so that members starting together land in one generation (Kafka's group.initial.rebalance.delay.ms; 0: no wait)."),
     tls_cert: str = Option(None, "--tls-cert", metavar="PEM", help="TLS certificate (with its chain) in PEM: every connection uses TLS."),
     tls_key: str = Option(None, "--tls-key", metavar="PEM", help="The private key of --tls-cert, in PEM."),
     sasl: bool = Option(False, "--sasl", help="Require SASL authentication on loopback too (always required on other addresses unless --insecure)."),
@@ -113,7 +114,8 @@ def serve(
                          auto_create_topics=not no_auto_create,
                          max_request_bytes=max_request_bytes, max_connections=max_connections,
                          idle_ms=idle_ms, insecure=insecure, tls_cert=tls_cert,
-                         tls_key=tls_key, sasl=sasl)
+                         tls_key=tls_key, sasl=sasl,
+                         group_initial_rebalance_delay_ms=initial_delay_ms)
     check_listen(config, listen)  # before the root is opened or anything is bound
     if host in ("0.0.0.0", "::") and not adv_host:
         raise UsageError(f"--listen {listen}: give --advertised-listener HOST:PORT, the "

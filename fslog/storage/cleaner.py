@@ -1,8 +1,9 @@
 """The log cleaner: retention and compaction of one partition, as Kafka's log retention
 and LogCleaner do them. Run by ``fslog clean`` (``clean_partition``) and by a producer
 right after it rolls a segment (``clean_after_roll``: retention there, compaction in a
-background process, ``python -m fslog.storage.cleaner``, that inherits the cleaner
-lock), so no daemon is needed and no producer waits for a compaction.
+background process that inherits the cleaner lock: forked from a single-threaded
+producer, ``python -m fslog.storage.cleaner`` otherwise; nice +10), so no daemon is
+needed and no producer waits for a compaction.
 
 Retention (``cleanup.policy`` includes ``delete``): whole sealed segments are deleted,
 oldest first, while the oldest one's newest record is more than ``retention.ms`` old, or
@@ -946,13 +947,16 @@ def clean_after_roll(partition) -> None:
     """The roll hook a ``Topic`` installs on its partitions: after a producer rolls a
     segment, clean unless another process is at it. Retention runs here (it looks at file
     sizes and one time index: cheap); compaction, when the dirty ratio calls for it, runs
-    in a background process (``python -m fslog.storage.cleaner``) that inherits the
-    cleaner lock taken here, so the producer never waits for it and no other clean can
+    in a background process (``_spawn_compaction``) that inherits the cleaner lock taken
+    here, so the producer never waits for it and no other clean can
     slip in between. A failure here raises; the partition keeps it in ``clean_errors``
     (the append is done and acknowledged) for the caller to report. A failure of the
     background compaction is kept in ``cleaner-error.json`` (``background_failure``),
     which ``fslog status``, ``fslog verify`` and ``fslog produce`` report until a
-    compaction of the partition succeeds."""
+    compaction of the partition succeeds. Within ``log.cleaner.backoff.ms`` of the
+    partition's last compaction a roll puts it off (``partition.clean_deferred``): the
+    partition's ``close`` calls this once more, with ``partition.closing`` set, and then
+    it runs whatever the backoff."""
     plock = ProcessLock(os.path.join(partition.path, files.CLEANER_LOCK_FILE))
     if not plock.try_acquire():
         return
@@ -963,9 +967,11 @@ def clean_after_roll(partition) -> None:
         if "delete" in str(config.get("cleanup.policy")):
             apply_retention(partition, config, now_ms())
         if config.compacted and compaction_due(partition, config):
-            handed = _spawn_compaction(partition, plock.fd)
-            if not handed:
-                compact(partition, config, now_ms(), helper=False)
+            partition.clean_deferred = not partition.closing and _backing_off(partition, config)
+            if not partition.clean_deferred:
+                handed = _spawn_compaction(partition, plock.fd)
+                if not handed:
+                    compact(partition, config, now_ms(), helper=False)
     finally:
         if handed:
             os.close(plock.fd)  # (no unlock: the child's copy of the descriptor holds it)
@@ -974,14 +980,40 @@ def clean_after_roll(partition) -> None:
             plock.release()
 
 
+def _backing_off(partition, config) -> bool:
+    """Did the partition's last compaction end less than ``log.cleaner.backoff.ms`` ago
+    (the time its checkpoint was written)? Then a roll puts the next one off."""
+    backoff = config.get("log.cleaner.backoff.ms")
+    if backoff <= 0:
+        return False
+    try:
+        written = os.stat(os.path.join(partition.path, files.CLEANER_CHECKPOINT_FILE)).st_mtime_ns
+    except OSError:
+        return False  # never compacted (or unreadable: compaction rewrites it)
+    import time
+    return 0 <= time.time_ns() - written < backoff * 1_000_000
+
+
 def _spawn_compaction(partition, lock_fd: int) -> bool:
-    """Start ``python -m fslog.storage.cleaner`` on this partition, handing it the cleaner
-    lock (an flock belongs to the open file, which the child inherits). False if no
-    interpreter can be started (then the caller compacts inline)."""
+    """Start the background compaction of this partition, handing it the cleaner lock (an
+    flock belongs to the open file, which the child inherits). A single-threaded process
+    forks (``_fork_compaction``: the child has fslog loaded already, so it starts at once);
+    one with threads (a forked copy of it could inherit a lock held by another thread)
+    starts ``python -m fslog.storage.cleaner``. False if neither can be started (then the
+    caller compacts inline)."""
     import subprocess
     import sys
+    import threading
     _reap()
-    if not sys.executable or os.environ.get("FSLOG_CLEANER") == "inline":
+    how = os.environ.get("FSLOG_CLEANER", "")
+    if how == "inline":
+        return False
+    if how != "exec" and threading.active_count() == 1:
+        child: Any = _fork_compaction(partition, lock_fd)
+        if child is not None:
+            _BACKGROUND.append((child, partition.path))
+            return True
+    if not sys.executable:
         return False
     try:
         child = subprocess.Popen(
@@ -993,6 +1025,61 @@ def _spawn_compaction(partition, lock_fd: int) -> bool:
         return False
     _BACKGROUND.append((child, partition.path))
     return True
+
+
+class _Forked:
+    """A forked background compaction, as ``_reap`` sees it (``pid``, ``poll()``, and
+    ``returncode``: negative for a signal, as subprocess has it)."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # (reaped by someone else: its end is unknown)
+                self.returncode = 0
+                return 0
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+
+def _fork_compaction(partition, lock_fd: int) -> _Forked | None:
+    """Fork a child that compacts the partition and exits (``_background``), or None if
+    fork fails. The child is detached (its own session, stdin/stdout/stderr on
+    /dev/null) and keeps only the cleaner lock of the descriptors it inherits: neither a
+    pipe of the producer's nor one of its lock files stays open after the producer is
+    done. It touches no object of the producer's (it opens the partition anew, the
+    garbage collector is off so that nothing of the producer's is finalized) and leaves
+    by ``os._exit``: the producer's buffers are neither flushed nor closed by it."""
+    try:
+        pid = os.fork()
+    except OSError:
+        return None
+    if pid:
+        return _Forked(pid)
+    code = 1
+    try:
+        import gc
+        import signal
+        gc.disable()
+        os.setsid()
+        if lock_fd < 3:  # (the producer started without a stdin, say: keep it off 0-2)
+            import fcntl
+            lock_fd = fcntl.fcntl(lock_fd, fcntl.F_DUPFD, 3)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.closerange(3, lock_fd)
+        os.closerange(lock_fd + 1, max(lock_fd + 1, os.sysconf("SC_OPEN_MAX")))
+        code = _background(partition.root, partition.topic, partition.number, lock_fd)
+    finally:
+        os._exit(code)
 
 
 def _reap() -> None:
@@ -1015,22 +1102,24 @@ def wait_for_background(partition) -> None:
         pass
 
 
-def _main(argv: list[str]) -> int:
-    """The background compaction: ``--lock-fd N ROOT TOPIC PARTITION``, run with the
-    cleaner lock already held through descriptor N."""
-    import argparse
+# The background compaction runs this much nicer than the producer that started it: on
+# a busy machine the producer keeps its share of the CPU and the compaction takes what is
+# left (as Kafka's cleaner threads are throttled so as not to slow the brokers' appends).
+BACKGROUND_NICE = 10
 
+
+def _background(root: str, topic: str, number: int, lock_fd: int, say: bool = False) -> int:
+    """The background compaction of one partition, with the cleaner lock already held
+    through descriptor ``lock_fd`` (closed at the end). A failure is recorded in
+    ``cleaner-error.json`` (and, ``say``, said on stderr); returns the exit status."""
     from .partition import Partition
-    ap = argparse.ArgumentParser(prog="python -m fslog.storage.cleaner")
-    ap.add_argument("--lock-fd", type=int, required=True)
-    ap.add_argument("root")
-    ap.add_argument("topic")
-    ap.add_argument("partition", type=int)
-    args = ap.parse_args(argv)
-    directory = files.partition_dir(args.root, args.topic, args.partition)
+    directory = files.partition_dir(root, topic, number)
     try:
-        partition = Partition(args.root, args.topic, args.partition,
-                              TopicConfig(read_topic_meta(args.root, args.topic)[1]))
+        os.nice(BACKGROUND_NICE)
+    except OSError:
+        pass
+    try:
+        partition = Partition(root, topic, number, TopicConfig(read_topic_meta(root, topic)[1]))
         directory = partition.path
         config = _current_config(partition)
         if config.compacted:
@@ -1042,11 +1131,24 @@ def _main(argv: list[str]) -> int:
         why = str(e) if isinstance(e, (FslogError, OSError)) else f"{type(e).__name__}: {e}"
         if os.path.isdir(directory):
             _record_failure(directory, why)  # for status, verify and the next produce
-        print(f"fslog: background compaction of {args.topic}/{args.partition}: {why}",
-              file=sys.stderr)
+        if say:
+            print(f"fslog: background compaction of {topic}/{number}: {why}", file=sys.stderr)
         return 1
     finally:
-        os.close(args.lock_fd)
+        os.close(lock_fd)
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m fslog.storage.cleaner --lock-fd N ROOT TOPIC PARTITION``: the
+    background compaction started by a process with threads (``_spawn_compaction``)."""
+    import argparse
+    ap = argparse.ArgumentParser(prog="python -m fslog.storage.cleaner")
+    ap.add_argument("--lock-fd", type=int, required=True)
+    ap.add_argument("root")
+    ap.add_argument("topic")
+    ap.add_argument("partition", type=int)
+    args = ap.parse_args(argv)
+    return _background(args.root, args.topic, args.partition, args.lock_fd, say=True)
 
 
 if __name__ == "__main__":

@@ -56,6 +56,10 @@ class Partition:
         self.on_roll = on_roll
         # Failures of ``on_roll`` (the append itself succeeded): the CLI reports them.
         self.clean_errors: list[Exception] = []
+        # ``on_roll`` put a compaction off (log.cleaner.backoff.ms): ``close`` calls it once
+        # more, with ``closing`` set, so that what this writer appended gets compacted.
+        self.clean_deferred = False
+        self.closing = False
         # Torn tails this object's writers truncated (dicts: path, position, bytes, offset):
         # the CLI reports them, so that data loss is never silent.
         self.repairs: list[dict] = []
@@ -322,3 +326,12 @@ class Partition:
             self._retire(self._writer)
             self._writer = None
         self.sync()
+        if self.clean_deferred and self.on_roll is not None:
+            self.clean_deferred = False
+            self.closing = True
+            try:
+                self.on_roll(self)
+            except (FslogError, OSError) as e:
+                self.clean_errors.append(e)
+            finally:
+                self.closing = False

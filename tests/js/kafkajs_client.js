@@ -1,8 +1,12 @@
-// A kafkajs client for tests/test_serve_clients.py: one JSON command in argv, one JSON
-// result on stdout. Commands: metadata, produce (keyed, idempotent), consume (one
-// partition from an offset, until N records or a timeout; with headers and timestamps),
-// group (a group member from committed offsets).
+// A kafkajs client for the tests: one JSON command in argv, one JSON result on stdout; or,
+// with --lines, one JSON command a line on stdin and one JSON line per command on stdout,
+// {"ok": result} or {"error": message}, until stdin ends (one node start for a module's
+// commands). Commands: metadata, produce (keyed, idempotent), consume (one partition from
+// an offset, until N records or a timeout; with headers and timestamps), group (a group
+// member from committed offsets). Each command makes its own client and disconnects it.
 const { Kafka, logLevel } = require("kafkajs");
+
+let consumers = 0;  // a group id of its own for each consume command
 
 // A record's headers as [key, base64 value] pairs (kafkajs groups a repeated key's values
 // in an array, in order).
@@ -14,8 +18,7 @@ function headerPairs(headers) {
   return out;
 }
 
-async function main() {
-  const cmd = JSON.parse(process.argv[2]);
+async function run(cmd) {
   const kafka = new Kafka({ clientId: "fslog-test", brokers: [cmd.bootstrap], logLevel: logLevel.ERROR,
                             retry: { retries: 3 } });
   if (cmd.op === "metadata") {
@@ -34,7 +37,7 @@ async function main() {
     return res.map(r => ({ partition: r.partition, baseOffset: Number(r.baseOffset), errorCode: r.errorCode }));
   }
   if (cmd.op === "consume") {
-    const consumer = kafka.consumer({ groupId: "unused-" + Date.now() });
+    const consumer = kafka.consumer({ groupId: `unused-${process.pid}-${Date.now()}-${consumers++}` });
     const got = [];
     // Without a group coordinator: read with the low-level fetch via a consumer seek.
     await consumer.connect();
@@ -55,7 +58,8 @@ async function main() {
   }
   if (cmd.op === "group") {
     // A group member: from the group's committed offsets, committing each record, until
-    // idle_ms pass without a record; then it leaves the group.
+    // it committed cmd.records (if given) or idle_ms pass without a record; then it
+    // leaves the group.
     const consumer = kafka.consumer({ groupId: cmd.group, sessionTimeout: 6000, heartbeatInterval: 500 });
     const got = [];
     await consumer.connect();
@@ -66,7 +70,8 @@ async function main() {
         got.push({ partition, offset: Number(message.offset), value: message.value && message.value.toString() });
         await consumer.commitOffsets([{ topic, partition, offset: String(Number(message.offset) + 1) }]);
         clearTimeout(timer);
-        timer = setTimeout(resolve, cmd.idle_ms || 3000);
+        if (cmd.records !== undefined && got.length >= cmd.records) resolve();
+        else timer = setTimeout(resolve, cmd.idle_ms || 3000);
       } });
     });
     await consumer.disconnect();
@@ -75,5 +80,25 @@ async function main() {
   throw new Error("unknown op " + cmd.op);
 }
 
-main().then(r => { process.stdout.write(JSON.stringify(r) + "\n"); process.exit(0); })
-      .catch(e => { process.stderr.write(String(e && e.stack || e) + "\n"); process.exit(1); });
+async function lines() {
+  const rl = require("readline").createInterface({ input: process.stdin, crlfDelay: Infinity });
+  for await (const line of rl) {
+    if (!line.trim()) continue;
+    let out;
+    try {
+      out = { ok: await run(JSON.parse(line)) };
+    } catch (e) {
+      out = { error: String(e && e.stack || e) };
+    }
+    process.stdout.write(JSON.stringify(out) + "\n");
+  }
+}
+
+if (process.argv[2] === "--lines") {
+  lines().then(() => process.exit(0))
+         .catch(e => { process.stderr.write(String(e && e.stack || e) + "\n"); process.exit(1); });
+} else {
+  run(JSON.parse(process.argv[2]))
+    .then(r => { process.stdout.write(JSON.stringify(r) + "\n"); process.exit(0); })
+    .catch(e => { process.stderr.write(String(e && e.stack || e) + "\n"); process.exit(1); });
+}
