@@ -35,6 +35,11 @@ def _log_bytes(root) -> bytes | None:
     return out
 
 
+def _epochs(root) -> list[tuple[int, int]]:
+    from fslog.storage import leader_epoch
+    return leader_epoch.entries(fslog.Log(str(root)).topic(TOPIC).partition(0))
+
+
 def _produce(bootstrap: str, values: list[bytes]) -> None:
     """One batch per record (acks=1: the leader answers without waiting for followers)."""
     from confluent_kafka import Producer
@@ -92,8 +97,10 @@ def test_a_follower_drops_what_a_restarted_leader_lost_and_never_keeps_a_diverge
             _produce(srv.bootstrap, [b"new-%02d" % i for i in range(25)])
         finally:
             f.send_signal(signal.SIGCONT)
+        # (the follower notes a new epoch in its checkpoint just after appending the batch)
         try:
-            wait_for(lambda: _log_bytes(b) == _log_bytes(a), timeout=60, interval=0.02,
+            wait_for(lambda: _log_bytes(b) == _log_bytes(a) and _epochs(b) == _epochs(a),
+                     timeout=60, interval=0.02,
                      what="the follower to be byte-identical to the restarted leader")
         except AssertionError as e:
             raise AssertionError(f"{e}; the follower said:\n{err_path.read_text()}") from None
@@ -106,11 +113,7 @@ def test_a_follower_drops_what_a_restarted_leader_lost_and_never_keeps_a_diverge
             r.close()
         assert values == [b"old-%02d" % i for i in range(20)] + [b"new-%02d" % i for i in range(25)]
         # the restarted leader wrote in a new epoch, from where its log ended
-        from fslog.storage import leader_epoch
-        pa = fslog.Log(str(a)).topic(TOPIC).partition(0)
-        pb = fslog.Log(str(b)).topic(TOPIC).partition(0)
-        assert leader_epoch.entries(pa)[-1] == (2, 20)
-        assert leader_epoch.entries(pb) == leader_epoch.entries(pa)
+        assert _epochs(a)[-1] == (2, 20)
         f.send_signal(signal.SIGTERM)
         assert f.wait(timeout=60) == 0, err_path.read_text()
         assert srv.stop() == 0

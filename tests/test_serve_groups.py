@@ -12,10 +12,27 @@ import time
 import pytest
 from group_wire import WireClient, nested
 from kio.schema.errors import ErrorCode
-from serve_fixtures import serve  # noqa: F401
+from serve_fixtures import start_serve
 
 JOIN, SYNC, HEARTBEAT, LEAVE, COMMIT, FETCH, FIND = 11, 14, 12, 13, 8, 9, 10
 SESSION = datetime.timedelta(milliseconds=6000)  # Kafka's group.min.session.timeout.ms
+
+
+@pytest.fixture
+def serve(cli):
+    """``fslog serve`` over the test's root, where an empty group's first JoinGroup does
+    not wait for more members (``--group-initial-rebalance-delay-ms 0``)."""
+    s = start_serve(cli, "--group-initial-rebalance-delay-ms", "0")
+    yield s
+    s.kill()
+
+
+@pytest.fixture
+def kafka_serve(cli):
+    """``fslog serve`` with Kafka's defaults (an empty group's first join waits 3 s)."""
+    s = start_serve(cli)
+    yield s
+    s.kill()
 
 
 def subscription(*topics: str) -> bytes:
@@ -109,7 +126,7 @@ def members_of(cli, group: str) -> list:
     return json.loads(r.stdout)["members"] if r.returncode == 0 else []
 
 
-def test_find_coordinator_names_this_server(cli, serve):  # noqa: F811
+def test_find_coordinator_names_this_server(cli, serve):
     c = WireClient(serve.port)
     r = c.call(FIND, 3, key="g", key_type=0)
     assert (r.error_code, r.host, r.port) == (ErrorCode.none, "127.0.0.1", serve.port)
@@ -117,7 +134,8 @@ def test_find_coordinator_names_this_server(cli, serve):  # noqa: F811
     assert [(x.key, x.port) for x in r4.coordinators] == [("a", serve.port), ("b", serve.port)]
 
 
-def test_classic_protocol_join_sync_heartbeat_rebalance_expiry(cli, serve):  # noqa: F811
+def test_classic_protocol_join_sync_heartbeat_rebalance_expiry(cli, kafka_serve):
+    serve = kafka_serve
     cli.create("t", "--partitions", "4")
     a, b = WireClient(serve.port, "a"), WireClient(serve.port, "b")
     # v4+: an empty member id gets MEMBER_ID_REQUIRED and an id to join with
@@ -181,7 +199,7 @@ def nested_sync(c: WireClient, group: str, generation: int, member_id: str):
                protocol_type="consumer", protocol_name="range", assignments=())
 
 
-def test_offsets_are_the_cli_groups_files(cli, serve):  # noqa: F811
+def test_offsets_are_the_cli_groups_files(cli, serve):
     cli.create("t")
     cli.produce("t", b"".join(b"r%d\n" % i for i in range(10)))
     # the CLI commits first: a network client reads that offset
@@ -217,7 +235,7 @@ def test_offsets_are_the_cli_groups_files(cli, serve):  # noqa: F811
             for p in t.partitions} == {("t", 0): 10}
 
 
-def test_a_client_outside_the_group_commits_only_while_no_member_reads(cli, serve):  # noqa: F811
+def test_a_client_outside_the_group_commits_only_while_no_member_reads(cli, serve):
     cli.create("t")
     c = WireClient(serve.port)
     assert commit(c, "simple", -1, "", "t", {0: 0}) == {0: ErrorCode.none}
@@ -225,7 +243,7 @@ def test_a_client_outside_the_group_commits_only_while_no_member_reads(cli, serv
         "partitions"][0]["committed"] == 0
 
 
-def test_network_clients_are_refused_a_group_the_cli_reads(cli, serve):  # noqa: F811
+def test_network_clients_are_refused_a_group_the_cli_reads(cli, serve):
     cli.create("t")
     member = cli.popen("consume", "t", "--group", "mixed", "--follow")
     try:
@@ -243,7 +261,7 @@ def test_network_clients_are_refused_a_group_the_cli_reads(cli, serve):  # noqa:
     assert join(c, "mixed").error_code == ErrorCode.none
 
 
-def test_the_cli_is_refused_a_group_of_network_clients(cli, serve):  # noqa: F811
+def test_the_cli_is_refused_a_group_of_network_clients(cli, serve):
     cli.create("t")
     c = WireClient(serve.port)
     # a session that outlasts the CLI runs below however busy the machine (it sends no heartbeat)
@@ -256,7 +274,7 @@ def test_the_cli_is_refused_a_group_of_network_clients(cli, serve):  # noqa: F81
     assert cli.run("group", "delete", "netgroup", check=1).stderr.count(b"network member") == 1
 
 
-def test_invalid_group_ids_and_session_timeouts(cli, serve):  # noqa: F811
+def test_invalid_group_ids_and_session_timeouts(cli, serve):
     c = WireClient(serve.port)
     r = c.call(JOIN, 7, **_fields(join_request(c, "no/slash")))
     assert r.error_code == ErrorCode.invalid_group_id
@@ -266,7 +284,7 @@ def test_invalid_group_ids_and_session_timeouts(cli, serve):  # noqa: F811
 
 
 @pytest.mark.parametrize("version", [0, 3])
-def test_old_join_versions_get_a_member_id_at_once(cli, serve, version):  # noqa: F811
+def test_old_join_versions_get_a_member_id_at_once(cli, serve, version):
     c = WireClient(serve.port)
     cls, _ = c.request(JOIN, version, group_id="old", session_timeout=SESSION, member_id="",
                        protocol_type="consumer", protocols=())

@@ -55,11 +55,13 @@ def templates() -> list[bytes]:
 
 
 def _exchange(bootstrap: str, data: bytes) -> None:
-    """Send ``data``, read whatever comes back for a moment, close."""
+    """Send ``data`` and the end of input, read whatever comes back until the server
+    closes (or for a moment, 0.3 s), close."""
     host, port = bootstrap.rsplit(":", 1)
     s = socket.create_connection((host, int(port)), timeout=5)
     try:
         s.sendall(data)
+        s.shutdown(socket.SHUT_WR)  # the server reads to the end and closes: no wait
         s.settimeout(0.3)
         try:
             while s.recv(65536):

@@ -17,6 +17,7 @@ import ssl
 import stat
 import struct
 import subprocess
+import time
 
 import pytest
 from conftest import stderr_lines, wait_for
@@ -392,6 +393,30 @@ def _confluent_topics(port: int, conf: dict, timeout: float = 30):
         return e, errors
 
 
+def _confluent_refused(port: int, conf: dict, until=bool, timeout: float = 60):
+    """A client the server refuses: it asks for the topics again and again (0.5 s each)
+    until ``until(errors so far)`` holds (any error by default; ``timeout`` only guards
+    against a hang), instead of waiting out one long timeout. The same (result, errors)
+    as ``_confluent_topics``: a KafkaException, or the topics if it ever got them."""
+    from confluent_kafka.admin import AdminClient
+    errors: list = []
+    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}", "error_cb": errors.append,
+                         "reconnect.backoff.ms": 2000, "reconnect.backoff.max.ms": 10000,
+                         "log_level": 0, **conf})
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return set(admin.list_topics(timeout=0.5).topics), errors
+        except confluent_kafka.KafkaException as e:
+            admin.poll(0.1)  # delivers the errors to error_cb
+            if until(errors) or time.monotonic() > deadline:
+                return e, errors
+
+
+def _authentication_failed(errors) -> bool:
+    return any(e.code() == confluent_kafka.KafkaError._AUTHENTICATION for e in errors)
+
+
 def _sasl_conf(mechanism, password=PASSWORD, cafile=None) -> dict:
     conf = {"security.protocol": "SASL_SSL" if cafile else "SASL_PLAINTEXT",
             "sasl.mechanisms": mechanism, "sasl.username": "alice", "sasl.password": password}
@@ -401,8 +426,8 @@ def _sasl_conf(mechanism, password=PASSWORD, cafile=None) -> dict:
 
 
 def _at_once(*calls):
-    """Run ``calls`` (each with a client of its own, mostly waiting on the network; a
-    refused client waits out its timeout) in threads; their results, in order."""
+    """Run ``calls`` (each with a client of its own, mostly waiting on the network) in
+    threads; their results, in order."""
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(len(calls)) as ex:
         futures = [ex.submit(c) for c in calls]
@@ -426,16 +451,17 @@ def test_confluent_scram_and_wrong_password(cli):
         sha256, sha512, wrong, no_sasl, plain = _at_once(
             lambda: _confluent_topics(port, _sasl_conf("SCRAM-SHA-256")),
             lambda: _confluent_topics(port, _sasl_conf("SCRAM-SHA-512")),
-            lambda: _confluent_topics(port, _sasl_conf("SCRAM-SHA-256", "wrong"), timeout=10),
+            lambda: _confluent_refused(port, _sasl_conf("SCRAM-SHA-256", "wrong"),
+                                       until=_authentication_failed),
             # a client without SASL: its first request past ApiVersions closes the connection
-            lambda: _confluent_topics(port, {}, timeout=10),
+            lambda: _confluent_refused(port, {}),
             # PLAIN without TLS is not offered (no --insecure)
-            lambda: _confluent_topics(port, _sasl_conf("PLAIN"), timeout=10))
+            lambda: _confluent_refused(port, _sasl_conf("PLAIN")))
         for mechanism, (topics, _) in (("SCRAM-SHA-256", sha256), ("SCRAM-SHA-512", sha512)):
             assert "orders" in topics, (mechanism, topics)
             server.wait_until(f"authenticated as alice ({mechanism})")
         errors = _refused(wrong)
-        assert any(e.code() == confluent_kafka.KafkaError._AUTHENTICATION for e in errors), errors
+        assert _authentication_failed(errors), errors
         server.wait_until("Authentication failed: invalid credentials for user 'alice' "
                           "(SCRAM-SHA-256)")
         _refused(no_sasl)
@@ -463,8 +489,7 @@ def test_tls_with_sasl_for_every_client(cli, tls_files):
             *[lambda m=m: _kafka_python_topics(
                 server.port, security_protocol="SASL_SSL", ssl_cafile=cert, sasl_mechanism=m,
                 sasl_plain_username="alice", sasl_plain_password=PASSWORD) for m in mechanisms],
-            lambda: _confluent_topics(server.port, _sasl_conf("PLAIN", "wrong", cert),
-                                      timeout=10))
+            lambda: _confluent_refused(server.port, _sasl_conf("PLAIN", "wrong", cert)))
         for mechanism, topics in zip(mechanisms * 2, listed):
             assert "orders" in topics, (mechanism, topics)
         wait_for(lambda: len(_server_lines(server, "authenticated as alice (PLAIN)")) >= 2,
@@ -592,11 +617,15 @@ def test_authenticated_clients_produce_and_fetch_through_tls(cli, tls_files):
             p.close(timeout=30)
         c = kafka.KafkaConsumer("orders", auto_offset_reset="earliest",
                                 consumer_timeout_ms=10000, **common)
-        try:
-            got = [m.value for m in c]
+        try:  # until the 10 records (or 10 s without one: then the assert below fails)
+            got = []
+            for m in c:
+                got.append((m.offset, m.value))
+                if len(got) == 10:
+                    break
         finally:
             c.close()
-        assert got == [f"secure-{i}".encode() for i in range(10)]
+        assert got == [(i, f"secure-{i}".encode()) for i in range(10)]
     finally:
         assert server.stop() == 0
     # the same records, read from the files by the CLI

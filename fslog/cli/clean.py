@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import List, Optional
 
-import typer
+from .params import Argument, Context, Option
 
 HELP = """Apply each topic's cleanup.policy now: delete sealed segments past retention.ms
 or retention.bytes (delete), and rewrite sealed segments keeping only the latest record
@@ -26,11 +26,11 @@ Examples:
 
 
 def clean(
-    ctx: typer.Context,
-    topics: Optional[List[str]] = typer.Argument(None, metavar="[TOPIC]...", help="Topics to clean [default: all]."),
-    compact_now: bool = typer.Option(False, "--compact-now", help="Compact compacted topics whatever their dirty ratio."),
-    json_: bool = typer.Option(False, "--json", help="Print a JSON summary of what was removed."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary or progress on stderr."),
+    ctx: Context,
+    topics: Optional[List[str]] = Argument(None, metavar="[TOPIC]...", help="Topics to clean [default: all]."),
+    compact_now: bool = Option(False, "--compact-now", help="Compact compacted topics whatever their dirty ratio."),
+    json_: bool = Option(False, "--json", help="Print a JSON summary of what was removed."),
+    quiet: bool = Option(False, "--quiet", "-q", help="No summary or progress on stderr."),
 ) -> None:
     from .common import open_log
     from .output import err, print_json
@@ -74,4 +74,4 @@ def clean(
         err(f"cleaned {len(report.partitions)} partition(s) of {len(report.topics)} topic(s): "
             f"{report.segments_deleted} segment(s) deleted, {compacted} partition(s) compacted")
     if report.errors:
-        raise typer.Exit(1)
+        raise SystemExit(1)

@@ -4,15 +4,15 @@ HOST:PORT``, ``fslog mirror --to``), declared once: the client side of ``fslog s
 
 from __future__ import annotations
 
-import typer
+from .params import Option
 
-TLS = typer.Option(False, "--tls", help="Connect with TLS, trusting the system's CAs (--tls-ca: these).")
-TLS_CA = typer.Option(None, "--tls-ca", metavar="PEM",
+TLS = Option(False, "--tls", help="Connect with TLS, trusting the system's CAs (--tls-ca: these).")
+TLS_CA = Option(None, "--tls-ca", metavar="PEM",
                       help="Connect with TLS, trusting the CA certificates in this PEM file.")
-SASL_MECHANISM = typer.Option(None, "--sasl-mechanism", metavar="MECH",
+SASL_MECHANISM = Option(None, "--sasl-mechanism", metavar="MECH",
                               help="Log in with SASL: SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN.")
-SASL_USERNAME = typer.Option(None, "--sasl-username", metavar="NAME", help="The SASL user.")
-SASL_PASSWORD_FILE = typer.Option(None, "--sasl-password-file", metavar="FILE",
+SASL_USERNAME = Option(None, "--sasl-username", metavar="NAME", help="The SASL user.")
+SASL_PASSWORD_FILE = Option(None, "--sasl-password-file", metavar="FILE",
                                   help="A file whose first line is the SASL password (never "
                                        "on the command line).")
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import typer
+from .params import Context
 
 
-def open_log(ctx: typer.Context, topics=(), groups=()):
+def open_log(ctx: Context, topics=(), groups=()):
     """Validate the names a command was given, then open the root (creating it on first
     use). Names come first so that a refused name touches no file at all."""
     from ..storage.files import validate_name

@@ -7,10 +7,9 @@ import sys
 import time
 from typing import List, Optional
 
-import typer
-
 from ..clients.readloop import ReadLoop, Sink
 from ..errors import CorruptRecordError
+from .params import Argument, Context, Option
 
 HELP = """Write records to stdout (by default each value and a newline).
 
@@ -43,38 +42,38 @@ Examples:
 
 
 def consume(
-    ctx: typer.Context,
-    topics: List[str] = typer.Argument(..., metavar="TOPIC...", help="Topic(s) to read."),
-    group: Optional[str] = typer.Option(None, "--group", "-g", help="Consume as a member of this consumer group."),
-    partition: Optional[int] = typer.Option(None, "--partition", "-p", min=0, help="Read only this partition (not with --group)."),
-    offset: Optional[str] = typer.Option(None, "--offset", "-o", metavar="N|beginning|end|-N",
+    ctx: Context,
+    topics: List[str] = Argument(..., metavar="TOPIC...", help="Topic(s) to read."),
+    group: Optional[str] = Option(None, "--group", "-g", help="Consume as a member of this consumer group."),
+    partition: Optional[int] = Option(None, "--partition", "-p", min=0, help="Read only this partition (not with --group)."),
+    offset: Optional[str] = Option(None, "--offset", "-o", metavar="N|beginning|end|-N",
                                          help="Start offset (per partition): N, beginning, end, or -N for N before the end. "
                                               "With --group: 'end' makes a group without committed offsets start at the end."),
-    from_beginning: bool = typer.Option(False, "--from-beginning", help="Start at the beginning (the default; for Kafka users)."),
-    last: Optional[int] = typer.Option(None, "--last", "-n", min=0, metavar="N", help="Start N records before the end of each partition."),
-    from_time: Optional[str] = typer.Option(None, "--from-time", metavar="TIME", help="Start at the first record at or after TIME (ISO-8601, or 1h, 30m, 2d ago)."),
-    max_messages: Optional[int] = typer.Option(None, "--max-messages", "-m", min=0, help="Stop after N records."),
-    follow: bool = typer.Option(False, "--follow", "-F", help="Keep waiting for new records until SIGINT/SIGTERM or --idle-timeout."),
-    idle_timeout: Optional[float] = typer.Option(None, "--idle-timeout", min=0, metavar="SECONDS", help="With --follow: exit 0 after this long without new records."),
-    fmt: str = typer.Option("raw", "--format", "-f", help="raw (values), json, or a template like '%t/%p@%o %k %s'."),
-    skip_corrupt: bool = typer.Option(False, "--skip-corrupt", help="Step over damaged data (reported on stderr with file, position and offsets) instead of stopping."),
-    session_timeout: float = typer.Option(10.0, "--session-timeout", min=0.5, metavar="SECONDS", help="With --group: a member whose heartbeats stop for this long is evicted."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress line or summary on stderr (shown only on a terminal anyway)."),
-    exec_: Optional[str] = typer.Option(None, "--exec", "-x", metavar="CMD",
+    from_beginning: bool = Option(False, "--from-beginning", help="Start at the beginning (the default; for Kafka users)."),
+    last: Optional[int] = Option(None, "--last", "-n", min=0, metavar="N", help="Start N records before the end of each partition."),
+    from_time: Optional[str] = Option(None, "--from-time", metavar="TIME", help="Start at the first record at or after TIME (ISO-8601, or 1h, 30m, 2d ago)."),
+    max_messages: Optional[int] = Option(None, "--max-messages", "-m", min=0, help="Stop after N records."),
+    follow: bool = Option(False, "--follow", "-F", help="Keep waiting for new records until SIGINT/SIGTERM or --idle-timeout."),
+    idle_timeout: Optional[float] = Option(None, "--idle-timeout", min=0, metavar="SECONDS", help="With --follow: exit 0 after this long without new records."),
+    fmt: str = Option("raw", "--format", "-f", help="raw (values), json, or a template like '%t/%p@%o %k %s'."),
+    skip_corrupt: bool = Option(False, "--skip-corrupt", help="Step over damaged data (reported on stderr with file, position and offsets) instead of stopping."),
+    session_timeout: float = Option(10.0, "--session-timeout", min=0.5, metavar="SECONDS", help="With --group: a member whose heartbeats stop for this long is evicted."),
+    quiet: bool = Option(False, "--quiet", "-q", help="No progress line or summary on stderr (shown only on a terminal anyway)."),
+    exec_: Optional[str] = Option(None, "--exec", "-x", metavar="CMD",
                                         help="Run CMD (through sh -c) once per record, the record on stdin (as --format prints it), "
                                              "FSLOG_TOPIC, FSLOG_PARTITION, FSLOG_OFFSET, FSLOG_KEY, FSLOG_TIMESTAMP, FSLOG_HEADER_<NAME> in its "
                                              "environment; with --group, a record is committed only after CMD exited 0. "
                                              "Example: --exec './notify.sh'"),
-    exec_argv: bool = typer.Option(False, "--exec-argv", help="Split --exec into words like a shell would, and run it without a shell."),
-    retries: int = typer.Option(0, "--retries", min=0, metavar="N", help="With --exec: run a failed command up to N more times, with backoff."),
-    retry_backoff: float = typer.Option(0.1, "--retry-backoff", min=0, metavar="SECONDS", help="With --exec: wait this long before the first retry, doubling each time."),
-    retry_backoff_max: float = typer.Option(10.0, "--retry-backoff-max", min=0, metavar="SECONDS", help="With --exec: the longest wait between retries."),
-    exec_timeout: Optional[float] = typer.Option(None, "--exec-timeout", min=0.001, metavar="SECONDS", help="With --exec: a command running longer has failed (it gets SIGTERM, then SIGKILL)."),
-    dead_letter: Optional[str] = typer.Option(None, "--dead-letter", metavar="TOPIC", help="With --exec: after the last attempt, write the record to TOPIC (headers fslog.errors.*: why) and go on; "
+    exec_argv: bool = Option(False, "--exec-argv", help="Split --exec into words like a shell would, and run it without a shell."),
+    retries: int = Option(0, "--retries", min=0, metavar="N", help="With --exec: run a failed command up to N more times, with backoff."),
+    retry_backoff: float = Option(0.1, "--retry-backoff", min=0, metavar="SECONDS", help="With --exec: wait this long before the first retry, doubling each time."),
+    retry_backoff_max: float = Option(10.0, "--retry-backoff-max", min=0, metavar="SECONDS", help="With --exec: the longest wait between retries."),
+    exec_timeout: Optional[float] = Option(None, "--exec-timeout", min=0.001, metavar="SECONDS", help="With --exec: a command running longer has failed (it gets SIGTERM, then SIGKILL)."),
+    dead_letter: Optional[str] = Option(None, "--dead-letter", metavar="TOPIC", help="With --exec: after the last attempt, write the record to TOPIC (headers fslog.errors.*: why) and go on; "
                                                                                           "without it fslog stops with exit 1 and the record is not committed."),
-    batch: int = typer.Option(1, "--batch", min=1, metavar="N", help="With --exec: give CMD up to N records of one partition at once, one per line; committed together."),
-    concurrency: int = typer.Option(1, "--concurrency", "-j", min=1, metavar="K", help="With --exec: run up to K commands at once (never two for one partition: order per partition is kept)."),
-    shutdown_timeout: float = typer.Option(30.0, "--shutdown-timeout", min=0, metavar="SECONDS", help="With --exec: on SIGINT/SIGTERM, wait this long for running commands before stopping them."),
+    batch: int = Option(1, "--batch", min=1, metavar="N", help="With --exec: give CMD up to N records of one partition at once, one per line; committed together."),
+    concurrency: int = Option(1, "--concurrency", "-j", min=1, metavar="K", help="With --exec: run up to K commands at once (never two for one partition: order per partition is kept)."),
+    shutdown_timeout: float = Option(30.0, "--shutdown-timeout", min=0, metavar="SECONDS", help="With --exec: on SIGINT/SIGTERM, wait this long for running commands before stopping them."),
 ) -> None:
     from ..errors import UsageError
     from .common import open_log

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from typing import Optional
 
-import typer
-
 from .common import open_log
 from .output import err, print_json, print_table
+from .params import Argument, Context, Group, Option
 
-app = typer.Typer(help="Inspect and manage consumer groups (like kafka-consumer-groups).\n\n"
+app = Group(help="Inspect and manage consumer groups (like kafka-consumer-groups).\n\n"
                        "Example: fslog group describe notify; fslog group reset nightly --topic orders --to-earliest",
                   no_args_is_help=True)
 
 
 @app.command("list", help="List consumer groups with their live members and total lag.\n\n"
                           "Example: fslog group list --json")
-def list_(ctx: typer.Context, json_: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def list_(ctx: Context, json_: bool = Option(False, "--json", help="Print JSON.")) -> None:
     from ..groups.admin import groups_overview
     problems: list[str] = []
     rows = groups_overview(open_log(ctx), problems)
@@ -34,13 +33,13 @@ def report_problems(problems: list[str]) -> None:
     for p in problems:
         err(p)
     if problems:
-        raise typer.Exit(1)
+        raise SystemExit(1)
 
 
 @app.command("describe", help="Per partition: committed offset, log-end offset, lag and owning "
                               "member.\n\nExample: fslog group describe notify --json")
-def describe(ctx: typer.Context, group: str = typer.Argument(..., help="Group name."),
-             json_: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def describe(ctx: Context, group: str = Argument(..., help="Group name."),
+             json_: bool = Option(False, "--json", help="Print JSON.")) -> None:
     from ..groups.admin import describe_group
     d = describe_group(open_log(ctx, groups=[group]), group)
     if json_:
@@ -70,17 +69,17 @@ def describe(ctx: typer.Context, group: str = typer.Argument(..., help="Group na
                            "without --execute. Refused while the group has live members.\n\n"
                            "Example: fslog group reset nightly --topic orders --to-datetime 2026-11-24T00:00:00Z --execute")
 def reset(
-    ctx: typer.Context,
-    group: str = typer.Argument(..., help="Group name."),
-    topic: str = typer.Option(..., "--topic", "-t", help="Topic whose offsets to move."),
-    partition: Optional[list[int]] = typer.Option(None, "--partition", "-p", min=0, help="Only this partition (repeatable; default: every partition of the topic)."),
-    to_earliest: bool = typer.Option(False, "--to-earliest", help="To the log start offset."),
-    to_latest: bool = typer.Option(False, "--to-latest", help="To the log-end offset (skip everything)."),
-    to_offset: Optional[int] = typer.Option(None, "--to-offset", help="To this offset (clamped to the log)."),
-    to_datetime: Optional[str] = typer.Option(None, "--to-datetime", metavar="TIME", help="To the first record at or after TIME (ISO-8601 or 1h, 2d ago)."),
-    shift_by: Optional[int] = typer.Option(None, "--shift-by", help="Move by N (negative: back)."),
-    execute: bool = typer.Option(False, "--execute", help="Apply the plan."),
-    json_: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+    ctx: Context,
+    group: str = Argument(..., help="Group name."),
+    topic: str = Option(..., "--topic", "-t", help="Topic whose offsets to move."),
+    partition: Optional[list[int]] = Option(None, "--partition", "-p", min=0, help="Only this partition (repeatable; default: every partition of the topic)."),
+    to_earliest: bool = Option(False, "--to-earliest", help="To the log start offset."),
+    to_latest: bool = Option(False, "--to-latest", help="To the log-end offset (skip everything)."),
+    to_offset: Optional[int] = Option(None, "--to-offset", help="To this offset (clamped to the log)."),
+    to_datetime: Optional[str] = Option(None, "--to-datetime", metavar="TIME", help="To the first record at or after TIME (ISO-8601 or 1h, 2d ago)."),
+    shift_by: Optional[int] = Option(None, "--shift-by", help="Move by N (negative: back)."),
+    execute: bool = Option(False, "--execute", help="Apply the plan."),
+    json_: bool = Option(False, "--json", help="Print the plan as JSON."),
 ) -> None:
     from ..groups.admin import reset_offsets, reset_plan
     from .timeparse import parse_time_ms
@@ -107,7 +106,7 @@ def reset(
 @app.command("delete", help="Delete a group and its committed offsets (refused while members are "
                             "live, or while an evicted member's process is stopped or hung).\n\n"
                             "Example: fslog group delete nightly")
-def delete(ctx: typer.Context, group: str = typer.Argument(..., help="Group name.")) -> None:
+def delete(ctx: Context, group: str = Argument(..., help="Group name.")) -> None:
     from ..groups.admin import delete_group
     delete_group(open_log(ctx, groups=[group]), group)
     err(f"deleted group {group!r}")

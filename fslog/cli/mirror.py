@@ -5,9 +5,8 @@ from __future__ import annotations
 import threading
 from typing import List
 
-import typer
-
 from . import client_security as cs
+from .params import Argument, Context, Option
 
 HELP = """Copy local topics into a Kafka cluster (or an 'fslog serve'), as MirrorMaker
 does: keys, values, headers and timestamps kept; the same partition when both sides have
@@ -28,15 +27,15 @@ Examples:
 
 
 def mirror(
-    ctx: typer.Context,
-    topics: List[str] = typer.Argument(..., metavar="TOPIC...", help="Local topics to mirror."),
-    to: str = typer.Option(..., "--to", metavar="BOOTSTRAP",
+    ctx: Context,
+    topics: List[str] = Argument(..., metavar="TOPIC...", help="Local topics to mirror."),
+    to: str = Option(..., "--to", metavar="BOOTSTRAP",
                            help="The Kafka cluster's bootstrap servers (HOST:PORT[,...])."),
-    group: str = typer.Option("fslog-mirror", "--group", metavar="GROUP",
+    group: str = Option("fslog-mirror", "--group", metavar="GROUP",
                               help="The local group that keeps the progress."),
-    follow: bool = typer.Option(False, "--follow", help="Keep mirroring new records until stopped."),
-    json_: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on stderr."),
+    follow: bool = Option(False, "--follow", help="Keep mirroring new records until stopped."),
+    json_: bool = Option(False, "--json", help="Print a JSON summary on stdout."),
+    quiet: bool = Option(False, "--quiet", "-q", help="No summary on stderr."),
     tls: bool = cs.TLS,
     tls_ca: str = cs.TLS_CA,
     sasl_mechanism: str = cs.SASL_MECHANISM,

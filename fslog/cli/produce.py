@@ -7,7 +7,7 @@ import signal
 import sys
 from typing import List, Optional
 
-import typer
+from .params import Argument, Context, Option
 
 HELP = """Append stdin to a topic, one record per line (the newline stripped, bytes kept:
 a carriage return before it stays in the record; strip CRLF input with tr -d '\\r').
@@ -45,23 +45,23 @@ def _parse_headers(items: list[str]) -> list[tuple[str, bytes]]:
 
 
 def produce(
-    ctx: typer.Context,
-    topic: str = typer.Argument(..., help="Topic to append to (created if missing)."),
-    fmt: str = typer.Option("raw", "--format", "-f", help="raw: any bytes per line; json: each line must be a JSON document."),
-    key_field: Optional[str] = typer.Option(None, "--key-field", "-k", metavar="FIELD",
+    ctx: Context,
+    topic: str = Argument(..., help="Topic to append to (created if missing)."),
+    fmt: str = Option("raw", "--format", "-f", help="raw: any bytes per line; json: each line must be a JSON document."),
+    key_field: Optional[str] = Option(None, "--key-field", "-k", metavar="FIELD",
                                             help="With --format json: take the key from this top-level field."),
-    key_separator: Optional[str] = typer.Option(None, "--key-separator", "-K", metavar="SEP",
+    key_separator: Optional[str] = Option(None, "--key-separator", "-K", metavar="SEP",
                                                 help="Lines are KEY SEP VALUE (kafka-console-producer's parse.key)."),
-    partition: Optional[int] = typer.Option(None, "--partition", "-p", min=0, help="Write every record to this partition."),
-    header: Optional[List[str]] = typer.Option(None, "--header", "-H", metavar="K=V", help="Add a header to every record (repeatable)."),
-    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip bad lines (reported on stderr) instead of stopping."),
-    null_marker: Optional[str] = typer.Option(None, "--null-marker", metavar="STR", help="A value equal to STR is written as null (a tombstone)."),
-    partitions: Optional[int] = typer.Option(None, "--partitions", min=1, help="Partitions of the topic if this creates it [default: 1, or $FSLOG_DEFAULT_PARTITIONS]."),
-    compression: Optional[str] = typer.Option(None, "--compression", metavar="CODEC",
+    partition: Optional[int] = Option(None, "--partition", "-p", min=0, help="Write every record to this partition."),
+    header: Optional[List[str]] = Option(None, "--header", "-H", metavar="K=V", help="Add a header to every record (repeatable)."),
+    skip_invalid: bool = Option(False, "--skip-invalid", help="Skip bad lines (reported on stderr) instead of stopping."),
+    null_marker: Optional[str] = Option(None, "--null-marker", metavar="STR", help="A value equal to STR is written as null (a tombstone)."),
+    partitions: Optional[int] = Option(None, "--partitions", min=1, help="Partitions of the topic if this creates it [default: 1, or $FSLOG_DEFAULT_PARTITIONS]."),
+    compression: Optional[str] = Option(None, "--compression", metavar="CODEC",
                                               help="Compress batches: none, gzip, snappy, lz4 or zstd (Kafka's codecs; any Kafka client reads them). A topic whose compression.type names a codec gets that codec instead. [default: none]"),
-    linger_ms: float = typer.Option(5.0, "--linger-ms", min=0, help="While input keeps coming, append at least this often; records are appended at once when the input pauses."),
-    json_: bool = typer.Option(False, "--json", help="Print a JSON summary (records, bytes, offsets per partition) to stdout."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary on stderr (shown only on a terminal anyway)."),
+    linger_ms: float = Option(5.0, "--linger-ms", min=0, help="While input keeps coming, append at least this often; records are appended at once when the input pauses."),
+    json_: bool = Option(False, "--json", help="Print a JSON summary (records, bytes, offsets per partition) to stdout."),
+    quiet: bool = Option(False, "--quiet", "-q", help="No progress bar or summary on stderr (shown only on a terminal anyway)."),
 ) -> None:
     from ..clients.ingest import LineIngester
     from ..errors import UsageError

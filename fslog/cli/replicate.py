@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import threading
 
-import typer
-
 from . import client_security as cs
+from .params import Context, Option
 
 HELP = """Keep this root (--root) a copy of a leader (another root, or an 'fslog serve' at
 HOST:PORT, fetched from as Kafka's followers do, or a Kafka cluster's bootstrap servers,
@@ -49,19 +48,19 @@ Example: fslog --root /mnt/b/log promote
 
 
 def replicate(
-    ctx: typer.Context,
-    source: str = typer.Option(..., "--from", metavar="LEADER",
+    ctx: Context,
+    source: str = Option(..., "--from", metavar="LEADER",
                                help="The leader: another fslog root directory, or HOST:PORT "
                                     "of an 'fslog serve', or a Kafka cluster's bootstrap "
                                     "servers (HOST:PORT[,...])."),
-    topics: str = typer.Option(None, "--topics", metavar="PATTERN",
+    topics: str = Option(None, "--topics", metavar="PATTERN",
                                help="Copy only topics whose whole name matches this regular "
                                     "expression (as Kafka's topic patterns) [default: all]."),
-    follow: bool = typer.Option(True, "--follow/--once",
+    follow: bool = Option(True, "--follow/--once",
                                 help="Keep following until stopped, or copy what is there and exit."),
-    json_: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout at exit."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr."),
-    node_id: int = typer.Option(None, "--node-id", min=0, metavar="N",
+    json_: bool = Option(False, "--json", help="Print a JSON summary on stdout at exit."),
+    quiet: bool = Option(False, "--quiet", "-q", help="No progress lines on stderr."),
+    node_id: int = Option(None, "--node-id", min=0, metavar="N",
                                 help="This follower's replica id, as an 'fslog serve' leader "
                                      "sees it [default: 1; against other Kafka clusters: "
                                      "none, a plain consumer (replica id -1)]."),
@@ -164,8 +163,8 @@ def _event_line(ev: dict) -> str:
     return ev.get("message") or str(ev)
 
 
-def promote(ctx: typer.Context,
-            json_: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def promote(ctx: Context,
+            json_: bool = Option(False, "--json", help="Print JSON.")) -> None:
     from ..storage.replica import promote as promote_root
     from ..storage.replica import read_follower_state
     from .common import open_log

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import typer
+from .params import Argument, Context, Group, Option
 
 HELP = """Serve the root to Kafka clients (librdkafka/kcat, kafka-python, aiokafka, kafkajs,
 Java) over Kafka's wire protocol, in the foreground. Network clients and the fslog
@@ -76,20 +76,20 @@ def parse_host_port(value: str, option: str, default_port: int | None = None) ->
 
 
 def serve(
-    ctx: typer.Context,
-    listen: str = typer.Option("127.0.0.1:9092", "--listen", metavar="HOST:PORT", help="Address to listen on (port 0: any free port, printed at start). Not loopback: needs TLS and SASL, or --insecure."),
-    advertised: str = typer.Option(None, "--advertised-listener", metavar="HOST:PORT", help="Address clients are told to connect to [default: the listening address]."),
-    node_id: int = typer.Option(0, "--node-id", min=0, help="This broker's node id in Metadata."),
-    log_level: str = typer.Option("info", "--log-level", metavar="LEVEL", help="debug, info, warning or error (stderr)."),
-    no_auto_create: bool = typer.Option(False, "--no-auto-create-topics", help="Do not create topics on first Metadata or Produce (Kafka's auto.create.topics.enable=false)."),
-    max_request_bytes: int = typer.Option(100 << 20, "--max-request-bytes", min=1024, metavar="N", help="Close connections that send a larger request."),
-    max_connections: int = typer.Option(1000, "--max-connections", min=1, metavar="N", help="Refuse connections beyond this many (one log line each)."),
-    idle_ms: int = typer.Option(10 * 60 * 1000, "--connections-max-idle-ms", min=1, metavar="MS", help="Close connections idle for longer (Kafka's connections.max.idle.ms)."),
-    initial_delay_ms: int = typer.Option(3000, "--group-initial-rebalance-delay-ms", min=0, metavar="MS", help="How long the first JoinGroup of an empty group waits for more members, so that members starting together land in one generation (Kafka's group.initial.rebalance.delay.ms; 0: no wait)."),
-    tls_cert: str = typer.Option(None, "--tls-cert", metavar="PEM", help="TLS certificate (with its chain) in PEM: every connection uses TLS."),
-    tls_key: str = typer.Option(None, "--tls-key", metavar="PEM", help="The private key of --tls-cert, in PEM."),
-    sasl: bool = typer.Option(False, "--sasl", help="Require SASL authentication on loopback too (always required on other addresses unless --insecure)."),
-    insecure: bool = typer.Option(False, "--insecure", help="Allow a non-loopback --listen without TLS and SASL, and PLAIN without TLS (warns at every start)."),
+    ctx: Context,
+    listen: str = Option("127.0.0.1:9092", "--listen", metavar="HOST:PORT", help="Address to listen on (port 0: any free port, printed at start). Not loopback: needs TLS and SASL, or --insecure."),
+    advertised: str = Option(None, "--advertised-listener", metavar="HOST:PORT", help="Address clients are told to connect to [default: the listening address]."),
+    node_id: int = Option(0, "--node-id", min=0, help="This broker's node id in Metadata."),
+    log_level: str = Option("info", "--log-level", metavar="LEVEL", help="debug, info, warning or error (stderr)."),
+    no_auto_create: bool = Option(False, "--no-auto-create-topics", help="Do not create topics on first Metadata or Produce (Kafka's auto.create.topics.enable=false)."),
+    max_request_bytes: int = Option(100 << 20, "--max-request-bytes", min=1024, metavar="N", help="Close connections that send a larger request."),
+    max_connections: int = Option(1000, "--max-connections", min=1, metavar="N", help="Refuse connections beyond this many (one log line each)."),
+    idle_ms: int = Option(10 * 60 * 1000, "--connections-max-idle-ms", min=1, metavar="MS", help="Close connections idle for longer (Kafka's connections.max.idle.ms)."),
+    initial_delay_ms: int = Option(3000, "--group-initial-rebalance-delay-ms", min=0, metavar="MS", help="How long the first JoinGroup of an empty group waits for more members, so that members starting together land in one generation (Kafka's group.initial.rebalance.delay.ms; 0: no wait)."),
+    tls_cert: str = Option(None, "--tls-cert", metavar="PEM", help="TLS certificate (with its chain) in PEM: every connection uses TLS."),
+    tls_key: str = Option(None, "--tls-key", metavar="PEM", help="The private key of --tls-cert, in PEM."),
+    sasl: bool = Option(False, "--sasl", help="Require SASL authentication on loopback too (always required on other addresses unless --insecure)."),
+    insecure: bool = Option(False, "--insecure", help="Allow a non-loopback --listen without TLS and SASL, and PLAIN without TLS (warns at every start)."),
 ) -> None:
     if ctx.invoked_subcommand is not None:  # fslog serve users ...
         return
@@ -135,11 +135,11 @@ def serve(
 
 
 # ------------------------------------------------------------------ fslog serve users
-users_app = typer.Typer(help=USERS_HELP, no_args_is_help=True, rich_markup_mode=None,
+users_app = Group(help=USERS_HELP, no_args_is_help=True, rich_markup_mode=None,
                         context_settings={"help_option_names": ["-h", "--help"]})
 
 
-def _store(ctx: typer.Context):
+def _store(ctx: Context):
     from ..broker.users import UserStore
     from .common import open_log
     return UserStore(open_log(ctx).root)
@@ -179,10 +179,10 @@ def _read_password(name: str, from_stdin: bool) -> str:
 @users_app.command("add", help="Add a user, or set a user's password (SCRAM-SHA-256 and "
                                "SCRAM-SHA-512 credentials; PLAIN logins check them).")
 def users_add(
-    ctx: typer.Context,
-    name: str = typer.Argument(..., help="User name (1-249 of A-Z a-z 0-9 . _ @ + -)."),
-    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin (one line) instead of asking twice on the terminal."),
-    iterations: int = typer.Option(4096, "--iterations", metavar="N", help="PBKDF2 iterations of the salted password (at least 4096)."),
+    ctx: Context,
+    name: str = Argument(..., help="User name (1-249 of A-Z a-z 0-9 . _ @ + -)."),
+    password_stdin: bool = Option(False, "--password-stdin", help="Read the password from stdin (one line) instead of asking twice on the terminal."),
+    iterations: int = Option(4096, "--iterations", metavar="N", help="PBKDF2 iterations of the salted password (at least 4096)."),
 ) -> None:
     from ..broker.users import validate_user_name
     from .output import err
@@ -195,7 +195,7 @@ def users_add(
 
 @users_app.command("remove", help="Remove a user: its next login fails (connections "
                                   "already authenticated stay open until they close).")
-def users_remove(ctx: typer.Context, name: str = typer.Argument(..., help="User name.")) -> None:
+def users_remove(ctx: Context, name: str = Argument(..., help="User name.")) -> None:
     from .output import err
     store = _store(ctx)
     store.remove(name)
@@ -203,7 +203,7 @@ def users_remove(ctx: typer.Context, name: str = typer.Argument(..., help="User 
 
 
 @users_app.command("list", help="List the users and their SCRAM mechanisms (never a secret).")
-def users_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="One JSON document.")) -> None:
+def users_list(ctx: Context, as_json: bool = Option(False, "--json", help="One JSON document.")) -> None:
     from .output import print_json, print_table
     store = _store(ctx)
     users = store.list_users()

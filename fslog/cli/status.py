@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import typer
+from .params import Context, Option
 
 HELP = """Show the root, the running fslog serve (address, pid, uptime, connections,
 requests/s), its topics with log-end offsets, and the live members of every consumer
@@ -14,7 +14,7 @@ Example: fslog status --json
 """
 
 
-def status(ctx: typer.Context, json_: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def status(ctx: Context, json_: bool = Option(False, "--json", help="Print JSON.")) -> None:
     from ..errors import FslogError
     from ..groups.admin import describe_groups
     from ..storage.cleaner import background_failures, describe_failure

@@ -6,7 +6,7 @@ import signal
 import sys
 import time
 
-import typer
+from .params import Context, Option
 
 HELP = """A live dashboard of the root: the running fslog serve (address, pid, uptime,
 connections, requests/s), per topic the log-end offsets and produce rate,
@@ -96,10 +96,10 @@ def _renderable(doc: dict, root: str, interval: float):
 
 
 def top(
-    ctx: typer.Context,
-    interval: float = typer.Option(1.0, "--interval", "-i", min=0.05, metavar="SECONDS", help="Seconds between refreshes (and, with --once, between the two samples)."),
-    once: bool = typer.Option(False, "--once", help="Print one view and exit (after one --interval, to measure rates)."),
-    json_: bool = typer.Option(False, "--json", help="Print JSON: one document with --once, else one line per refresh."),
+    ctx: Context,
+    interval: float = Option(1.0, "--interval", "-i", min=0.05, metavar="SECONDS", help="Seconds between refreshes (and, with --once, between the two samples)."),
+    once: bool = Option(False, "--once", help="Print one view and exit (after one --interval, to measure rates)."),
+    json_: bool = Option(False, "--json", help="Print JSON: one document with --once, else one line per refresh."),
 ) -> None:
     from ..monitor import sample, view
     from .common import open_log

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import List, Optional
 
-import typer
-
 from .common import open_log
 from .output import err, print_json, print_table
+from .params import Argument, Context, Group, Option
 
-app = typer.Typer(help="Create, list, inspect, alter and delete topics.\n\n"
+app = Group(help="Create, list, inspect, alter and delete topics.\n\n"
                        "Example: fslog topic create orders --partitions 3; fslog topic describe orders",
                   no_args_is_help=True)
 
@@ -17,12 +16,12 @@ app = typer.Typer(help="Create, list, inspect, alter and delete topics.\n\n"
 @app.command("create", help="Create a topic.\n\nExample: fslog topic create orders --partitions 3 "
                             "--config retention.ms=86400000")
 def create(
-    ctx: typer.Context,
-    name: str = typer.Argument(..., help="Topic name: [A-Za-z0-9._-], 1 to 249 characters."),
-    partitions: int = typer.Option(1, "--partitions", "-p", min=1, help="Number of partitions."),
-    config: Optional[List[str]] = typer.Option(None, "--config", "-c", metavar="KEY=VALUE",
+    ctx: Context,
+    name: str = Argument(..., help="Topic name: [A-Za-z0-9._-], 1 to 249 characters."),
+    partitions: int = Option(1, "--partitions", "-p", min=1, help="Number of partitions."),
+    config: Optional[List[str]] = Option(None, "--config", "-c", metavar="KEY=VALUE",
                                                help="Topic config (repeatable), e.g. segment.bytes=1048576."),
-    if_not_exists: bool = typer.Option(False, "--if-not-exists", help="Succeed if the topic exists already."),
+    if_not_exists: bool = Option(False, "--if-not-exists", help="Succeed if the topic exists already."),
 ) -> None:
     from ..config import parse_assignments
     log = open_log(ctx, topics=[name])
@@ -37,8 +36,8 @@ def create(
 
 @app.command("list", help="List topics.\n\nExample: fslog topic list --json")
 def list_(
-    ctx: typer.Context,
-    json_: bool = typer.Option(False, "--json", help="Print JSON."),
+    ctx: Context,
+    json_: bool = Option(False, "--json", help="Print JSON."),
 ) -> None:
     from ..errors import FslogError
     log = open_log(ctx)
@@ -57,20 +56,20 @@ def list_(
     if json_:
         print_json(rows)
         if broken:
-            raise typer.Exit(1)
+            raise SystemExit(1)
         return
     print_table(["TOPIC", "PARTITIONS", "END OFFSETS (SUM)"],
                 [[r["name"], r["partitions"], r["records"]] for r in rows])
     if broken:
-        raise typer.Exit(1)
+        raise SystemExit(1)
 
 
 @app.command("describe", help="Show a topic's partitions (start and log-end offsets, sizes, "
                               "segments) and its config.\n\nExample: fslog topic describe orders --json")
 def describe(
-    ctx: typer.Context,
-    name: str = typer.Argument(..., help="Topic name."),
-    json_: bool = typer.Option(False, "--json", help="Print JSON."),
+    ctx: Context,
+    name: str = Argument(..., help="Topic name."),
+    json_: bool = Option(False, "--json", help="Print JSON."),
 ) -> None:
     log = open_log(ctx, topics=[name])
     d = log.topic(name).describe()
@@ -97,13 +96,13 @@ def describe(
                            "Example: fslog topic alter orders --config retention.ms=3600000 "
                            "--delete-config retention.bytes")
 def alter(
-    ctx: typer.Context,
-    name: str = typer.Argument(..., help="Topic name."),
-    config: Optional[List[str]] = typer.Option(None, "--config", "-c", metavar="KEY=VALUE",
+    ctx: Context,
+    name: str = Argument(..., help="Topic name."),
+    config: Optional[List[str]] = Option(None, "--config", "-c", metavar="KEY=VALUE",
                                                help="Set a config key (repeatable)."),
-    delete_config: Optional[List[str]] = typer.Option(None, "--delete-config", metavar="KEY",
+    delete_config: Optional[List[str]] = Option(None, "--delete-config", metavar="KEY",
                                                       help="Return a key to its default (repeatable)."),
-    json_: bool = typer.Option(False, "--json", help="Print the topic's config overrides afterwards as JSON."),
+    json_: bool = Option(False, "--json", help="Print the topic's config overrides afterwards as JSON."),
 ) -> None:
     from ..config import parse_assignments
     log = open_log(ctx, topics=[name])
@@ -123,9 +122,9 @@ def alter(
 
 @app.command("delete", help="Delete a topic and all its data.\n\nExample: fslog topic delete orders")
 def delete(
-    ctx: typer.Context,
-    name: str = typer.Argument(..., help="Topic name."),
-    if_exists: bool = typer.Option(False, "--if-exists", help="Succeed if the topic does not exist."),
+    ctx: Context,
+    name: str = Argument(..., help="Topic name."),
+    if_exists: bool = Option(False, "--if-exists", help="Succeed if the topic does not exist."),
 ) -> None:
     log = open_log(ctx, topics=[name])
     if if_exists and not log.exists(name):

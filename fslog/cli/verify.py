@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-import typer
+from .params import Argument, Context, Option
 
 HELP = """Check every batch (CRC, offsets), every index, and report each problem with its
 file, byte position and offset. Exit 0 only if all is sound.
@@ -17,10 +17,10 @@ Example: fslog verify orders --repair
 
 
 def verify(
-    ctx: typer.Context,
-    topic_name: Optional[str] = typer.Argument(None, metavar="[TOPIC]", help="Topic to check [default: all]."),
-    repair: bool = typer.Option(False, "--repair", help="Truncate torn tails and rebuild indexes."),
-    json_: bool = typer.Option(False, "--json", help="Print a JSON report."),
+    ctx: Context,
+    topic_name: Optional[str] = Argument(None, metavar="[TOPIC]", help="Topic to check [default: all]."),
+    repair: bool = Option(False, "--repair", help="Truncate torn tails and rebuild indexes."),
+    json_: bool = Option(False, "--json", help="Print a JSON report."),
 ) -> None:
     from .common import open_log
     from .output import err, print_json
@@ -45,4 +45,4 @@ def verify(
             err(f"ok: {n} topic(s), {batches} batches, {records} records"
                 + (f", {len(report.repaired)} repair(s)" if report.repaired else ""))
     if report.problems:
-        raise typer.Exit(1)
+        raise SystemExit(1)
