@@ -13,6 +13,10 @@ connection goes on with other requests) until appends bring min_bytes, max_wait 
 or the server stops; appends by this server or any other process wake it within
 milliseconds (``wakeup.py``). No fetch sessions (KIP-227): session id 0, so clients
 send full requests.
+
+Reads from the tail of a log (a consumer or follower that has caught up, a long poll
+just woken) run on the event loop, at most ``QUICK_READ`` bytes (``_on_loop``); others
+on a worker thread.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ _I64 = struct.Struct(">q")
 _I16I32 = struct.Struct(">hi")
 _PART = struct.Struct(">ihqq")  # partition_index, error_code, high_watermark, last_stable
 QUICK_READ = 1 << 20  # a read of at most this much from a partition's tail runs on the loop
+QUICK_PARTS = 16  # ... from at most this many partitions, when the request allows more bytes
 
 
 class _Part:
@@ -94,14 +99,26 @@ def _small(parts: list[_Part], max_bytes: int) -> bool:
     return min(sum(p.max_bytes for p in parts), max_bytes) <= QUICK_READ
 
 
-def _quick(ctx: RequestContext, parts: list[_Part], max_bytes: int) -> bool:
-    """Read on the event loop, saving a hand-over to a worker thread and back? When at
-    most ``QUICK_READ`` bytes may come, and only from the tail of each partition (a
-    consumer that has caught up: what comes was just written, in the page cache)."""
-    if not _small(parts, max_bytes):
-        return False
-    at_tail = ctx.storage.at_tail
-    return all(at_tail(p.topic, p.index, p.offset) for p in parts)
+def _on_loop(ctx: RequestContext, parts: list[_Part], max_bytes: int, min_bytes: int,
+             woken: bool = False) -> int | None:
+    """Read on the event loop, saving a hand-over to a worker thread and back (two per
+    acks=all round with a follower: the batch to it, its next position back)? Returns the
+    max_bytes to read with there, or None for a worker thread.
+
+    On the loop: reads from the tail of each partition (a consumer or follower that has
+    caught up: what comes was just written, in the page cache), or just woken by an
+    append, of at most ``QUICK_READ`` bytes. A request that allows more (a follower asks
+    for 8 MiB) is read with ``QUICK_READ`` there — fewer bytes than max_bytes is a valid
+    answer, it fetches again — unless its min_bytes needs more than that, or it reads
+    more than ``QUICK_PARTS`` partitions."""
+    small = _small(parts, max_bytes)
+    if not small and (min_bytes > QUICK_READ or len(parts) > QUICK_PARTS):
+        return None
+    if not woken:
+        at_tail = ctx.storage.at_tail
+        if not all(at_tail(p.topic, p.index, p.offset) for p in parts):
+            return None
+    return max_bytes if small else QUICK_READ
 
 
 def _response(ctx: RequestContext, request, parts: list[_Part]) -> RawFrame:
@@ -194,8 +211,9 @@ async def fetch(ctx: RequestContext, request):
     paths = [ctx.storage.partition_path(p.topic, p.index) for p in parts
              if name_error(p.topic) is None]
     seen = wakeups.snapshot(paths)  # before reading: an append after it wakes the wait
-    if _quick(ctx, parts, max_bytes):
-        total = _read_all(ctx, parts, max_bytes)
+    quick = _on_loop(ctx, parts, max_bytes, min_bytes)
+    if quick is not None:
+        total = _read_all(ctx, parts, quick)
     else:
         total = await ctx.run(_read_all, ctx, parts, max_bytes)
     on_fetch(ctx.server.replicas, replica_id, parts)
@@ -213,9 +231,10 @@ async def fetch(ctx: RequestContext, request):
                 break
             woken = await wakeups.wait(paths, left, seen)
             seen = wakeups.snapshot(paths)
-            if woken and _small(parts, max_bytes):
+            quick = _on_loop(ctx, parts, max_bytes, min_bytes, woken) if woken else None
+            if quick is not None:
                 # just appended (in the page cache), at most 1 MiB: read on the loop
-                got = _read_all(ctx, parts, max_bytes)
+                got = _read_all(ctx, parts, quick)
             else:
                 got = await ctx.run(_read_all, ctx, parts, max_bytes)
             on_fetch(ctx.server.replicas, replica_id, parts)
