@@ -11,7 +11,8 @@ through the library (``fslog.Log(root)``).
   code (``None``: anything). "Traceback" on stderr always fails the test.
 - ``fslog_popen(*args, **popen_kwargs)``: start ``fslog`` in the background; every
   process started this way is killed at teardown if still running.
-- ``cli``: the object behind both, with helpers (``log()``, ``records()``, ``values()``).
+- ``cli``: the object behind both, with helpers (``log()``, ``records()``, ``values()``,
+  ``append()``: set-up through the library when ``fslog produce`` is not what is tested).
 
 Hypothesis runs without its deadline and too-slow health check (the ``fslog`` profile):
 they fail on a busy machine. The suite starts ``fslog`` thousands of times:
@@ -175,6 +176,16 @@ class CLI:
         return cp
 
     # -- state through the library
+    def append(self, topic: str, *values: bytes) -> None:
+        """Set-up for a test that is not about ``fslog produce``: ``values`` appended to
+        ``topic`` (created with one partition and defaults if missing) through the library,
+        as one ``fslog produce`` of those lines would (one producer, flushed and closed);
+        no process start."""
+        log = self.log()
+        log.create_topic(topic, if_not_exists=True)
+        with log.producer(topic) as p:
+            p.send_values(list(values))
+
     def log(self):
         import fslog
         return fslog.Log(str(self.root))

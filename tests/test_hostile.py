@@ -183,7 +183,7 @@ def test_file_size_limit_error_names_where(cli):
 
 
 def test_failed_group_join_leaves_no_litter(cli, fslog_root):
-    cli.produce("t", b"a\n")
+    cli.append("t", b"a")
     cp = run_with(cli, ["consume", "t", "--group", "g"], preexec=fsize_limit(0))
     assert cp.returncode == 1
     one_error_line(cp)
@@ -267,7 +267,7 @@ BAD_GROUP_NAMES = ["a/b", "..", "../../escape", "g" * 10000, ""]
 
 
 def test_hostile_group_names(cli, fslog_root):
-    cli.produce("t", b"a\n")
+    cli.append("t", b"a")
     before = snapshot(fslog_root.parent)
     cases = []
     for g in BAD_GROUP_NAMES:
@@ -354,7 +354,7 @@ def assert_refused(cp, *words) -> str:
 
 
 def test_topic_dir_symlinked_outside(cli, outside):
-    cli.produce("t", b"a\nb\n")
+    cli.append("t", b"a", b"b")
     real = outside / "t"
     shutil.move(str(cli.root / "topics" / "t"), str(real))
     os.symlink(real, cli.root / "topics" / "t")
@@ -372,7 +372,7 @@ def test_topic_dir_symlinked_outside(cli, outside):
 
 
 def test_partition_dir_symlinked_outside(cli, outside):
-    cli.produce("t", b"a\nb\n")
+    cli.append("t", b"a", b"b")
     pdir = cli.partition_dir("t")
     shutil.move(str(pdir), str(outside / "t-0"))
     os.symlink(outside / "t-0", pdir)
@@ -387,7 +387,7 @@ def test_partition_dir_symlinked_outside(cli, outside):
 
 
 def test_partition_lock_symlinked_outside(cli, outside):
-    cli.produce("t", b"a\n")
+    cli.append("t", b"a")
     lock = cli.partition_dir("t") / ".lock"
     lock.unlink()
     os.symlink(outside / "victim", lock)
@@ -400,7 +400,7 @@ def test_partition_lock_symlinked_outside(cli, outside):
 
 @pytest.mark.parametrize("suffix", [".log", ".index", ".timeindex"])
 def test_segment_files_symlinked_outside(cli, outside, suffix):
-    cli.produce("t", b"a\n")
+    cli.append("t", b"a")
     f = cli.segments("t")[0].with_suffix(suffix)
     shutil.move(str(f), str(outside / f.name))
     os.symlink(outside / f.name, f)
@@ -416,7 +416,7 @@ def test_segment_files_symlinked_outside(cli, outside, suffix):
 
 
 def test_topic_config_symlinked_outside(cli, outside):
-    cli.produce("t", b"a\n")
+    cli.append("t", b"a")
     cfg = cli.root / "topics" / "t" / "topic.json"
     (outside / "topic.json").write_text('{"partitions": 1, "config": {"max.message.bytes": 100}}')
     cfg.unlink()
@@ -426,7 +426,7 @@ def test_topic_config_symlinked_outside(cli, outside):
 
 
 def test_topics_dir_symlinked_outside(cli, outside):
-    cli.produce("t", b"a\n")
+    cli.append("t", b"a")
     shutil.move(str(cli.root / "topics"), str(outside / "topics"))
     os.symlink(outside / "topics", cli.root / "topics")
     before = snapshot(outside)
@@ -440,9 +440,9 @@ def test_topics_dir_symlinked_outside(cli, outside):
 
 @pytest.fixture
 def group_g(cli):
-    cli.produce("t", b"a\nb\n")
+    cli.append("t", b"a", b"b")
     assert cli("consume", "t", "--group", "g").stdout == b"a\nb\n"
-    cli.produce("t", b"c\n")
+    cli.append("t", b"c")
     return cli.root / "groups" / "g"
 
 
@@ -491,7 +491,7 @@ def test_group_subdir_symlinked_outside(cli, outside, group_g, name):
 def test_group_dirs_symlinked_outside_before_first_use(cli, outside, name):
     """A link where a group's directories would be created: refused before anything is
     created through it (found creating outside/g/members, owners, offsets first)."""
-    cli.produce("t", b"a\n")
+    cli.append("t", b"a")
     link = cli.root / name
     link.parent.mkdir(parents=True, exist_ok=True)
     os.symlink(outside, link)
@@ -509,7 +509,7 @@ def test_tmp_dir_symlinked_outside(cli, outside):
     """ROOT/tmp stages topic creation and deletion and group deletion: a link there is
     refused before anything is staged or deleted through it (found staging outside, or
     failing with 'Invalid cross-device link')."""
-    cli.produce("t", b"a\n")
+    cli.append("t", b"a")
     cli("consume", "t", "--group", "g")
     (cli.root / "tmp").rmdir()
     os.symlink(outside, cli.root / "tmp")
@@ -698,7 +698,7 @@ NON_UTF8_ARGS = {
 
 @pytest.mark.parametrize("case", list(NON_UTF8_ARGS))
 def test_non_utf8_arguments(cli, case):
-    cli.produce("t", b"existing\n")
+    cli.append("t", b"existing")
     args, data = NON_UTF8_ARGS[case]
     cp = cli(*args, input=data, check=None)  # the fixture fails on a traceback
     assert cp.returncode in (0, 1)

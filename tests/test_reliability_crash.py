@@ -1082,10 +1082,9 @@ def test_torn_tail_whose_value_holds_a_batch_is_repaired_by_the_next_writer(cli,
     it a torn tail, the next writer truncates it and goes on. (Found wedging the partition:
     the forged batch was taken for valid data after damage, so the writer refused to
     truncate and every reader failed.)"""
-    cli.create("h")
-    cli.produce("h", b"first\n")  # offset 0; the hostile record gets offset 1
-    forged = _batch_without_newline(forged_offset)
-    cli.produce("h", b"A" * 40 + forged + b"B" * 40 + b"\n")
+    cli.append("h", b"first")  # offset 0; the hostile record gets offset 1 (set-up: the
+    forged = _batch_without_newline(forged_offset)  # library writes what produce would)
+    cli.append("h", b"A" * 40 + forged + b"B" * 40)
     seg = cli.segments("h")[-1]
     data = seg.read_bytes()
     start = rb.read_header(data, 0).size  # the hostile record's batch
