@@ -25,8 +25,6 @@ from collections import deque
 from itertools import repeat
 from operator import itemgetter
 
-import orjson
-
 from ..errors import InvalidInputError, RecordTooLargeError
 from ..records import batch as rb
 
@@ -36,7 +34,8 @@ KEY_CACHE = 1 << 16  # distinct --key-field keys whose UTF-8 is kept
 # JSON validation: orjson (strict RFC 8259: no NaN or Infinity, no numbers beyond a
 # double) accepts a subset of what json.loads with the checks below accepts, so a line it
 # takes is valid; what it refuses is decided (and its error worded) by the standard library.
-_loads = orjson.loads
+# (orjson is imported by the ingester of JSON lines only: its import is about half of the
+# start-up of a raw ``fslog produce``.)
 _NOT_ORJSON = object()
 
 
@@ -109,6 +108,9 @@ class LineIngester:
         # key met again costs a lookup, and the same bytes object (its hash kept) goes on
         # to the partitioner's cache
         self._key_bytes: dict[str, bytes] = {}
+        if fmt == "json":
+            import orjson
+            self._loads = orjson.loads
         if getattr(producer, "_needs_key", False) and key_field is None and key_separator is None:
             raise InvalidInputError(
                 f"topic {producer.topic.name!r} is compacted (cleanup.policy="
@@ -275,7 +277,7 @@ class LineIngester:
             # than the parsing itself.
             if self.key_field is None:
                 try:
-                    _consume(map(_loads, values))
+                    _consume(map(self._loads, values))
                 except ValueError:
                     return False  # invalid, or blank (skipped), or beyond orjson: line by line
             else:
@@ -307,7 +309,7 @@ class LineIngester:
     def _keys_of(self, values: list[bytes]) -> list[bytes]:
         """The UTF-8 of field ``key_field`` of each JSON line. Raises ValueError,
         KeyError, TypeError or IndexError for a line the bulk path does not take."""
-        strings = list(map(itemgetter(self.key_field), map(_loads, values)))
+        strings = list(map(itemgetter(self.key_field), map(self._loads, values)))
         cache = self._key_bytes
         if len(strings) > 1:
             try:
@@ -340,7 +342,7 @@ class LineIngester:
             if not text:
                 return None  # blank lines are not records in JSON mode
             try:
-                doc = _loads(text)
+                doc = self._loads(text)
             except ValueError:
                 doc = _NOT_ORJSON
             if doc is _NOT_ORJSON or (self.key_field is not None and isinstance(doc, dict)
