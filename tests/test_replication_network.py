@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 from conftest import wait_for
 from replication_helpers import (
     TINY,
@@ -49,8 +50,8 @@ def test_each_partition_is_fetched_from_its_leader_and_a_moved_leader_is_asked_a
         leader._brokers[7] = ("127.0.0.1", sb.port)
         leader._leaders[("t", 1)] = 7
         assert leader.partition_state("t", 1).end == 7
-        data, _ = leader.fetch("t", 1, 0, 1 << 20)
-        assert b"b-000006" in data and b"a-000000" not in data
+        data, _ = leader.fetch("t", 1, 0, 1 << 20)  # (a view into the response)
+        assert b"b-000006" in bytes(data) and b"a-000000" not in bytes(data)
         # a leader map that is wrong: broker 7 has no topic u (UNKNOWN_TOPIC_OR_PARTITION):
         # nothing is taken from it, the map entry goes, and Metadata puts it back on 0
         leader._leaders[("u", 0)] = 7
@@ -59,7 +60,7 @@ def test_each_partition_is_fetched_from_its_leader_and_a_moved_leader_is_asked_a
         leader.topics()
         assert leader._leaders[("u", 0)] == 0 and leader._leaders[("t", 1)] == 0
         data, _ = leader.fetch("u", 0, 0, 1 << 20)
-        assert b"u-000004" in data
+        assert b"u-000004" in bytes(data)
     finally:
         leader.close()
         sa.stop()
@@ -179,6 +180,60 @@ def test_the_hand_encoded_fetch_request_is_the_one_kio_encodes():
     buf = io.BytesIO()
     wire._writer(fr.FetchRequest)(buf, req)
     assert wire.fetch_request_v12(1, 500, 1, wants) == buf.getvalue()
+
+
+def test_the_hand_parsed_fetch_response_is_the_one_kio_parses():
+    """A Fetch v12 response as a Kafka broker may send it (several topics, a null and an
+    empty records field, aborted transactions, tagged fields: a diverging epoch, the
+    current leader) and as fslog serve encodes it: ``parse_fetch_response_v12`` reads
+    what kio reads, the records as views into the frame."""
+    import datetime
+    import io
+
+    from kio.schema.errors import ErrorCode
+    from kio.schema.fetch.v12 import response as fr
+
+    from fslog.broker.fetch import _Part, encode_response
+    from fslog.replication import wire
+
+    def part(i, code, records, aborted=None, diverging=None):
+        kw = {} if diverging is None else {"diverging_epoch": fr.EpochEndOffset(
+            epoch=diverging[0], end_offset=diverging[1])}
+        return fr.PartitionData(partition_index=i, error_code=code, high_watermark=100 + i,  # type: ignore[arg-type]
+                                last_stable_offset=90, log_start_offset=7 + i,  # type: ignore[arg-type]
+                                aborted_transactions=aborted, preferred_read_replica=-1,  # type: ignore[arg-type]
+                                records=records, current_leader=fr.LeaderIdAndEpoch(  # type: ignore[arg-type]
+                                    leader_id=3, leader_epoch=9), **kw)  # type: ignore[arg-type]
+    resp = fr.FetchResponse(
+        throttle_time=datetime.timedelta(0), error_code=ErrorCode.none, session_id=0,  # type: ignore[arg-type]
+        responses=(fr.FetchableTopicResponse(topic="t", partitions=(  # type: ignore[arg-type]
+            part(0, ErrorCode.none, b"\x01" * 300),
+            part(1, ErrorCode.offset_out_of_range, None, diverging=(4, 50)),
+            part(2, ErrorCode.none, b"", aborted=(fr.AbortedTransaction(
+                producer_id=5, first_offset=6), fr.AbortedTransaction(  # type: ignore[arg-type]
+                producer_id=7, first_offset=8))))),  # type: ignore[arg-type]
+            fr.FetchableTopicResponse(topic="é" * 70, partitions=(  # type: ignore[arg-type]
+                part(9, ErrorCode.not_leader_or_follower, b"abc"),))))
+    buf = io.BytesIO()
+    wire._writer(fr.FetchResponse)(buf, resp)
+    p = _Part("u", 4, 10, 1 << 20)
+    p.hw, p.start, p.records, p.size = 12, 3, [b"\x02" * 40, b"\x03" * 9], 49
+    served = b"".join(encode_response(12, 1, {"u": [p]}, False))[8 + 1:]  # size, id, tags
+    for raw in (buf.getvalue(), served):
+        frame = memoryview(bytearray(raw)).toreadonly()
+        mine = wire.parse_fetch_response_v12(frame, 0)
+        theirs, _n = wire._reader(fr.FetchResponse)(frame, 0)
+        assert mine.error_code == theirs.error_code
+        assert [t.topic for t in mine.responses] == [t.topic for t in theirs.responses]
+        for a, b in zip(mine.responses, theirs.responses):
+            assert [(x.partition_index, x.error_code, x.high_watermark, x.log_start_offset,
+                     None if x.records is None else bytes(x.records)) for x in a.partitions] == \
+                [(x.partition_index, x.error_code, x.high_watermark, x.log_start_offset,
+                  x.records) for x in b.partitions]
+            assert all(x.records is None or isinstance(x.records, memoryview)
+                       for x in a.partitions)
+    with pytest.raises(fslog.FslogError, match="does not parse"):
+        wire.parse_fetch_response_v12(memoryview(buf.getvalue()[:-20]), 0)
 
 
 def test_kio_loads_without_hypothesis_and_hypothesis_still_imports():

@@ -14,8 +14,9 @@ cluster (its bootstrap servers, HOST:PORT[,HOST:PORT...]). The source interface 
   The leader's segment base offsets are not on the wire, so the follower rolls by the
   topic's segment.bytes and segment.ms — the leader's, copied with the config — which,
   applied to the same batches, roll where the leader rolled.
-- data: Fetch v12 (the request encoded by hand: ``wire.fetch_request_v12``), whole
-  batches, each partition's fetch sent to its leader broker (one connection per broker).
+- data: Fetch v12 (the request encoded and the response parsed by hand:
+  ``wire.fetch_request_v12``, ``wire.parse_fetch_response_v12``), whole batches (views
+  into the received buffer, never copied), each partition's fetch sent to its leader broker (one connection per broker).
   NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION and the like drop the leader map;
   the next pass reads Metadata again and goes where it says.
 - divergence: OffsetForLeaderEpoch v4, to the leader.
@@ -239,12 +240,12 @@ class NetworkLeader:
                                  wait_ms, min_bytes, by_topic)
         c = self._conn(node)
         try:
-            return c.request_encoded(_FETCH, 12, body)
+            return c.fetch_v12(body)
         except FslogError:
             self._drop(node)
             raise
 
-    def peek(self, topic: str, p: int, offset: int) -> bytearray:
+    def peek(self, topic: str, p: int, offset: int) -> memoryview | bytearray:
         """The batch holding ``offset``, fetched as a consumer (replica id -1): a look
         back that does not move this follower's position on the leader (the high
         watermark and acks=all go by the position a follower fetches from)."""
@@ -263,19 +264,19 @@ class NetworkLeader:
                     return bytearray(), None  # the next pass asks Metadata where it went
                 if pd.error_code != ErrorCode.none:
                     raise FslogError(f"{self.describe()}: fetch {topic}/{p} at {offset}: "
-                                     f"{pd.error_code.name}")
+                                     f"{_code_name(pd.error_code)}")
                 return _whole_batches(pd.records or b""), None
         return bytearray(), None
 
     def fetch_many(self, positions: dict[tuple[str, int], int], max_bytes: int,
-                   wait: float) -> dict[tuple[str, int], bytearray | None]:
+                   wait: float) -> dict[tuple[str, int], memoryview | bytearray | None]:
         """Kafka's replica fetcher: one long-poll Fetch per leader broker from
         ``positions`` (it also tells an fslog serve leader where this follower stands: its
         acks=all and high watermark), back when a leader appended or after ``wait``
         seconds. {partition: whole batches (maybe empty)}; None for a partition whose
         leader moved or answered an error (the caller's full pass sorts it out)."""
         by_node: dict[int, list[tuple[str, int, int]]] = {}
-        out: dict[tuple[str, int], bytearray | None] = {}
+        out: dict[tuple[str, int], memoryview | bytearray | None] = {}
         for (t, p), off in positions.items():
             node = self._leaders.get((t, p))
             if node is None:
@@ -388,8 +389,16 @@ class NetworkLeader:
 ServeLeader = NetworkLeader  # the name it had while it only spoke to fslog serve
 
 
-def _whole_batches(records: bytes) -> bytearray:
-    """The complete batches at the start of ``records`` (a broker may cut the last one)."""
+def _code_name(code: int) -> str:
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return f"error {code}"
+
+
+def _whole_batches(records) -> memoryview:
+    """The complete batches at the start of ``records`` (a broker may cut the last one):
+    a view, not a copy."""
     from ..records import batch as rb
     pos = 0
     n = len(records)
@@ -398,4 +407,4 @@ def _whole_batches(records: bytes) -> bytearray:
         if pos + rb.LOG_OVERHEAD + length > n:
             break
         pos += rb.LOG_OVERHEAD + length
-    return bytearray(records[:pos])
+    return memoryview(records)[:pos]

@@ -4,7 +4,10 @@ Kafka broker): ApiVersions, Metadata, ListOffsets, Fetch, OffsetForLeaderEpoch,
 DescribeConfigs, ListGroups, OffsetFetch; TLS and SASL as a client (``ClientSecurity``).
 
 ``Connection(host, port, security).request(req)`` sends a kio request object (its class
-says the API key and version) and returns the kio response object. Frames: a 4-byte
+says the API key and version) and returns the kio response object. The follower's Fetch
+v12 is encoded and its response parsed here, not by kio (``fetch_request_v12``,
+``Connection.fetch_v12``): the records come as views into the received buffer, never
+copied. Frames: a 4-byte
 big-endian size and the bytes; the request header is v1 or v2 (flexible) as the request
 class says, the response header v0 or v1 likewise. A new connection does, in Kafka's
 order: TLS (when asked), ApiVersions (``apis``: the keys the server answers, with their
@@ -97,6 +100,122 @@ def fetch_request_v12(replica_id: int, max_wait_ms: int, min_bytes: int,
         out += b"\0"
     out += b"\x01\x01\0"  # no forgotten topics, rack id "", no tagged fields
     return bytes(out)
+
+
+class FetchPartition:
+    """One partition of a FetchResponse: ``records`` a read-only view into the response
+    (no copy), None when the broker sent none."""
+    __slots__ = ("partition_index", "error_code", "high_watermark", "log_start_offset",
+                 "records")
+
+    def __init__(self, partition_index: int, error_code: int, high_watermark: int,
+                 log_start_offset: int, records: memoryview | None):
+        self.partition_index = partition_index
+        self.error_code = error_code
+        self.high_watermark = high_watermark
+        self.log_start_offset = log_start_offset
+        self.records = records
+
+
+class FetchTopic:
+    __slots__ = ("topic", "partitions")
+
+    def __init__(self, topic: str, partitions: list[FetchPartition]):
+        self.topic = topic
+        self.partitions = partitions
+
+
+class FetchResponse:
+    __slots__ = ("error_code", "responses")
+
+    def __init__(self, error_code: int, responses: list[FetchTopic]):
+        self.error_code = error_code
+        self.responses = responses
+
+
+_I16 = struct.Struct(">h")
+_I32 = struct.Struct(">i")
+_FETCH_TOP = struct.Struct(">ihi")       # throttle_time_ms, error_code, session_id
+_FETCH_PART_HEAD = struct.Struct(">ihqqq")  # partition, error, high watermark,
+#                                             last stable offset, log start offset
+_ABORTED = 16  # producer_id int64, first_offset int64 (then tagged fields)
+
+
+def _read_uvarint(buf, pos: int) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        n |= (b & 0x7F) << shift
+        if b < 0x80:
+            return n, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("a varint longer than 10 bytes")
+
+
+def _skip_tagged(buf, pos: int) -> int:
+    count, pos = _read_uvarint(buf, pos)
+    for _ in range(count):
+        _tag, pos = _read_uvarint(buf, pos)
+        size, pos = _read_uvarint(buf, pos)
+        pos += size
+    return pos
+
+
+def parse_fetch_response_v12(frame: memoryview, pos: int) -> FetchResponse:
+    """A FetchResponse v12 body from ``pos`` of ``frame`` (after the response header),
+    parsed here rather than by kio, which copies every partition's records into new
+    bytes (a follower's 8 MiB at a time): each ``records`` is a view into ``frame``.
+    Kafka's layout (flexible: compact arrays, strings and bytes have uvarint lengths + 1,
+    0 for null; every struct ends with tagged fields, skipped here)::
+
+        throttle_time_ms int32, error_code int16, session_id int32,
+        responses: [topic string,
+                    partitions: [partition_index int32, error_code int16,
+                                 high_watermark int64, last_stable_offset int64,
+                                 log_start_offset int64,
+                                 aborted_transactions nullable [producer_id int64,
+                                                                first_offset int64, tags],
+                                 preferred_read_replica int32, records nullable bytes,
+                                 tags (diverging_epoch, current_leader, snapshot_id)],
+                    tags],
+        tags
+
+    A frame that ends early or holds a length past its end is ``FslogError``."""
+    try:
+        _throttle, error, _session = _FETCH_TOP.unpack_from(frame, pos)
+        pos += _FETCH_TOP.size
+        topics = []
+        n, pos = _read_uvarint(frame, pos)
+        for _ in range(n - 1):
+            size, pos = _read_uvarint(frame, pos)
+            name = bytes(frame[pos:pos + size - 1]).decode()
+            pos += size - 1
+            parts = []
+            m, pos = _read_uvarint(frame, pos)
+            for _ in range(m - 1):
+                index, code, hw, _lso, start = _FETCH_PART_HEAD.unpack_from(frame, pos)
+                pos += _FETCH_PART_HEAD.size
+                aborted, pos = _read_uvarint(frame, pos)
+                for _ in range(aborted - 1):
+                    pos = _skip_tagged(frame, pos + _ABORTED)
+                pos += 4  # preferred_read_replica
+                size, pos = _read_uvarint(frame, pos)
+                records = None
+                if size:
+                    if pos + size - 1 > len(frame):
+                        raise ValueError(f"records of {size - 1} bytes past the frame's end")
+                    records = frame[pos:pos + size - 1]
+                    pos += size - 1
+                pos = _skip_tagged(frame, pos)
+                parts.append(FetchPartition(index, code, hw, start, records))
+            pos = _skip_tagged(frame, pos)
+            topics.append(FetchTopic(name, parts))
+        _skip_tagged(frame, pos)
+    except (struct.error, IndexError, ValueError, UnicodeDecodeError) as e:
+        raise FslogError(f"a FetchResponse v12 that does not parse ({e})") from None
+    return FetchResponse(error, topics)
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -200,24 +319,43 @@ class Connection:
     def request_encoded(self, api_key: int, version: int, body: bytes):
         """Send a request whose body was encoded by the caller (request header v2: a
         flexible version); return the kio response object."""
-        self._correlation += 1
-        cid = self._correlation
-        client = self.client_id.encode()
-        head = _HEAD.pack(api_key, version, cid, len(client)) + client + b"\0"
-        return self._exchange(_SIZE.pack(len(head) + len(body)) + head + body, cid,
+        return self._exchange(self._frame(api_key, version, body), self._correlation,
                               api_key, version)
 
-    def _exchange(self, data, cid: int, api_key: int, version: int):
+    def fetch_v12(self, body: bytes) -> FetchResponse:
+        """Send a Fetch v12 whose body was encoded by the caller (``fetch_request_v12``);
+        return the response as ``parse_fetch_response_v12`` reads it (records as views
+        into the received buffer)."""
+        frame = self._receive(self._frame(_FETCH, 12, body))
+        if len(frame) < 5 or _I32.unpack_from(frame, 0)[0] != self._correlation:
+            raise FslogError(f"{self.address}: a Fetch answered out of order")
+        try:
+            pos = _skip_tagged(frame, 4)  # response header v1: correlation id, tags
+        except (IndexError, ValueError):
+            raise FslogError(f"{self.address}: a Fetch response header that does not parse") from None
+        return parse_fetch_response_v12(frame, pos)
+
+    def _frame(self, api_key: int, version: int, body: bytes) -> bytes:
+        self._correlation += 1
+        client = self.client_id.encode()
+        head = _HEAD.pack(api_key, version, self._correlation, len(client)) + client + b"\0"
+        return _SIZE.pack(len(head) + len(body)) + head + body
+
+    def _receive(self, data) -> memoryview:
+        """Send ``data`` (a whole request frame); return the response frame."""
         try:
             self.sock.sendall(data)
             del data
             size = _SIZE.unpack(self._read(4))[0]
             if not 0 < size <= MAX_RESPONSE:
                 raise FslogError(f"{self.address}: response of {size} bytes: not a Kafka broker?")
-            frame = self._read(size)
+            return self._read(size)
         except OSError as e:  # ssl.SSLError too
             raise LeaderUnavailableError(
                 f"{self.address}: connection lost ({getattr(e, 'strerror', None) or e})") from None
+
+    def _exchange(self, data, cid: int, api_key: int, version: int):
+        frame = self._receive(data)
         resp_cls = _response_class(api_key, version)
         hdr = ResponseHeaderV1 if resp_cls.__header_schema__ is ResponseHeaderV1 else ResponseHeaderV0
         h, n = _reader(hdr)(frame, 0)
