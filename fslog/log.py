@@ -10,10 +10,8 @@ them). Safe to use from any number of processes.
 from __future__ import annotations
 
 import os
-import shutil
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .config import parse_config
 from .errors import FslogError, NotLeaderError, TopicExistsError, UnknownTopicError
@@ -23,82 +21,20 @@ from .storage.topic import Topic
 from .storage.topicmeta import MAX_PARTITIONS, new_topic_id, write_topic_meta
 from .storage.verify import verify_topic
 
+if TYPE_CHECKING:
+    from .reports import CleanReport, VerifyReport
 
-@dataclass
-class PartitionCleaned:
-    """What one clean of a partition did (``fslog clean --json``: one per partition)."""
-    topic: str
-    partition: int
-    cleanup_policy: str
-    start_offset: int                         # the log start offset afterwards
-    segments_deleted: list[dict[str, Any]]    # base_offset, end_offset, size_bytes, reason
-    bytes_deleted: int
-    offsets_deleted: int
-    compaction: dict[str, Any] | None         # None: not a compacted topic
-    recovered: list[str]                      # leftovers of cleans cut short, dealt with
-
-    @property
-    def records_removed(self) -> int:
-        """Superseded records, tombstones and keyless records compaction removed."""
-        c = self.compaction or {}
-        return c.get("records_removed", 0) + c.get("tombstones_removed", 0) + c.get("keyless_removed", 0)
-
-    @property
-    def compacted(self) -> bool:
-        return bool(self.compaction and self.compaction["ran"])
+_REPORTS = ("PartitionCleaned", "CleanReport", "TopicVerified", "VerifyReport")
 
 
-@dataclass
-class CleanReport:
-    """``Log.clean``: the topics looked at, each partition cleaned, and one line per topic
-    or partition that could not be cleaned."""
-    topics: list[str]
-    partitions: list[PartitionCleaned] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+def __getattr__(name: str) -> Any:
+    """The report classes, from ``fslog.reports`` (imported on first use: defining
+    dataclasses costs every start of ``fslog``, and only clean and verify use them)."""
+    if name in _REPORTS:
+        from . import reports
+        return getattr(reports, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    @property
-    def segments_deleted(self) -> int:
-        return sum(len(p.segments_deleted) for p in self.partitions)
-
-    def as_json(self) -> dict[str, Any]:
-        """The document ``fslog clean --json`` prints (a contract: fields stay)."""
-        return {"partitions": [asdict(p) for p in self.partitions],
-                "segments_deleted": self.segments_deleted,
-                "bytes_deleted": sum(p.bytes_deleted for p in self.partitions),
-                "records_removed": sum(p.records_removed for p in self.partitions)}
-
-
-@dataclass
-class TopicVerified:
-    """``fslog verify`` of one topic. Problems and repairs are dicts: kind, path,
-    position, offset, message."""
-    topic: str
-    partitions: list[dict[str, Any]]
-    batches: int
-    records: int
-    problems: list[dict[str, Any]]
-    repaired: list[dict[str, Any]]
-
-
-@dataclass
-class VerifyReport:
-    topics: list[TopicVerified] = field(default_factory=list)
-
-    @property
-    def problems(self) -> list[dict[str, Any]]:
-        return [p for t in self.topics for p in t.problems]
-
-    @property
-    def repaired(self) -> list[dict[str, Any]]:
-        return [p for t in self.topics for p in t.repaired]
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def as_json(self) -> dict[str, Any]:
-        """The document ``fslog verify --json`` prints (a contract: fields stay)."""
-        return {"ok": self.ok, "topics": [asdict(t) for t in self.topics]}
 
 
 class Log:
@@ -168,7 +104,7 @@ class Log:
             files.fsync_dir(files.topics_dir(self.root))
         finally:
             if os.path.isdir(staging):
-                shutil.rmtree(staging, ignore_errors=True)
+                _rmtree(staging, ignore_errors=True)
         topic = self.topic(name)
         topic.created = True  # this call created it (not a concurrent creator)
         return topic
@@ -186,7 +122,7 @@ class Log:
             f"delete-{name}", f"-{os.getpid()}-{time.monotonic_ns()}"))
         os.rename(path, trash)
         files.fsync_dir(files.topics_dir(self.root))
-        shutil.rmtree(trash, ignore_errors=True)
+        _rmtree(trash, ignore_errors=True)
 
     def clean(self, topics: str | list[str] | None = None, compact_now: bool = False,
               on_progress: Callable[[int, int], None] | None = None) -> CleanReport:
@@ -202,6 +138,7 @@ class Log:
                 f"retention and compaction, and cleaning it here would make it differ; run "
                 f"'fslog clean' on the leader (or 'fslog promote' this root first)")
         names = [topics] if isinstance(topics, str) else list(topics or [])
+        from .reports import CleanReport, PartitionCleaned
         report = CleanReport(names or self.topics())
         work = []
         for n in report.topics:
@@ -227,6 +164,7 @@ class Log:
         (``storage/verify.py``); with ``repair``, truncate torn tails and rebuild indexes.
         The topic named cannot be opened: raises; any other: reported as a problem."""
         names = [topic] if topic else self.topics()
+        from .reports import TopicVerified, VerifyReport
         report = VerifyReport()
         for n in names:
             try:
@@ -248,3 +186,8 @@ class Log:
     def reader(self, topic: str, **kwargs):
         from .storage.reader import TopicReader
         return TopicReader(self.topic(topic), **kwargs)
+
+
+def _rmtree(path: str, ignore_errors: bool = False) -> None:
+    import shutil  # (on first use: shutil costs every start of fslog)
+    shutil.rmtree(path, ignore_errors=ignore_errors)

@@ -311,6 +311,33 @@ def test_rolls_within_the_backoff_put_compaction_off_to_the_close(tmp_path, monk
     verify_clean(log)
 
 
+def test_a_close_while_another_clean_runs_leaves_a_compaction_waiting_for_it(tmp_path):
+    # Rolls while another process cleans (a compaction an earlier roll started, say)
+    # leave what they sealed; the producer's close then starts a compaction that waits
+    # for that clean to end, so a burst's tail is compacted all the same
+    import time
+    log = make(tmp_path, **{"cleanup.policy": "compact"})
+    busy = cleaner.clean_lock(part(log))
+    busy.acquire()
+    try:
+        with log.producer("t", background=False) as producer:
+            p = producer.topic.partition(0)
+            _produce_until_rolls(p, producer, 0, 4)
+            assert p.clean_deferred and cleaner.read_checkpoint(p) == 0
+            active = p.segment_bases()[-1]
+        assert cleaner.read_checkpoint(p) == 0  # (nothing can run while the lock is held)
+    finally:
+        busy.release()
+    p = part(log)
+    for _ in range(1200):  # bounded (a minute): the waiting compaction runs once it may
+        if cleaner.read_checkpoint(p) == active:
+            break
+        time.sleep(0.05)
+    cleaner.wait_for_background(p)
+    assert cleaner.read_checkpoint(p) == active and cleaner.dirty_ratio(p) == 0
+    verify_clean(log)
+
+
 def test_with_no_backoff_every_due_roll_compacts(tmp_path, monkeypatch):
     monkeypatch.setenv("FSLOG_CLEANER", "inline")
     log = make(tmp_path, **{"cleanup.policy": "compact", "log.cleaner.backoff.ms": 0})

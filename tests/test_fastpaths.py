@@ -395,3 +395,30 @@ def test_key_separator_ingest_bulk_is_line_by_line(tmp_path_factory, recs, skip,
     bulk = _ingest(tmp_path_factory.mktemp("bulk"), data, True, **opts)
     line = _ingest(tmp_path_factory.mktemp("line"), data, False, **opts)
     assert bulk == line
+
+
+def test_key_field_cache_bounded_and_exact(tmp_path, monkeypatch):
+    """--key-field keeps the UTF-8 of keys seen in a bounded cache: beyond it (emptied and
+    refilled, or skipped for a chunk of mostly distinct keys) the records are the same as
+    line by line, chunk after chunk, numbers as keys and misses included."""
+    from fslog.clients import ingest
+    monkeypatch.setattr(ingest, "KEY_CACHE", 8)
+    lines = []
+    for i in range(3000):
+        k = "k%d" % (i % 5) if i < 1000 else "é%d" % (i % 6) if i < 2000 else "d%d" % i
+        lines.append(json.dumps({"k": k, "i": i}, ensure_ascii=False).encode())
+    lines[1500] = b'{"k": 15, "i": 1500}'  # a number: that chunk line by line
+    data = b"\n".join(lines) + b"\n"
+    opts = {"fmt": "json", "key_field": "k"}
+    monkeypatch.setattr(ingest, "CHUNK", 1 << 12)  # many chunks
+    real_init = ingest.LineIngester.__init__
+
+    def small_chunks(self, *a, **kw):
+        real_init(self, *a, **kw)
+        self._chunk = 1 << 12
+    monkeypatch.setattr(ingest.LineIngester, "__init__", small_chunks)
+    bulk = _ingest(tmp_path / "bulk", data, True, **opts)
+    line = _ingest(tmp_path / "line", data, False, **opts)
+    assert bulk == line
+    assert len(bulk[0]) == 3000
+    assert {r[2] for r in bulk[0]} >= {b"k0", "\u00e91".encode(), b"d2999", b"15"}

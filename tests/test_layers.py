@@ -19,7 +19,7 @@ PKG = os.path.dirname(fslog.__file__)
 RANKS = {
     "errors": 0, "config": 0, "clock": 0, "kio_import": 0, "__init__": 99,
     "records": 1, "storage": 2, "groups": 3, "clients": 4,
-    "log": 5, "monitor": 5,
+    "log": 5, "reports": 5, "monitor": 5,
     "broker": 6, "replication": 6,
     "cli": 7,
 }

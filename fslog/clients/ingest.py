@@ -25,17 +25,17 @@ from collections import deque
 from itertools import repeat
 from operator import itemgetter
 
-import orjson
-
 from ..errors import InvalidInputError, RecordTooLargeError
 from ..records import batch as rb
 
 CHUNK = 1 << 20
+KEY_CACHE = 1 << 16  # distinct --key-field keys whose UTF-8 is kept
 
 # JSON validation: orjson (strict RFC 8259: no NaN or Infinity, no numbers beyond a
 # double) accepts a subset of what json.loads with the checks below accepts, so a line it
 # takes is valid; what it refuses is decided (and its error worded) by the standard library.
-_loads = orjson.loads
+# (orjson is imported by the ingester of JSON lines only: its import is about half of the
+# start-up of a raw ``fslog produce``.)
 _NOT_ORJSON = object()
 
 
@@ -104,6 +104,13 @@ class LineIngester:
         # take as it is (an error, a blank JSON line, a null marker, a number as the key)
         # goes line by line below, which decides and reports exactly as before.
         self._bulk = not self.headers and (key_separator is not None or fmt == "json")
+        # --key-field: the UTF-8 of the key strings seen (bounded, emptied when full): a
+        # key met again costs a lookup, and the same bytes object (its hash kept) goes on
+        # to the partitioner's cache
+        self._key_bytes: dict[str, bytes] = {}
+        if fmt == "json":
+            import orjson
+            self._loads = orjson.loads
         if getattr(producer, "_needs_key", False) and key_field is None and key_separator is None:
             raise InvalidInputError(
                 f"topic {producer.topic.name!r} is compacted (cleanup.policy="
@@ -270,15 +277,12 @@ class LineIngester:
             # than the parsing itself.
             if self.key_field is None:
                 try:
-                    _consume(map(_loads, values))
+                    _consume(map(self._loads, values))
                 except ValueError:
                     return False  # invalid, or blank (skipped), or beyond orjson: line by line
             else:
                 try:
-                    # str.encode refuses anything but a string (numbers as keys: stdlib
-                    # json's spelling, line by line); orjson never yields lone surrogates
-                    keys = list(map(str.encode, map(itemgetter(self.key_field),
-                                                    map(_loads, values))))
+                    keys = self._keys_of(values)
                 except (ValueError, KeyError, TypeError, IndexError):
                     return False  # invalid or blank, not an object, the field missing or
                     # not a string: line by line
@@ -302,6 +306,27 @@ class LineIngester:
         self.lines += len(lines)
         return True
 
+    def _keys_of(self, values: list[bytes]) -> list[bytes]:
+        """The UTF-8 of field ``key_field`` of each JSON line. Raises ValueError,
+        KeyError, TypeError or IndexError for a line the bulk path does not take."""
+        strings = list(map(itemgetter(self.key_field), map(self._loads, values)))
+        cache = self._key_bytes
+        if len(strings) > 1:
+            try:
+                return list(itemgetter(*strings)(cache))  # (one call in C)
+            except KeyError:
+                pass
+        new = set(strings).difference(cache)
+        if len(new) + len(cache) > KEY_CACHE:
+            cache.clear()
+            if len(new) > KEY_CACHE:  # mostly distinct keys: no cache
+                return list(map(str.encode, strings))
+            new = set(strings)
+        # str.encode refuses anything but a string (numbers as keys: stdlib json's
+        # spelling, line by line); orjson never yields lone surrogates
+        cache.update(zip(new, map(str.encode, new)))
+        return [cache[s] for s in strings] if len(strings) < 2 else list(itemgetter(*strings)(cache))
+
     def _convert(self, line: bytes) -> tuple[bytes | None, bytes | None] | None:
         key = None
         value: bytes | None = line
@@ -317,7 +342,7 @@ class LineIngester:
             if not text:
                 return None  # blank lines are not records in JSON mode
             try:
-                doc = _loads(text)
+                doc = self._loads(text)
             except ValueError:
                 doc = _NOT_ORJSON
             if doc is _NOT_ORJSON or (self.key_field is not None and isinstance(doc, dict)

@@ -30,10 +30,22 @@ from __future__ import annotations
 
 import struct
 import zlib
-
-import cramjam
+from typing import Any
 
 from ..errors import CorruptRecordError, UnsupportedCompressionError
+
+
+class _OnFirstUse:
+    """cramjam (snappy, lz4, zstd), imported when a codec first needs it: the import
+    costs every start of ``fslog``, and most batches are not compressed."""
+
+    def __getattr__(self, name: str) -> Any:
+        import cramjam as module
+        globals()["cramjam"] = module
+        return getattr(module, name)
+
+
+cramjam: Any = _OnFirstUse()
 
 NONE, GZIP, SNAPPY, LZ4, ZSTD = 0, 1, 2, 3, 4
 CODECS = {"none": NONE, "gzip": GZIP, "snappy": SNAPPY, "lz4": LZ4, "zstd": ZSTD}

@@ -959,6 +959,14 @@ def clean_after_roll(partition) -> None:
     it runs whatever the backoff."""
     plock = ProcessLock(os.path.join(partition.path, files.CLEANER_LOCK_FILE))
     if not plock.try_acquire():
+        # another process cleans (a compaction an earlier roll started, say): what this
+        # roll sealed is left to the next one, or to the close, which leaves a compaction
+        # waiting for that clean to end
+        if partition.closing:
+            if _current_config(partition).compacted:
+                _spawn_compaction(partition, None)
+        elif partition.config.compacted:
+            partition.clean_deferred = True
         return
     handed = False
     try:
@@ -994,9 +1002,10 @@ def _backing_off(partition, config) -> bool:
     return 0 <= time.time_ns() - written < backoff * 1_000_000
 
 
-def _spawn_compaction(partition, lock_fd: int) -> bool:
+def _spawn_compaction(partition, lock_fd: int | None) -> bool:
     """Start the background compaction of this partition, handing it the cleaner lock (an
-    flock belongs to the open file, which the child inherits). A single-threaded process
+    flock belongs to the open file, which the child inherits; ``lock_fd`` None: the child
+    waits for the lock itself, then compacts if it is still due). A single-threaded process
     forks (``_fork_compaction``: the child has fslog loaded already, so it starts at once);
     one with threads (a forked copy of it could inherit a lock held by another thread)
     starts ``python -m fslog.storage.cleaner``. False if neither can be started (then the
@@ -1015,12 +1024,14 @@ def _spawn_compaction(partition, lock_fd: int) -> bool:
             return True
     if not sys.executable:
         return False
+    lock_args = ["--wait"] if lock_fd is None else ["--lock-fd", str(lock_fd)]
     try:
         child = subprocess.Popen(
-            [sys.executable, "-m", "fslog.storage.cleaner", "--lock-fd", str(lock_fd),
+            [sys.executable, "-m", "fslog.storage.cleaner", *lock_args,
              partition.root, partition.topic, str(partition.number)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            pass_fds=(lock_fd,), start_new_session=True, close_fds=True)
+            pass_fds=() if lock_fd is None else (lock_fd,), start_new_session=True,
+            close_fds=True)
     except OSError:
         return False
     _BACKGROUND.append((child, partition.path))
@@ -1047,7 +1058,7 @@ class _Forked:
         return self.returncode
 
 
-def _fork_compaction(partition, lock_fd: int) -> _Forked | None:
+def _fork_compaction(partition, lock_fd: int | None) -> _Forked | None:
     """Fork a child that compacts the partition and exits (``_background``), or None if
     fork fails. The child is detached (its own session, stdin/stdout/stderr on
     /dev/null) and keeps only the cleaner lock of the descriptors it inherits: neither a
@@ -1067,7 +1078,7 @@ def _fork_compaction(partition, lock_fd: int) -> _Forked | None:
         import signal
         gc.disable()
         os.setsid()
-        if lock_fd < 3:  # (the producer started without a stdin, say: keep it off 0-2)
+        if lock_fd is not None and lock_fd < 3:  # (a producer started without a stdin, say)
             import fcntl
             lock_fd = fcntl.fcntl(lock_fd, fcntl.F_DUPFD, 3)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGHUP):
@@ -1075,8 +1086,12 @@ def _fork_compaction(partition, lock_fd: int) -> _Forked | None:
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
-        os.closerange(3, lock_fd)
-        os.closerange(lock_fd + 1, max(lock_fd + 1, os.sysconf("SC_OPEN_MAX")))
+        top = max(4, os.sysconf("SC_OPEN_MAX"))
+        if lock_fd is None:
+            os.closerange(3, top)
+        else:
+            os.closerange(3, lock_fd)
+            os.closerange(lock_fd + 1, max(lock_fd + 1, top))
         code = _background(partition.root, partition.topic, partition.number, lock_fd)
     finally:
         os._exit(code)
@@ -1108,9 +1123,12 @@ def wait_for_background(partition) -> None:
 BACKGROUND_NICE = 10
 
 
-def _background(root: str, topic: str, number: int, lock_fd: int, say: bool = False) -> int:
+def _background(root: str, topic: str, number: int, lock_fd: int | None,
+                say: bool = False) -> int:
     """The background compaction of one partition, with the cleaner lock already held
-    through descriptor ``lock_fd`` (closed at the end). A failure is recorded in
+    through descriptor ``lock_fd`` (closed at the end), or, ``lock_fd`` None, once this
+    process has waited for the lock (a compaction put off to a producer's close while
+    another clean ran); compacts if it is due. A failure is recorded in
     ``cleaner-error.json`` (and, ``say``, said on stderr); returns the exit status."""
     from .partition import Partition
     directory = files.partition_dir(root, topic, number)
@@ -1118,9 +1136,19 @@ def _background(root: str, topic: str, number: int, lock_fd: int, say: bool = Fa
         os.nice(BACKGROUND_NICE)
     except OSError:
         pass
+    lock: BlockingLock | None = None
     try:
         partition = Partition(root, topic, number, TopicConfig(read_topic_meta(root, topic)[1]))
         directory = partition.path
+        if lock_fd is None:
+            lock = clean_lock(partition)
+            lock.acquire()
+            try:  # (the topic deleted, or deleted and made anew, while this waited: not ours)
+                if os.fstat(lock._fd).st_ino != os.stat(lock.path).st_ino:
+                    return 0
+            except OSError:
+                return 0
+            recover(partition)
         config = _current_config(partition)
         if config.compacted:
             # alone: the producer that started it has the other core
@@ -1135,15 +1163,20 @@ def _background(root: str, topic: str, number: int, lock_fd: int, say: bool = Fa
             print(f"fslog: background compaction of {topic}/{number}: {why}", file=sys.stderr)
         return 1
     finally:
-        os.close(lock_fd)
+        if lock_fd is not None:
+            os.close(lock_fd)
+        elif lock is not None:
+            lock.release()
 
 
 def _main(argv: list[str]) -> int:
-    """``python -m fslog.storage.cleaner --lock-fd N ROOT TOPIC PARTITION``: the
+    """``python -m fslog.storage.cleaner (--lock-fd N | --wait) ROOT TOPIC PARTITION``: the
     background compaction started by a process with threads (``_spawn_compaction``)."""
     import argparse
     ap = argparse.ArgumentParser(prog="python -m fslog.storage.cleaner")
-    ap.add_argument("--lock-fd", type=int, required=True)
+    how = ap.add_mutually_exclusive_group(required=True)
+    how.add_argument("--lock-fd", type=int, help="the cleaner lock, held through this descriptor")
+    how.add_argument("--wait", action="store_true", help="wait for the cleaner lock")
     ap.add_argument("root")
     ap.add_argument("topic")
     ap.add_argument("partition", type=int)

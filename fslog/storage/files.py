@@ -34,7 +34,6 @@ sorts them numerically, exactly as Kafka names them.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import stat
@@ -148,6 +147,7 @@ def fit_name(name: str, keep: str = "") -> str:
     never equals the name derived from another topic or group."""
     if len((name + keep).encode()) <= MAX_FILE_NAME:
         return name + keep
+    import hashlib  # (here: hashlib costs every start, and few names are this long)
     digest = hashlib.sha256(name.encode()).hexdigest()[:16]
     return f"{name[:MAX_FILE_NAME - len(keep) - 18]}~{digest}{keep}"
 
