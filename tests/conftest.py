@@ -14,11 +14,14 @@ through the library (``fslog.Log(root)``).
 - ``cli``: the object behind both, with helpers (``log()``, ``records()``, ``values()``,
   ``append()``: set-up through the library when ``fslog produce`` is not what is tested).
 
-Hypothesis runs without its deadline and too-slow health check (the ``fslog`` profile):
-they fail on a busy machine. The suite starts ``fslog`` thousands of times:
-``pytest_configure`` byte-compiles the package once (``PYTHONDONTWRITEBYTECODE`` in the environment would otherwise make every
+``tmp_path`` and the roots in it are in memory (``/dev/shm``) when there is room there
+(``FSLOG_TEST_ON_DISK=1``: on disk, as without room). Hypothesis runs without its
+deadline and too-slow health check (the ``fslog`` profile): they fail on a busy machine.
+The suite starts ``fslog`` thousands of times: ``pytest_configure`` byte-compiles the
+package once (``PYTHONDONTWRITEBYTECODE`` in the environment would otherwise make every
 child process compile every module it imports, ~0.1 s of CPU each), and the slowest
-tests (``@pytest.mark.slow``) run first so that pytest-xdist does not end on one of them.
+tests (``@pytest.mark.slow``) run first so that pytest-xdist does not end on one of
+them.
 """
 
 from __future__ import annotations
@@ -54,10 +57,34 @@ def _fslog_command() -> list[str]:
 FSLOG_CMD = _fslog_command()
 
 
+# Roots made by the tests live in memory when the machine has room for them there: every
+# fsync of a topic creation, an append or a commit then returns at once instead of waiting
+# for a shared disk (on a busy machine most of the suite's wall time was such waits). The
+# tests do the same fsync calls either way, and kill -9 (all they crash with) keeps what
+# the page cache holds on either file system.
+MEMORY_FS = "/dev/shm"
+MEMORY_FS_ROOM = 4 << 30  # free bytes it needs (the suite keeps well under 1 GiB there)
+
+
+def _memory_basetemp() -> str | None:
+    if os.environ.get("FSLOG_TEST_ON_DISK"):
+        return None
+    try:
+        if shutil.disk_usage(MEMORY_FS).free < MEMORY_FS_ROOM or not os.access(MEMORY_FS, os.W_OK):
+            return None
+        import tempfile
+        return tempfile.mkdtemp(prefix="fslog-tests-", dir=MEMORY_FS)
+    except OSError:
+        return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's tmp_path factory reads --basetemp
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "slow: takes tens of seconds; runs first (see the module docstring)")
     if hasattr(config, "workerinput"):  # an xdist worker: the controller compiled already
-        return
+        return  # (and chose the base directory: each worker gets its own below it)
+    if config.option.basetemp is None:
+        config.option.basetemp = config._fslog_memory_basetemp = _memory_basetemp()
     import compileall
 
     import fslog
@@ -65,6 +92,13 @@ def pytest_configure(config) -> None:
         compileall.compile_dir(os.path.dirname(fslog.__file__), quiet=1)
     except OSError:  # a read-only install: children compile in memory, only slower
         pass
+
+
+def pytest_unconfigure(config) -> None:
+    """The in-memory base directory goes at the end (pytest keeps a given --basetemp)."""
+    made = getattr(config, "_fslog_memory_basetemp", None)
+    if made:
+        shutil.rmtree(made, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -264,13 +298,15 @@ def read_lines_until(p: subprocess.Popen, done, timeout: float = 120.0) -> list[
     import select
     deadline = time.monotonic() + timeout
     fd = p.stdout.fileno()
+    waiting = select.poll()  # (not select(): a worker may hold descriptors past 1023)
+    waiting.register(fd, select.POLLIN)
     buf = b""
     lines: list[bytes] = []
     while not done(lines):
         left = deadline - time.monotonic()
         if left <= 0:
             raise AssertionError(f"timed out after {timeout}s; {len(lines)} lines so far")
-        if select.select([fd], [], [], min(left, 1.0))[0]:
+        if waiting.poll(min(left, 1.0) * 1000):
             chunk = os.read(fd, 1 << 16)
             if not chunk:
                 raise AssertionError(f"the process ended (exit {p.wait()}) after {len(lines)} "

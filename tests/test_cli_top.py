@@ -40,6 +40,8 @@ def on_pty(cli, args, which: str = "stderr", stdin=subprocess.DEVNULL, keys: byt
     out = bytearray()
     start = time.monotonic()
     sent = False
+    waiting = select.poll()  # (not select(): a worker may hold descriptors past 1023)
+    waiting.register(master, select.POLLIN)
     while True:
         if stop_when is not None and not sent and stop_when(bytes(out)):
             if keys:
@@ -50,7 +52,7 @@ def on_pty(cli, args, which: str = "stderr", stdin=subprocess.DEVNULL, keys: byt
         if time.monotonic() - start > timeout:
             p.kill()
             pytest.fail(f"{args}: still running after {timeout}s")
-        if select.select([master], [], [], 0.05)[0]:
+        if waiting.poll(50):
             try:
                 data = os.read(master, 65536)
             except OSError:  # the terminal's other side is gone

@@ -262,8 +262,9 @@ class KafkaJS(Client):
         p, err = self._proc()
         p.stdin.write(json.dumps(dict(cmd, bootstrap=self.bs)).encode() + b"\n")
         p.stdin.flush()
-        ready, _, _ = select.select([p.stdout], [], [], timeout)  # a guard against a hang
-        if not ready:
+        waiting = select.poll()  # (not select(): a worker may hold descriptors past 1023)
+        waiting.register(p.stdout, select.POLLIN)
+        if not waiting.poll(timeout * 1000):  # a guard against a hang
             p.kill()
             raise AssertionError(f"kafkajs gave no answer to {cmd['op']} in {timeout} s")
         line = p.stdout.readline()
