@@ -5,7 +5,6 @@ relative to now (``90s``, ``30m``, ``1h``, ``2d``, ``1w``, ``500ms``), meaning t
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
 
 from .. import clock
 from ..errors import UsageError
@@ -25,6 +24,7 @@ def parse_time_ms(text: str, now_ms: int | None = None) -> int:
         return now_ms
     m = _RELATIVE.match(text)
     dt = None
+    from datetime import datetime, timezone  # (here: datetime costs every start of consume)
     if not m:
         try:
             dt = datetime.fromisoformat(text.strip())
