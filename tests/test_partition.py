@@ -336,3 +336,27 @@ def test_record_too_large(tmp_path):
             p.send(b"x" * 2000, partition=0)
         p.send(b"x" * 500, partition=0)
     assert offsets(log, "beginning") == [0]
+
+
+def test_an_append_refused_for_damage_keeps_no_descriptors(tmp_path):
+    # damage in the middle of the active segment (valid batches after it) is refused on
+    # every append; a long-running process (fslog serve) asking again and again must not
+    # keep the segment's and its indexes' descriptors each time
+    from fslog.errors import CorruptRecordError
+    from fslog.records import batch as rb
+    log = make_log(tmp_path, config={"segment.bytes": 1 << 20})
+    produce(log, [b"first"])
+    produce(log, [b"second"])
+    part = log.topic("t").partition(0)
+    seg = os.path.join(part.path, files.segment_name(0))
+    with open(seg, "r+b") as f:  # a flipped bit in the first batch's records
+        f.seek(rb.HEADER_SIZE + 2)
+        b = f.read(1)
+        f.seek(rb.HEADER_SIZE + 2)
+        f.write(bytes([b[0] ^ 1]))
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        with pytest.raises(CorruptRecordError, match="position 0"):
+            part.append([rb.encode_records([(None, b"new", T0, [])])])
+    assert len(os.listdir("/proc/self/fd")) <= before + 1  # (the partition lock file)
+    part.close()

@@ -383,13 +383,24 @@ class SegmentWriter:
         self.timeindex_path = os.path.join(directory, files.segment_name(base_offset, files.TIMEINDEX_SUFFIX))
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW,
                           files.FILE_MODE)
-        self.index = IndexWriter(self.index_path, OFFSET_ENTRY)
-        self.timeindex = IndexWriter(self.timeindex_path, TIME_ENTRY)
-        self.indexer = SegmentIndexer(base_offset, index_interval)
-        self.size = 0
-        self.truncated_bytes = 0
-        self.truncated_at = 0
-        self.recover()
+        try:
+            self.index = IndexWriter(self.index_path, OFFSET_ENTRY)
+            self.timeindex = IndexWriter(self.timeindex_path, TIME_ENTRY)
+            self.indexer = SegmentIndexer(base_offset, index_interval)
+            self.size = 0
+            self.truncated_bytes = 0
+            self.truncated_at = 0
+            self.recover()
+        except BaseException:
+            # a refused recovery (damage that is not a torn tail) or an I/O error: a
+            # long-running process (fslog serve) asks again on the next append, and must
+            # not keep three descriptors per refusal
+            os.close(self.fd)
+            self.fd = -1
+            for ix in (getattr(self, "index", None), getattr(self, "timeindex", None)):
+                if ix is not None:
+                    ix.close()
+            raise
 
     @property
     def next_offset(self) -> int:
