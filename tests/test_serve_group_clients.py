@@ -35,10 +35,11 @@ pytestmark = pytest.mark.skipif(not _fetch_served(), reason="fslog serve has no 
 
 @pytest.fixture
 def serve(cli):
-    """``fslog serve`` over the test's root; an empty group's first JoinGroup does not wait
-    for more members (``--group-initial-rebalance-delay-ms 0``): no test here is about that
-    wait (test_serve_groups.py runs with it)."""
-    s = start_serve(cli, "--group-initial-rebalance-delay-ms", "0")
+    """``fslog serve`` over the test's root, with Kafka's default first-join wait (3 s):
+    with none (``--group-initial-rebalance-delay-ms 0``) a lone kafka-python member was
+    once assigned no partition and stayed so for 90 s at load 3 (its events: one
+    assignment, empty; the cause is not found yet), so these tests keep the default."""
+    s = start_serve(cli)
     yield s
     s.kill()
 
